@@ -1,0 +1,43 @@
+"""Training fidelity: how much work one learner gets, and what that costs in learner-epochs."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Fidelity", "PRESETS", "get_fidelity"]
+
+
+class Fidelity(BaseModel):
+    """One training budget for one learner.
+
+    ``resolution`` is the input length/side the data is resized to (``None`` keeps the native
+    size); ``width_mult`` scales every channel count of the built network.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = "custom"
+    epochs: int = Field(ge=1, le=1000)
+    train_fraction: float = Field(gt=0.0, le=1.0)
+    resolution: int | None = Field(default=None, ge=4, le=1024)
+    width_mult: float = Field(default=1.0, gt=0.0, le=4.0)
+    batch_size: int = Field(default=128, ge=1, le=65536)
+    lr: float = Field(default=0.01, gt=0.0)
+
+    def learner_epochs(self, learners: int = 1) -> float:
+        """Cost of training ``learners`` learners, in full-width, full-data learner-epochs."""
+        return learners * self.epochs * self.train_fraction * self.width_mult
+
+
+PRESETS: dict[str, Fidelity] = {
+    "low": Fidelity(name="low", epochs=6, train_fraction=1.0, width_mult=0.5, batch_size=128),
+    "medium": Fidelity(name="medium", epochs=15, train_fraction=1.0, width_mult=1.0, batch_size=128),
+    "high": Fidelity(name="high", epochs=40, train_fraction=1.0, width_mult=1.0, batch_size=128),
+}
+
+
+def get_fidelity(name: str) -> Fidelity:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown fidelity {name!r}; choose one of: {', '.join(PRESETS)}") from None
