@@ -52,8 +52,9 @@ class DualResult(BaseModel):
 
     ``ci`` maps ``"E"``, ``"sigma2"``, ``"rho"`` to a 95 % bootstrap interval ``[lo, hi]`` over
     validation samples; ``se`` maps the same names to bootstrap standard errors. ``npz`` is the
-    path of the saved probabilities (arrays ``probs`` (L, N, K) float32 and ``labels`` (N,)
-    int64), relative to the folder the caller passed, or absolute when none was.
+    file name (no directory) of the saved probabilities inside the folder the caller passed
+    (arrays ``probs`` (L, N, K) float32 and ``labels`` (N,) int64), named
+    ``<spec_hash>-<fidelity>-<seed1>-<seed2>.npz``.
     """
 
     model_config = ConfigDict(frozen=True)
