@@ -133,16 +133,34 @@ class SearchSpace(ABC):
         """A ``torch_geometric.data.Data``: one node per operation, typed features, DAG edges."""
 
     @abstractmethod
-    def cost(self, spec: BaseModel, task: TaskInfo, width_mult: float = 1.0) -> dict[str, int]:
-        """``{"params": int, "flops": int}`` computed without allocating real tensors."""
+    def construct(self, spec: BaseModel, task: TaskInfo, width_mult: float = 1.0):
+        """The ``nn.Module`` for ``spec``, with no size check (use :meth:`build`)."""
 
-    @abstractmethod
+    def cost(self, spec: BaseModel, task: TaskInfo, width_mult: float = 1.0) -> dict[str, int]:
+        """``{"params": int, "flops": int}`` per sample, forward pass, 1 MAC = 2 FLOPs.
+
+        Computed on the ``meta`` device: no real tensor is allocated, whatever the widths.
+        """
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with torch.device("meta"):
+            model = self.construct(spec, task, width_mult)
+            params = sum(p.numel() for p in model.parameters())
+            x = torch.empty((1, *task.input_shape))
+            model.eval()
+            with FlopCounterMode(display=False) as counter:
+                model(x)
+        return {"params": int(params), "flops": int(counter.get_total_flops())}
+
     def build(self, spec: BaseModel, task: TaskInfo, width_mult: float = 1.0,
               cap: SizeCap | None = None):
         """A ``torch.nn.Module`` mapping ``(B, *task.input_shape)`` to ``(B, num_classes)`` logits.
 
-        Must call :meth:`check_size` first so an oversized spec never allocates a tensor.
+        The size is checked first (:meth:`check_size`): an oversized spec never allocates a tensor.
         """
+        self.check_size(spec, task, cap, width_mult=width_mult)
+        return self.construct(spec, task, width_mult)
 
     # ---- helpers shared by all spaces ------------------------------------------------
     def validation_error_text(self, err: ValidationError) -> str:
