@@ -1,0 +1,130 @@
+"""Dual-learner evaluation: two trainings of one spec → E, σ², ρ (see ``evaluators.stats``).
+
+``evaluate`` trains two learners with independent initialisation and data order, saves their
+validation probabilities to ``<spec_hash>-<fidelity>-<seed1>-<seed2>.npz`` (``probs`` (2, N, K)
+float32, ``labels`` (N,) int64) so anyone can recompute every statistic, and returns a
+:class:`~evaluators.results.DualResult` — or an :class:`~evaluators.results.EvalFailure` for
+NaN losses, out-of-memory, time limits and any other error. Failures are results, not crashes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from evaluators.data import Task
+from evaluators.fidelity import Fidelity
+from evaluators.results import Curves, DualResult, EvalFailure, LearnerResult
+from evaluators.stats import bootstrap_stats, brier, residual_stats
+from evaluators.train import (
+    LearnerRun,
+    TimeLimitExceeded,
+    TrainData,
+    TrainingDiverged,
+    train_learners,
+)
+from spaces.base import SearchSpace, SizeCap, SpecTooLarge
+
+__all__ = ["evaluate", "train_spec", "prepare_data", "choose_packed", "npz_name"]
+
+
+def npz_name(spec_hash: str, fidelity: Fidelity, seeds: tuple[int, ...]) -> str:
+    return f"{spec_hash}-{fidelity.name}-" + "-".join(str(s) for s in seeds) + ".npz"
+
+
+def prepare_data(task: Task, fidelity: Fidelity) -> TrainData:
+    """Apply the fidelity's training fraction and input resolution, staying on the device."""
+    n = len(task.y_train)
+    keep = max(1, int(round(n * fidelity.train_fraction)))
+    x_train, y_train = task.x_train[:keep], task.y_train[:keep]  # train order is already random
+    xs = [x_train, task.x_val, task.x_test]
+    if fidelity.resolution is not None:
+        size = (fidelity.resolution,) * task.info.spatial_dims
+        mode = "linear" if task.info.spatial_dims == 1 else "bilinear"
+        xs = [F.interpolate(x, size=size, mode=mode, align_corners=False) for x in xs]
+    return TrainData(xs[0], y_train, xs[1], task.y_val, xs[2])
+
+
+def choose_packed(device: torch.device, packed: bool | Literal["auto"]) -> bool:
+    """``auto``: packed (vmap) on CUDA, where one launch serves all learners; sequential on CPU,
+    where the measured speed of the two is about the same (see ``benchmarks/trainer_speed.py``)."""
+    return device.type == "cuda" if packed == "auto" else bool(packed)
+
+
+def train_spec(spec, space: SearchSpace, task: Task, fidelity: Fidelity, seeds: list[int], *,
+               cap: SizeCap | None = None, packed: bool | Literal["auto"] = "auto",
+               time_limit_s: float | None = None) -> list[LearnerRun]:
+    """Build ``spec`` (size-checked first) and train one learner per seed at ``fidelity``."""
+    data = prepare_data(task, fidelity)
+    info = task.info
+    if fidelity.resolution is not None:
+        info = type(info)((info.input_shape[0],) + tuple(data.x_train.shape[2:]), info.num_classes)
+    space.check_size(spec, info, cap, width_mult=fidelity.width_mult)
+    deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
+    device = task.device
+    return train_learners(
+        lambda: space.construct(spec, info, fidelity.width_mult), data, seeds=list(seeds),
+        epochs=fidelity.epochs, batch_size=min(fidelity.batch_size, len(data.y_train)),
+        lr=fidelity.lr, packed=choose_packed(device, packed), deadline=deadline,
+        use_amp=device.type == "cuda")
+
+
+def classify_failure(err: BaseException) -> tuple[str, str]:
+    """Map an exception from training to a failure kind and a one-line message."""
+    if isinstance(err, TrainingDiverged):
+        return "nan", str(err)
+    if isinstance(err, TimeLimitExceeded):
+        return "timeout", str(err)
+    if isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower():
+        return "oom", f"out of memory: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+    if isinstance(err, SpecTooLarge):
+        return "error", str(err)
+    return "error", f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+
+
+def evaluate(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
+             seeds: tuple[int, int] = (0, 1), *, npz_dir: str | Path,
+             time_limit_s: float | None = None, cap: SizeCap | None = None,
+             packed: bool | Literal["auto"] = "auto", n_boot: int = 200) -> DualResult | EvalFailure:
+    """Train two learners of ``spec`` and return their statistics, or why that failed."""
+    spec_hash = space.canonical_hash(spec)
+    seeds = (int(seeds[0]), int(seeds[1]))
+    start = time.monotonic()
+    try:
+        cost = space.check_size(spec, task.info, cap, width_mult=fidelity.width_mult)
+        t_train = time.monotonic()
+        runs = train_spec(spec, space, task, fidelity, list(seeds), cap=cap, packed=packed,
+                          time_limit_s=time_limit_s)
+        device_s = time.monotonic() - t_train
+    except Exception as err:  # failures are results: the loop logs them and goes on
+        if task.device.type == "cuda":
+            torch.cuda.empty_cache()
+        kind, message = classify_failure(err)
+        return EvalFailure(spec_hash=spec_hash, fidelity=fidelity.name, seeds=seeds, kind=kind,
+                           message=message, wall_s=time.monotonic() - start)
+
+    labels = task.y_val.cpu().numpy().astype(np.int64)
+    probs = np.stack([r.val_probs for r in runs]).astype(np.float32)
+    name = npz_name(spec_hash, fidelity, seeds)
+    Path(npz_dir).mkdir(parents=True, exist_ok=True)
+    np.savez(Path(npz_dir) / name, probs=probs, labels=labels)
+    stats = residual_stats(probs, labels)
+    ci, se = bootstrap_stats(probs, labels, n_boot=n_boot, seed=seeds[0])
+    y_test = task.y_test.cpu().numpy()
+    learners = [LearnerResult(
+        seed=r.seed, val_acc=float(np.mean(r.val_probs.argmax(1) == labels)),
+        val_nll=float(-np.mean(np.log(np.clip(r.val_probs[np.arange(len(labels)), labels],
+                                               1e-12, None)))),
+        val_brier=brier(r.val_probs, labels),
+        test_acc=float(np.mean(r.test_probs.argmax(1) == y_test)),
+        curves=Curves(train_loss=r.train_loss, val_acc=r.val_acc, grad_norm=r.grad_norm),
+    ) for r in runs]
+    return DualResult(spec_hash=spec_hash, fidelity=fidelity.name, seeds=seeds, E=stats["E"],
+                      sigma2=stats["sigma2"], rho=stats["rho"], ci=ci, se=se, learners=learners,
+                      npz=name, wall_s=time.monotonic() - start, device_s=device_s,
+                      params=cost["params"], flops=cost["flops"])

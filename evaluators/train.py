@@ -1,0 +1,193 @@
+"""One readable training loop for L learners of one architecture.
+
+Data stays on the device; each learner has its own seed for initialisation *and* data order.
+``packed=False`` trains the learners one after the other; ``packed=True`` trains them at once
+with ``torch.func`` (stacked parameters and batch-norm buffers, ``vmap`` over learners), which
+pays on a GPU. Both give the same learners up to floating-point reassociation.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["LearnerRun", "TrainingDiverged", "TimeLimitExceeded", "train_learners",
+           "TrainData"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class TimeLimitExceeded(RuntimeError):
+    """Training ran past its wall-clock limit."""
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """Tensors on one device: training set, and the sets whose probabilities we return."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+
+
+@dataclass
+class LearnerRun:
+    """One trained learner: its probabilities on validation and test, and its curves."""
+
+    seed: int
+    val_probs: np.ndarray  # (N_val, K) float32
+    test_probs: np.ndarray  # (N_test, K) float32
+    train_loss: list[float]
+    val_acc: list[float]
+    grad_norm: list[float]
+
+
+def _init(factory: Callable[[], nn.Module], seed: int, device: torch.device) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return factory().to(device)
+
+
+def _schedule(total_steps: int) -> Callable[[int], float]:
+    """Linear warm-up over the first 10 % of steps, then cosine decay to zero."""
+    warm = max(1, total_steps // 10)
+    return lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(
+        math.pi * (s - warm) / max(1, total_steps - warm)))
+
+
+@torch.no_grad()
+def _predict(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+             batch: int = 1024) -> torch.Tensor:
+    """Softmax probabilities, computed in chunks; forward returns (..., B, K) logits."""
+    return torch.cat([forward(x[i:i + batch]).float().softmax(-1)
+                      for i in range(0, len(x), batch)], dim=-2)
+
+
+def train_learners(factory: Callable[[], nn.Module], data: TrainData, *, seeds: list[int],
+                   epochs: int, batch_size: int, lr: float, weight_decay: float = 5e-4,
+                   packed: bool = False, deadline: float | None = None,
+                   use_amp: bool = False) -> list[LearnerRun]:
+    """Train one learner per seed with AdamW and a warm-up + cosine schedule.
+
+    ``deadline`` is a ``time.monotonic()`` value; passing it raises :class:`TimeLimitExceeded`.
+    A NaN/inf loss raises :class:`TrainingDiverged`.
+    """
+    run = _train_packed if packed else _train_one
+    if packed:
+        return run(factory, data, seeds, epochs, batch_size, lr, weight_decay, deadline, use_amp)
+    return [run(factory, data, [s], epochs, batch_size, lr, weight_decay, deadline, use_amp)[0]
+            for s in seeds]
+
+
+def _train_one(factory, data: TrainData, seeds, epochs, batch_size, lr, weight_decay, deadline,
+               use_amp) -> list[LearnerRun]:
+    seed, device = seeds[0], data.x_train.device
+    model = _init(factory, seed, device)
+    if use_amp and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last) if data.x_train.dim() == 4 else model
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    n = len(data.y_train)
+    steps = epochs * max(1, n // batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(steps))
+    order_rng = torch.Generator(device="cpu").manual_seed(seed + 7919)
+    curves = {"train_loss": [], "val_acc": [], "grad_norm": []}
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(n, generator=order_rng).to(device)
+        losses, norms = [], []
+        for i in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
+            idx = perm[i:i + batch_size]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf")))
+            opt.step()
+            sched.step()
+            losses.append(loss.detach())
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeLimitExceeded("training ran past its time limit")
+        epoch_loss = torch.stack(losses).mean().item()
+        if not math.isfinite(epoch_loss):
+            raise TrainingDiverged(f"training loss became {epoch_loss} (seed {seed})")
+        model.eval()
+        curves["train_loss"].append(epoch_loss)
+        curves["grad_norm"].append(torch.stack(norms).mean().item())
+        val_probs = _predict(model, data.x_val)
+        curves["val_acc"].append(_accuracy(val_probs, data.y_val))
+    test_probs = _predict(model, data.x_test)
+    return [LearnerRun(seed, val_probs.cpu().numpy().astype(np.float32),
+                       test_probs.cpu().numpy().astype(np.float32), **curves)]
+
+
+def _accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    return (probs.argmax(-1) == labels).float().mean().item()
+
+
+def _train_packed(factory, data: TrainData, seeds, epochs, batch_size, lr, weight_decay,
+                  deadline, use_amp) -> list[LearnerRun]:
+    """All learners at once: parameters and buffers stacked on a leading learner axis."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    device, L = data.x_train.device, len(seeds)
+    models = [_init(factory, s, device) for s in seeds]
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0]).to("meta")
+    opt = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=weight_decay)
+    n = len(data.y_train)
+    steps = epochs * max(1, n // batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(steps))
+    order_rngs = [torch.Generator(device="cpu").manual_seed(s + 7919) for s in seeds]
+
+    def forward(p, b, x):
+        return functional_call(base, (p, b), (x,))
+
+    train_fwd = vmap(forward, randomness="different")
+    curves = [{"train_loss": [], "val_acc": [], "grad_norm": []} for _ in seeds]
+    for _ in range(epochs):
+        base.train()
+        perms = torch.stack([torch.randperm(n, generator=g) for g in order_rngs]).to(device)
+        losses, norms = [], []
+        for i in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
+            idx = perms[:, i:i + batch_size]  # (L, B)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = train_fwd(params, buffers, data.x_train[idx])  # (L, B, K)
+                per_learner = F.cross_entropy(logits.flatten(0, 1).float(),
+                                              data.y_train[idx].flatten(),
+                                              reduction="none").view(L, -1).mean(1)
+            opt.zero_grad(set_to_none=True)
+            per_learner.sum().backward()
+            sq = sum(p.grad.flatten(1).pow(2).sum(1) for p in params.values())
+            norms.append(sq.sqrt())
+            opt.step()
+            sched.step()
+            losses.append(per_learner.detach())
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeLimitExceeded("training ran past its time limit")
+        epoch_loss = torch.stack(losses).mean(0)
+        if not torch.isfinite(epoch_loss).all():
+            raise TrainingDiverged(f"training loss became {epoch_loss.tolist()} (seeds {seeds})")
+        base.eval()
+        eval_fwd = vmap(forward, in_dims=(0, 0, None))
+        val_probs = _predict(lambda x: eval_fwd(params, buffers, x), data.x_val)
+        grad_norm = torch.stack(norms).mean(0)
+        for l in range(L):
+            curves[l]["train_loss"].append(epoch_loss[l].item())
+            curves[l]["grad_norm"].append(grad_norm[l].item())
+            curves[l]["val_acc"].append(_accuracy(val_probs[l], data.y_val))
+    test_probs = _predict(lambda x: eval_fwd(params, buffers, x), data.x_test)
+    return [LearnerRun(seeds[l], val_probs[l].cpu().numpy().astype(np.float32),
+                       test_probs[l].cpu().numpy().astype(np.float32), **curves[l])
+            for l in range(L)]
