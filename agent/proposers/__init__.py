@@ -1,0 +1,49 @@
+"""Proposers and the factory that picks one from ``--model``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.proposers.base import Proposal, ProposalContext, Proposer, ProposerFatal
+
+__all__ = ["make_proposer", "Proposal", "ProposalContext", "Proposer", "ProposerFatal",
+           "resolve_default_model"]
+
+
+def resolve_default_model(model: str | None) -> tuple[str, str | None]:
+    """The model to use and, when the default had to fall back, the one-line reason.
+
+    Without ``--model`` the default is the offline ``local`` model; when its extra is not
+    installed the search falls back to ``builtin`` (a provider key in the environment never
+    changes that: the main job does not go online by surprise).
+    """
+    if model is not None:
+        return model, None
+    try:
+        from agent.proposers.local import local_model_available
+    except ImportError:
+        return "builtin", "the local LLM proposer is not part of this install; using --model builtin"
+    ok, why = local_model_available()
+    return ("local", None) if ok else ("builtin", f"local model unavailable ({why}); using --model builtin")
+
+
+def make_proposer(model: str, *, space, seed: int, api_base: str | None = None,
+                  prompt: str | None = None) -> Proposer:
+    """``builtin`` | ``replay:RUN_DIR`` | ``local`` | any litellm model name."""
+    if model == "builtin":
+        from agent.proposers.builtin import BuiltinProposer
+
+        return BuiltinProposer(space, seed=seed)
+    if model.startswith("replay:"):
+        from agent.proposers.replay import ReplayProposer
+
+        return ReplayProposer(Path(model.split(":", 1)[1]), space)
+    if model == "local":
+        from agent.proposers.local import make_local_proposer
+
+        return make_local_proposer(api_base=api_base, prompt=prompt, seed=seed)
+    try:
+        from agent.proposers.llm import make_llm_proposer
+    except ImportError as err:
+        raise ProposerFatal(f"the LLM proposer is unavailable in this install: {err}") from None
+    return make_llm_proposer(model, api_base=api_base, prompt=prompt, seed=seed)

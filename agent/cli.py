@@ -1,0 +1,77 @@
+"""Command-line flags of ``python -m agent.run``, mapped one to one onto :class:`RunConfig`."""
+
+from __future__ import annotations
+
+import argparse
+
+from agent.config import RunConfig
+
+__all__ = ["build_parser", "config_from_args", "UsageError"]
+
+
+class UsageError(ValueError):
+    """A bad flag or input the user must fix; printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = RunConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m agent.run",
+        description="LLM-agent architecture search with the dual-learner monotonic acceptance "
+                    "rule. Each iteration: propose K specs, let the predictor keep k, train two "
+                    "learners of each, keep a candidate iff its predicted M-ensemble beats the "
+                    "baseline's. Everything is logged under --out/<run_id>/.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    a = p.add_argument
+    a("--model", default=None, help="proposer: 'local' (Gemma 3 270M via llama.cpp, offline; "
+      "the default when installed, else 'builtin'), 'builtin' (offline evolution), "
+      "'replay:RUN_DIR', or any litellm model (gpt-4o, anthropic/..., ollama/..., "
+      "openai/<name> with --api-base)")
+    a("--api-base", default=None, help="OpenAI-compatible server URL")
+    a("--prompt", default=None, help="folder with system.j2/propose.j2/repair.j2, or one "
+      "propose template file")
+    a("--space", default=d.space, help="search space: nb201 | hierarchical")
+    a("--dataset", default=d.dataset, help="mnist1d | fashion-mnist | cifar10 | cifar100 | digits")
+    a("--data-dir", default=None, help="dataset folder (fashion-mnist, cifar)")
+    a("--download", action="store_true", help="let torchvision download CIFAR into --data-dir")
+    a("--n-samples", type=int, default=None, help="cap on training+validation samples")
+    a("--device", default=d.device, help="cpu | cuda | auto (cuda when available)")
+    a("--fidelity", default=d.fidelity, help="low | medium | high")
+    a("--ensemble-size", type=int, default=d.ensemble_size, help="M, the ensemble the rule decides about")
+    a("--rule", default=d.rule, choices=["exact", "paper"], help="acceptance rule form")
+    a("--margin", type=float, default=d.margin, help="z: accept only if the predicted gain "
+      "exceeds z standard errors (0 = no margin)")
+    a("--predictor", default=d.predictor, help="gnn-ensemble | none")
+    a("--predictor-refit", type=int, default=d.predictor_refit, help="refit after n new labels")
+    a("--predictor-min-labels", type=int, default=d.predictor_min_labels,
+      help="pass proposals through until this many labels exist")
+    a("--iterations", type=int, default=d.iterations, help="N iterations")
+    a("--proposals", type=int, default=d.proposals, help="K proposals per iteration")
+    a("--keep", type=int, default=d.keep, help="k proposals trained per iteration")
+    a("--max-device-seconds", type=float, default=None, help="stop after this much training time")
+    a("--max-wall-seconds", type=float, default=None, help="stop after this much wall time")
+    a("--max-cost-usd", type=float, default=None, help="stop before an LLM call would exceed this")
+    a("--eval-time-limit", type=float, default=None, help="seconds per evaluation before it fails")
+    a("--max-params", type=int, default=d.max_params, help="refuse specs with more parameters")
+    a("--max-flops", type=int, default=d.max_flops, help="refuse specs with more FLOPs per sample")
+    a("--baseline", default=None, help="JSON file with the first baseline spec")
+    a("--validate", action="store_true", help="train the real M-ensemble of the first and final "
+      "baseline and log true vs predicted")
+    a("--seed", type=int, default=d.seed, help="seed (same seed + builtin on CPU = same trajectory)")
+    a("--out", default=d.out, help="folder for run folders")
+    a("--resume", default=None, metavar="RUN_DIR", help="continue a run from its log; its "
+      "config.json is used and other flags are ignored (except --max-* budgets and "
+      "--iterations, which may be raised)")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    from pydantic import ValidationError
+
+    fields = {k: v for k, v in vars(args).items() if k not in ("resume", "validate")}
+    fields["validate_ensemble"] = args.validate
+    try:
+        return RunConfig(**fields)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None

@@ -1,0 +1,78 @@
+"""Every setting of a run, as one validated value written to ``config.json``."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import platform
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["RunConfig", "package_versions", "SECRET_MARKERS"]
+
+#: substrings of setting names never written to disk
+SECRET_MARKERS = ("key", "token", "secret", "password")
+
+
+class RunConfig(BaseModel):
+    """The settings of one search. Defaults fit a 3-minute offline run on 2 CPU cores."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description="proposer: local (default), builtin, "
+                              "replay:RUN_DIR, or a litellm model name")
+    api_base: str | None = None
+    prompt: str | None = None
+    space: str = "nb201"
+    dataset: str = "mnist1d"
+    data_dir: str | None = None
+    download: bool = False
+    n_samples: int | None = Field(None, ge=20)
+    device: str = "auto"
+    fidelity: str = "low"
+    ensemble_size: int = Field(50, ge=2)
+    rule: Literal["exact", "paper"] = "exact"
+    margin: float = Field(0.0, ge=0.0)
+    predictor: str = "gnn-ensemble"
+    predictor_refit: int = Field(20, ge=1)
+    predictor_min_labels: int = Field(8, ge=2)
+    iterations: int = Field(4, ge=0)
+    proposals: int = Field(4, ge=1, le=64)
+    keep: int = Field(2, ge=1, le=64)
+    max_device_seconds: float | None = Field(None, gt=0)
+    max_wall_seconds: float | None = Field(None, gt=0)
+    max_cost_usd: float | None = Field(None, ge=0)
+    eval_time_limit: float | None = Field(None, gt=0)
+    max_params: int = Field(50_000_000, ge=1)
+    max_flops: int = Field(20_000_000_000, ge=1)
+    baseline: str | None = None
+    baseline_spec: dict[str, Any] | None = None
+    validate_ensemble: bool = False
+    seed: int = 0
+    out: str = "runs"
+
+    @property
+    def seeds(self) -> tuple[int, int]:
+        """The one seed pair used for every candidate (common random numbers)."""
+        return (1000 * self.seed, 1000 * self.seed + 1)
+
+    def safe_dump(self) -> dict[str, Any]:
+        """The settings without anything that looks like a secret, plus package versions."""
+        data = self.model_dump()
+        for name in list(data):
+            if any(m in name.lower() for m in SECRET_MARKERS):
+                data.pop(name)
+        return data
+
+
+def package_versions() -> dict[str, str]:
+    names = ("torch", "torchvision", "torch-geometric", "numpy", "scipy", "scikit-learn",
+             "pydantic", "litellm", "openai", "jinja2", "tenacity", "mnist1d", "rich",
+             "matplotlib", "llama-cpp-python")
+    out = {"python": platform.python_version()}
+    for n in names:
+        try:
+            out[n] = md.version(n)
+        except md.PackageNotFoundError:
+            continue
+    return out

@@ -1,0 +1,56 @@
+"""The offline proposer: regularized-evolution-style mutation plus random samples (seeded).
+
+Each proposal is, with probability ``1 − p_random``, a one-choice mutation of a parent picked
+by a tournament among the current baseline and the best accepted candidates (lower predicted
+ensemble error wins), and otherwise a uniform random sample of the space. Already-seen
+architectures (by canonical hash) are skipped where possible.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agent.proposers.base import HistoryItem, Proposal, ProposalContext, Proposer
+
+__all__ = ["BuiltinProposer"]
+
+
+class BuiltinProposer(Proposer):
+    source = "builtin"
+
+    def __init__(self, space, seed: int = 0, p_random: float = 0.25, tournament: int = 3,
+                 max_tries: int = 50):
+        self.space = space
+        self.rng = np.random.default_rng(seed)
+        self.p_random, self.tournament, self.max_tries = p_random, tournament, max_tries
+        self.calls = 0
+
+    def _parent(self, context: ProposalContext) -> dict:
+        pool: list[HistoryItem] = [context.baseline, *context.best_accepted]
+        picks = self.rng.choice(len(pool), size=min(self.tournament, len(pool)), replace=False)
+
+        def key(i: int) -> float:
+            value = pool[i].predicted_ens_error
+            return float("inf") if value is None else value
+
+        return pool[min(picks, key=key)].spec
+
+    def propose(self, context: ProposalContext, k: int) -> list[Proposal]:
+        self.calls += 1
+        call_id = f"builtin-{self.calls}"
+        seen = set(context.seen_hashes)
+        proposals: list[Proposal] = []
+        for _ in range(k):
+            spec = None
+            for _ in range(self.max_tries):
+                if self.rng.random() < self.p_random:
+                    spec = self.space.sample(self.rng)
+                else:
+                    spec = self.space.mutate(self.space.parse(self._parent(context)), self.rng)
+                if self.space.canonical_hash(spec) not in seen:
+                    break
+            spec_hash = self.space.canonical_hash(spec)
+            seen.add(spec_hash)
+            proposals.append(Proposal(source="builtin", call_id=call_id,
+                                      raw=spec.model_dump_json(), spec=spec, spec_hash=spec_hash))
+        return proposals

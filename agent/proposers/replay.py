@@ -1,0 +1,51 @@
+"""Feeds a logged run's proposals, in their logged order, to a new run (no LLM call)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.proposers.base import Proposal, ProposalContext, Proposer
+from agent.trajectory import read_events
+
+__all__ = ["ReplayProposer"]
+
+
+class ReplayProposer(Proposer):
+    """Replays the ``raw`` text of every non-baseline proposal of ``run_dir``.
+
+    Each raw reply is validated again against the space, so a replay into another space or
+    with stricter caps rejects what no longer fits.
+    """
+
+    source = "replay"
+
+    def __init__(self, run_dir: Path, space):
+        self.space = space
+        events = read_events(run_dir).events
+        self.queue = [e for e in events if e["event"] == "proposal" and e["proposal_id"] != "baseline"]
+        self.position = 0
+        self.calls = 0
+
+    def exhausted(self) -> bool:
+        return self.position >= len(self.queue)
+
+    def propose(self, context: ProposalContext, k: int) -> list[Proposal]:
+        from pydantic import ValidationError
+
+        self.calls += 1
+        batch = self.queue[self.position:self.position + k]
+        self.position += len(batch)
+        out = []
+        for event in batch:
+            source_spec = event.get("spec")
+            prop = Proposal(source="replay", call_id=f"replay-{self.calls}", raw=event.get("raw") or "")
+            if source_spec is None:
+                prop.error = f"replayed proposal {event['proposal_id']} was invalid in its run"
+            else:
+                try:
+                    prop.spec = self.space.parse(source_spec)
+                    prop.spec_hash = self.space.canonical_hash(prop.spec)
+                except ValidationError as err:
+                    prop.error = f"invalid spec: {self.space.validation_error_text(err)}"
+            out.append(prop)
+        return out

@@ -1,0 +1,211 @@
+"""``python -m agent.run``: the main job. Sets a run up (or resumes one), runs the loop, writes
+``best_spec.json``, the ``run_finished`` event and the report, and prints a summary."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from agent.cli import UsageError, build_parser, config_from_args
+from agent.config import RunConfig, package_versions
+from agent.loop import SearchLoop, StopRequested
+from agent.progress import LiveProgress, summary_table
+from agent.state import SearchState
+from agent.trajectory import BEST_SPEC, CONFIG, RunFolderError, Trajectory, read_events
+
+__all__ = ["main"]
+
+console = Console(stderr=True)
+
+
+def _fail(message: str) -> int:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return 2
+
+
+def new_run_dir(config: RunConfig) -> Path:
+    out = Path(config.out)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    base = f"{stamp}-{config.space}-{config.dataset}-s{config.seed}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for n in range(1000):
+            run_dir = out / (base if n == 0 else f"{base}-{n}")
+            try:
+                run_dir.mkdir()
+                return run_dir
+            except FileExistsError:
+                continue
+    except OSError as err:
+        raise UsageError(f"--out {out}: cannot create a run folder there ({err.strerror})") from None
+    raise UsageError(f"--out {out}: too many runs named {base}")
+
+
+def load_baseline(path: str, space):
+    from pydantic import ValidationError
+
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise UsageError(f"--baseline {path}: cannot read it ({err.strerror})") from None
+    try:
+        return space.parse(text)
+    except ValidationError as err:
+        raise UsageError(f"--baseline {path}: not a valid {space.name} spec: "
+                         f"{space.validation_error_text(err)}") from None
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available")
+    if name not in ("cpu", "cuda"):
+        raise UsageError(f"--device {name}: choose cpu, cuda or auto")
+    return name
+
+
+def make_filter(config: RunConfig, space, task_info):
+    from evaluators.predictor.base import PassThroughFilter
+
+    if config.predictor == "none":
+        return PassThroughFilter(), None
+    try:
+        from evaluators.predictor import make_filter as factory
+    except ImportError:
+        return PassThroughFilter(), (f"predictor {config.predictor!r} is not available in this "
+                                     "install: keeping the first k proposals")
+    try:
+        return factory(config.predictor, space, task_info, refit_every=config.predictor_refit,
+                       min_labels=config.predictor_min_labels, seed=config.seed,
+                       total_iterations=config.iterations), None
+    except ValueError as err:
+        raise UsageError(f"--predictor: {err}") from None
+
+
+def prepare(argv: list[str] | None):
+    """Parse flags, check every name and file, and create or reopen the run folder."""
+    from spaces import get_space
+
+    args = build_parser().parse_args(argv)
+    if args.resume:
+        run_dir = Path(args.resume)
+        try:
+            read = read_events(run_dir)
+            config = RunConfig(**json.loads((run_dir / CONFIG).read_text())["config"])
+        except (RunFolderError, OSError, ValueError, KeyError) as err:
+            raise UsageError(f"--resume {run_dir}: not a resumable run ({err})") from None
+        for name in ("iterations", "max_wall_seconds", "max_device_seconds", "max_cost_usd"):
+            value = getattr(args, name)
+            if value is not None and value != build_parser().get_default(name):
+                setattr(config, name, value)
+    else:
+        config, read = config_from_args(args), None
+    try:
+        space = get_space(config.space)
+    except ValueError as err:
+        raise UsageError(f"--space: {err}") from None
+    from evaluators.data import list_datasets
+
+    if config.dataset not in list_datasets():
+        raise UsageError(f"--dataset: unknown dataset {config.dataset!r}; choose one of: "
+                         f"{', '.join(list_datasets())}")
+    from evaluators.fidelity import get_fidelity
+
+    try:
+        fidelity = get_fidelity(config.fidelity)
+    except ValueError as err:
+        raise UsageError(f"--fidelity: {err}") from None
+    if config.keep > config.proposals:
+        raise UsageError(f"--keep {config.keep} must not exceed --proposals {config.proposals}")
+    if read is None and config.baseline:
+        config.baseline_spec = load_baseline(config.baseline, space).model_dump()
+    return args, config, read, space, fidelity
+
+
+def main(argv: list[str] | None = None) -> int:
+    from agent.proposers import make_proposer, resolve_default_model
+    from evaluators.data import DatasetUnavailable, load_task
+
+    try:
+        args, config, read, space, fidelity = prepare(argv)
+        device = resolve_device(config.device)
+        model, why = resolve_default_model(config.model)
+        if why:
+            console.print(f"[yellow]note:[/] {why}")
+        config.model = model
+        try:
+            task = load_task(config.dataset, device=device, data_dir=config.data_dir,
+                             n_samples=config.n_samples, seed=config.seed,
+                             download=config.download)
+        except DatasetUnavailable as err:
+            raise UsageError(f"--dataset {config.dataset}: {err}") from None
+        proposer = make_proposer(model, space=space, seed=config.seed, api_base=config.api_base,
+                                 prompt=config.prompt)
+        cand_filter, filter_note = make_filter(config, space, task.info)
+        run_dir = Path(args.resume) if read else new_run_dir(config)
+    except UsageError as err:
+        return _fail(str(err))
+    except Exception as err:  # e.g. ProposerFatal or a template error at start-up
+        return _fail(f"{type(err).__name__}: {err}")
+    if filter_note:
+        console.print(f"[yellow]note:[/] {filter_note}")
+
+    trajectory = Trajectory(run_dir)
+    if read is None:
+        (run_dir / CONFIG).write_text(json.dumps(
+            {"config": config.safe_dump(), "versions": package_versions(),
+             "device": device, "command": ["python", "-m", "agent.run", *(argv or sys.argv[1:])]},
+            indent=2))
+        state = SearchState()
+        trajectory.open()
+        loop_state_event = ("run_started", {"config": config.safe_dump()})
+    else:
+        state = SearchState.from_events(read.events)
+        trajectory.open(truncate_to=read.valid_bytes)
+        loop_state_event = ("resumed", {"from_event": len(read.events),
+                                        "truncated_line": read.truncated_line})
+    baseline_spec = (space.parse(config.baseline_spec) if config.baseline_spec
+                     else space.reference())
+    stop = StopRequested()
+    previous = signal.signal(signal.SIGINT, stop.set)
+    progress = LiveProgress(console, config)
+    loop = SearchLoop(config, run_dir, space, task, fidelity, proposer, cand_filter, trajectory,
+                      state, stop, progress)
+    for cand in state.candidates.values():  # a resumed predictor relearns what the log holds
+        if cand.stats is not None:
+            cand_filter.observe(space.parse(cand.spec), cand.evaluation["predicted_ens_error"])
+    loop.log(loop_state_event[0], 0, **loop_state_event[1])
+    started = time.time()
+    try:
+        with progress:
+            reason = loop.run(baseline_spec)
+        if reason != "interrupted" and not reason.startswith("proposer_error"):
+            from agent.finish import validate_baselines
+
+            validate_baselines(loop, console)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        proposer.close()
+    from agent.finish import finish_run
+
+    report_path = finish_run(loop, reason, console)
+    console.print(summary_table(state, config, reason, time.time() - started))
+    if report_path:
+        console.print(f"report: {report_path}")
+    console.print(f"run folder: {run_dir}")
+    if reason.startswith("proposer_error") or reason == "baseline_failed":
+        return 1
+    return 130 if reason == "interrupted" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
