@@ -36,7 +36,7 @@ class RunConfig(BaseModel):
     predictor: str = "gnn-ensemble"
     predictor_refit: int = Field(20, ge=1)
     predictor_min_labels: int = Field(8, ge=2)
-    iterations: int = Field(4, ge=0)
+    iterations: int = Field(5, ge=0)
     proposals: int = Field(4, ge=1, le=64)
     keep: int = Field(2, ge=1, le=64)
     max_device_seconds: float | None = Field(None, gt=0)
