@@ -1,0 +1,92 @@
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from evaluators.data import DatasetUnavailable, list_datasets, load_task
+from evaluators.fidelity import PRESETS, get_fidelity
+from evaluators.stats import bootstrap_stats, paired_gain_se, residual_stats
+
+
+def test_mnist1d_is_generated_locally_with_a_validation_split():
+    task = load_task("mnist1d", n_samples=400, seed=1)
+    assert task.info.input_shape == (1, 40) and task.info.num_classes == 10
+    assert task.sizes() == {"train": 320, "val": 80, "test": 100}
+    assert abs(float(task.x_train.mean())) < 0.1
+    again = load_task("mnist1d", n_samples=400, seed=1)
+    assert bool((again.x_val == task.x_val).all())
+
+
+def test_digits_are_images():
+    task = load_task("digits")
+    assert task.info.input_shape == (1, 8, 8)
+    assert task.x_train.shape[1:] == (1, 8, 8)
+
+
+def _write_idx(path, array, magic):
+    with gzip.open(path, "wb") as f:
+        f.write(struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape))
+        f.write(array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_reads_idx_files_from_a_data_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 50), ("t10k", 20)):
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 255, (n, 28, 28)), 2051)
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10, 2049)
+    task = load_task("fashion-mnist", data_dir=str(tmp_path))
+    assert task.info.input_shape == (1, 28, 28) and task.info.num_classes == 10
+    assert task.sizes()["test"] == 20 and sum(task.sizes().values()) == 70
+
+
+def test_missing_fashion_mnist_says_how_to_get_it(tmp_path):
+    with pytest.raises(DatasetUnavailable, match="apt-get install dataset-fashion-mnist"):
+        load_task("fashion-mnist", data_dir=str(tmp_path))
+
+
+def test_cifar_without_data_dir_and_unknown_names_are_clear():
+    with pytest.raises(DatasetUnavailable, match="--data-dir"):
+        load_task("cifar10")
+    with pytest.raises(ValueError, match="mnist1d"):
+        load_task("imagenet")
+    assert "digits" in list_datasets()
+
+
+def test_fidelity_presets_and_cost():
+    assert set(PRESETS) == {"low", "medium", "high"}
+    low, high = get_fidelity("low"), get_fidelity("high")
+    assert low.learner_epochs(2) < high.learner_epochs(2)
+    assert low.learner_epochs(2) == 2 * low.learner_epochs(1)
+    with pytest.raises(ValueError, match="low"):
+        get_fidelity("ultra")
+
+
+def _random_probs(rng, L, N, K, noise):
+    logits = rng.normal(size=(1, N, K)) + noise * rng.normal(size=(L, N, K))
+    p = np.exp(logits)
+    return p / p.sum(-1, keepdims=True)
+
+
+def test_identical_learners_have_rho_one_and_bootstrap_brackets_the_estimate():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 300)
+    p = _random_probs(rng, 1, 300, 4, 0.0)
+    same = residual_stats(np.concatenate([p, p]), labels)
+    assert same["rho"] == pytest.approx(1.0)
+    probs = _random_probs(rng, 2, 300, 4, 1.0)
+    stats = residual_stats(probs, labels)
+    ci, se = bootstrap_stats(probs, labels, n_boot=100)
+    for k in ("E", "sigma2", "rho"):
+        assert ci[k][0] <= stats[k] <= ci[k][1] and se[k] > 0
+
+
+def test_paired_gain_has_smaller_se_than_unpaired_noise():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 400)
+    a = _random_probs(rng, 2, 400, 3, 0.5)
+    gain, se = paired_gain_se(a, a, labels, M=50, n_boot=50)
+    assert gain == 0.0 and se == 0.0  # a candidate never beats itself
+    b = _random_probs(rng, 2, 400, 3, 1.5)
+    gain, se = paired_gain_se(b, a, labels, M=50, n_boot=50)
+    assert se > 0

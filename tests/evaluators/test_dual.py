@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+import torch
+
+from evaluators.data import load_task
+from evaluators.dual import evaluate
+from evaluators.ensemble import validate_ensemble
+from evaluators.fidelity import Fidelity
+from evaluators.results import DualResult, EvalFailure
+from evaluators.stats import ensemble_brier, residual_stats
+from evaluators.train import TrainData, train_learners
+from spaces import SizeCap, get_space
+
+SPACE = get_space("nb201")
+TINY = Fidelity(name="tiny", epochs=2, train_fraction=1.0, width_mult=0.5, batch_size=64, lr=3e-3)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_task("digits", seed=0)
+
+
+@pytest.fixture(scope="module")
+def dual(digits, tmp_path_factory):
+    out = tmp_path_factory.mktemp("evals")
+    return evaluate(SPACE.reference(), SPACE, digits, TINY, (3, 4), npz_dir=out), out
+
+
+def test_statistics_match_numpy_from_the_saved_npz(dual):
+    result, out = dual
+    assert isinstance(result, DualResult)
+    assert result.npz == f"{result.spec_hash}-tiny-3-4.npz"
+    saved = np.load(out / result.npz)
+    probs, labels = saved["probs"], saved["labels"]
+    assert probs.dtype == np.float32 and probs.shape[0] == 2 and labels.dtype == np.int64
+    eps = probs.astype(np.float64) - np.eye(probs.shape[2])[labels]
+    E = np.mean([np.mean(np.sum(e**2, axis=1)) for e in eps])
+    c = eps - eps.mean(axis=1, keepdims=True)
+    sigma2 = np.mean([np.mean(np.sum(ci**2, axis=1)) for ci in c])
+    rho = np.mean(np.sum(c[0] * c[1], axis=1)) / sigma2
+    assert result.E == pytest.approx(E, rel=1e-9)
+    assert result.sigma2 == pytest.approx(sigma2, rel=1e-9)
+    assert result.rho == pytest.approx(rho, rel=1e-9)
+    for name, (lo, hi) in result.ci.items():
+        assert lo <= getattr(result, name) <= hi
+    assert all(len(l.curves.train_loss) == TINY.epochs for l in result.learners)
+    assert all(l.test_acc is not None and 0 <= l.test_acc <= 1 for l in result.learners)
+
+
+def test_m2_prediction_equals_averaged_probabilities_up_to_mean_gap(dual):
+    """E_ens(2) from (E, σ², ρ) vs the Brier of the averaged learners.
+
+    With ε̄ = (ε₁+ε₂)/2 and μᵢ the learners' mean residuals:
+    mean‖ε̄‖² = E − σ²(1−ρ)/2 − ‖μ₁−μ₂‖²/4 exactly, when σ² is the mean of the two variances
+    and both learners' residual variances enter ρ's denominator through their mean.
+    """
+    result, out = dual
+    saved = np.load(out / result.npz)
+    probs, labels = saved["probs"], saved["labels"]
+    true = ensemble_brier(probs, labels)
+    predicted = result.predicted_ensemble_error(2)
+    eps = probs.astype(np.float64) - np.eye(probs.shape[2])[labels]
+    mu = eps.mean(axis=1)
+    gap = np.sum((mu[0] - mu[1]) ** 2) / 4
+    assert predicted - true == pytest.approx(gap, abs=1e-9)
+
+
+def test_same_seeds_give_identical_numbers(digits, dual, tmp_path):
+    again = evaluate(SPACE.reference(), SPACE, digits, TINY, (3, 4), npz_dir=tmp_path)
+    first = dual[0]
+    assert (again.E, again.sigma2, again.rho) == (first.E, first.sigma2, first.rho)
+
+
+def test_nan_loss_is_a_typed_failure(digits, tmp_path):
+    wild = TINY.model_copy(update={"lr": 1e12, "name": "wild"})
+    result = evaluate(SPACE.reference(), SPACE, digits, wild, (0, 1), npz_dir=tmp_path)
+    assert isinstance(result, EvalFailure) and result.kind == "nan"
+
+
+def test_time_limit_is_a_typed_failure(digits, tmp_path):
+    result = evaluate(SPACE.reference(), SPACE, digits, TINY, (0, 1), npz_dir=tmp_path,
+                      time_limit_s=1e-6)
+    assert isinstance(result, EvalFailure) and result.kind == "timeout"
+
+
+def test_out_of_memory_is_a_typed_failure(digits, tmp_path, monkeypatch):
+    import evaluators.dual as dual_module
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(dual_module, "train_learners", oom)
+    result = evaluate(SPACE.reference(), SPACE, digits, TINY, (0, 1), npz_dir=tmp_path)
+    assert isinstance(result, EvalFailure) and result.kind == "oom"
+    assert "out of memory" in result.message
+
+
+def test_oversized_spec_is_a_typed_failure(digits, tmp_path):
+    result = evaluate(SPACE.reference(), SPACE, digits, TINY, (0, 1), npz_dir=tmp_path,
+                      cap=SizeCap(max_params=10))
+    assert isinstance(result, EvalFailure) and result.kind == "error"
+    assert "params" in result.message
+
+
+def test_packed_training_matches_sequential(digits):
+    data = TrainData(digits.x_train, digits.y_train, digits.x_val, digits.y_val, digits.x_test)
+
+    def factory():
+        return SPACE.build(SPACE.reference(), digits.info, width_mult=0.5)
+
+    kwargs = dict(seeds=[5, 6], epochs=1, batch_size=64, lr=3e-3)
+    seq = train_learners(factory, data, packed=False, **kwargs)
+    packed = train_learners(factory, data, packed=True, **kwargs)
+    for a, b in zip(seq, packed, strict=True):
+        assert np.abs(a.val_probs - b.val_probs).max() < 1e-3
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
+    assert np.abs(seq[0].val_probs - seq[1].val_probs).max() > 1e-3  # seeds really differ
+
+
+def test_validate_ensemble_m4_on_digits(digits, dual):
+    v = validate_ensemble(SPACE.reference(), SPACE, digits, TINY, 4, seed0=3)
+    result = dual[0]
+    # learners 0-1 of the ensemble are the dual pair: same prediction as the search made
+    assert v.predicted_ens_brier == pytest.approx(result.predicted_ensemble_error(4), rel=1e-9)
+    assert 0 <= v.true_ens_brier <= v.single_brier + 1e-9 + 0.05
+    assert 0 <= v.true_ens_error01 <= 1 and 0 <= v.test_true_ens_error01 <= 1
+    stats = residual_stats(np.zeros((2, 3, 2)) + 0.5, np.array([0, 1, 0]))
+    assert stats["E"] == pytest.approx(0.5)

@@ -1,0 +1,145 @@
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from spaces import SizeCap, SpecTooLarge, TaskInfo, get_space
+from spaces.nb201 import EDGES, OPS, NB201Space, NB201Spec
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "nb201_excerpt.csv"
+SPACE = get_space("nb201")
+TASK_1D = TaskInfo((1, 40), 10)
+TASK_2D = TaskInfo((3, 16, 16), 7)
+seeds = st.integers(0, 2**32 - 1)
+FAST = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def small(spec: NB201Spec) -> NB201Spec:
+    """Same cell, cheapest macro: keeps forward passes in the test fast."""
+    return spec.model_copy(update={"channels": 8, "cells_per_stage": 1})
+
+
+@FAST
+@given(seeds)
+def test_sampled_and_mutated_specs_are_valid_and_round_trip(seed):
+    rng = np.random.default_rng(seed)
+    spec = SPACE.sample(rng)
+    child = SPACE.mutate(spec, rng)
+    for s in (spec, child):
+        again = SPACE.parse(s.model_dump_json())
+        assert again == s
+        assert SPACE.canonical_hash(again) == SPACE.canonical_hash(s)
+        assert json.loads(s.model_dump_json()) == s.model_dump()
+    changed = [k for k in spec.model_dump() if spec.model_dump()[k] != child.model_dump()[k]]
+    assert len(changed) == 1
+
+
+@FAST
+@given(seeds)
+def test_graph_has_one_node_per_live_op_and_builds(seed):
+    spec = small(SPACE.sample(np.random.default_rng(seed)))
+    graph = SPACE.to_graph(spec)
+    live_ops = [o for o in SPACE.canonical_arch_string(spec).replace("+", "|").split("|")
+                if o and not o.startswith("none")]
+    assert graph.num_nodes == 2 + len(live_ops)
+    assert graph.x.shape == (graph.num_nodes, SPACE.node_feature_dim)
+    assert torch.all(graph.x.sum(1) == 1)
+    if graph.edge_index.numel():
+        assert int(graph.edge_index.max()) < graph.num_nodes
+    for task in (TASK_1D, TASK_2D):
+        model = SPACE.build(spec, task)
+        out = model(torch.randn(3, *task.input_shape))
+        assert out.shape == (3, task.num_classes)
+
+
+def test_benchmark_strings_round_trip_on_the_committed_excerpt():
+    rows = list(csv.DictReader(FIXTURE.open()))
+    assert len(rows) >= 200
+    for row in rows:
+        spec = NB201Space.from_arch_string(row["arch"])
+        assert NB201Space.to_arch_string(spec) == row["arch"]
+
+
+def test_dead_edges_do_not_change_the_hash():
+    # node 1 is fed by nothing: the edges leaving it are dead
+    a = NB201Space.from_arch_string(
+        "|none~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_1x1~2|")
+    b = NB201Space.from_arch_string(
+        "|none~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|none~1|nor_conv_1x1~2|")
+    assert SPACE.canonical_hash(a) == SPACE.canonical_hash(b)
+    live = NB201Space.from_arch_string(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_1x1~2|")
+    assert SPACE.canonical_hash(live) != SPACE.canonical_hash(a)
+    wider = a.model_copy(update={"channels": 32})
+    assert SPACE.canonical_hash(wider) != SPACE.canonical_hash(a)
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({"edge_1_0": "conv_7x7"}, "edge_1_0"),
+    ({"channels": 4096}, "channels"),
+    ({"cells_per_stage": 9}, "cells_per_stage"),
+    ({"edge_4_0": "none"}, "edge_4_0"),
+])
+def test_invalid_fields_name_the_field_and_the_allowed_values(bad, field):
+    data = SPACE.reference().model_dump() | bad
+    with pytest.raises(ValidationError) as err:
+        SPACE.parse(data)
+    text = SPACE.validation_error_text(err.value)
+    assert field in text
+    if field == "edge_1_0":
+        assert "nor_conv_3x3" in text  # lists what is allowed
+
+
+def test_missing_edge_and_malformed_json_are_validation_errors():
+    data = SPACE.reference().model_dump()
+    data.pop("edge_3_2")
+    with pytest.raises(ValidationError, match="edge_3_2"):
+        SPACE.parse(data)
+    with pytest.raises(ValidationError, match="(?i)json"):
+        SPACE.parse('{"edge_1_0": "none",')
+
+
+@pytest.mark.parametrize("arch", ["|nor_conv_3x3~0|+|none~0|", "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+                                  "|none~1|+|none~0|none~1|+|none~0|none~1|none~2|", "garbage"])
+def test_bad_cell_strings_raise_clear_errors(arch):
+    with pytest.raises(ValueError):
+        NB201Space.from_arch_string(arch)
+
+
+def test_oversized_spec_is_refused_before_any_real_allocation(monkeypatch):
+    spec = SPACE.parse(SPACE.reference().model_dump() | {"channels": 64, "cells_per_stage": 5})
+    built = []
+    original = SPACE.construct
+
+    def spy(*args, **kwargs):
+        model = original(*args, **kwargs)
+        built.append(next(model.parameters()).device.type)
+        return model
+
+    monkeypatch.setattr(SPACE, "construct", spy)
+    with pytest.raises(SpecTooLarge, match="params"):
+        SPACE.build(spec, TaskInfo((3, 32, 32), 10), cap=SizeCap(max_params=1_000_000))
+    assert built == ["meta"]  # only the cost count ran, on the meta device
+
+
+def test_cost_counts_two_flops_per_mac():
+    cost = SPACE.cost(SPACE.reference(), TASK_2D)
+    model = SPACE.build(SPACE.reference(), TASK_2D)
+    assert cost["params"] == sum(p.numel() for p in model.parameters())
+    stem_macs = 3 * 16 * 9 * 16 * 16  # 3x3 conv, 3 -> 16 channels, 16x16 outputs
+    assert cost["flops"] > 2 * stem_macs
+    assert cost["flops"] % 2 == 0
+
+
+def test_describe_lists_ops_and_an_example():
+    text = SPACE.describe()
+    for op in OPS:
+        assert op in text
+    assert all(name in text for name, _, _ in EDGES[:1])
+    assert SPACE.json_schema()["properties"]["edge_1_0"]["enum"] == list(OPS)
