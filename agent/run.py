@@ -25,7 +25,7 @@ console = Console(stderr=True)
 
 
 def _fail(message: str) -> int:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)  # one line, never wrapped
     return 2
 
 

@@ -1,0 +1,204 @@
+"""End-to-end runs of the real entry points on tiny settings (digits, a few hundred samples)."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.rule import Stats, decide
+from agent.trajectory import read_events
+from evaluators.stats import paired_gain_se
+
+ROOT = Path(__file__).parents[2]
+TINY = ["--model", "builtin", "--dataset", "digits", "--n-samples", "300", "--predictor", "none",
+        "--proposals", "3", "--keep", "2"]
+
+
+def run_cli(module, *args, timeout=300, check=True):
+    proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, text=True,
+                          capture_output=True, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "120"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def run_dir_of(proc) -> Path:
+    return Path(re.search(r"run folder: (\S+)", proc.stderr).group(1))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    proc = run_cli("agent.run", *TINY, "--iterations", 2, "--out", out, "--seed", 3)
+    return run_dir_of(proc), proc
+
+
+def events_of(run_dir):
+    return read_events(run_dir).events
+
+
+def test_run_writes_the_contract(tiny_run):
+    run_dir, proc = tiny_run
+    events = events_of(run_dir)
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    for e in events:
+        assert {"event", "time", "iteration"} <= set(e)
+    base = [e for e in events if e.get("proposal_id") == "baseline"]
+    assert base[0]["event"] == "proposal" and base[0]["iteration"] == 0
+    for e in (e for e in events if e["event"] == "evaluated" and not e.get("failure")):
+        assert (run_dir / e["npz"]).is_file() and not Path(e["npz"]).is_absolute()
+        for key in ("E", "sigma2", "rho", "learners", "seeds", "fidelity", "wall_s", "device_s"):
+            assert key in e
+    kept = {e["proposal_id"] for e in events if e["event"] == "filtered" and e["kept"]}
+    trained = {e["proposal_id"] for e in events if e["event"] == "evaluated"} - {"baseline"}
+    assert trained == kept and len(kept) == 4  # k=2 per iteration, 2 iterations
+    best = json.loads((run_dir / "best_spec.json").read_text())
+    assert 0 <= best["test_acc"] <= 1 and best["spec_hash"] == events[-1]["best_spec_hash"]
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["config"]["ensemble_size"] == 50 and "torch" in config["versions"]
+    assert (run_dir / "report" / "report.md").is_file()
+    assert (run_dir / "report" / "decision_plane.png").stat().st_size > 1000
+    assert "search finished" in proc.stderr
+
+
+def test_every_logged_decision_agrees_with_the_rule(tiny_run):
+    run_dir, _ = tiny_run
+    events = events_of(run_dir)
+    ev = {e["proposal_id"]: e for e in events if e["event"] == "evaluated"}
+    decisions = [e for e in events if e["event"] == "decision"]
+    assert decisions
+    for d in decisions:
+        new, old = ev[d["proposal_id"]], ev[d["baseline_id"]]
+        e_new = new["E"] - new["sigma2"] * (1 - new["rho"]) * (d["M"] - 1) / d["M"]
+        e_old = old["E"] - old["sigma2"] * (1 - old["rho"]) * (d["M"] - 1) / d["M"]
+        assert d["accepted"] == (e_new < e_old)
+        assert d["predicted_ens_error"] == pytest.approx(e_new)
+        assert d["near_tie"] == (abs(d["gain"]) < 2 * d["gain_se"])
+
+
+def _expected_decisions(run_dir, M):
+    """Walk the logged candidates with the rule written out by hand."""
+    events = events_of(run_dir)
+    ev = {e["proposal_id"]: e for e in events if e["event"] == "evaluated" and not e.get("failure")}
+    base, out = "baseline", []
+    for d in (e for e in events if e["event"] == "decision"):
+        new, old = ev[d["proposal_id"]], ev[base]
+        ens = [x["E"] - x["sigma2"] * (1 - x["rho"]) * (M - 1) / M for x in (new, old)]
+        out.append((d["proposal_id"], base, ens[0] < ens[1]))
+        if ens[0] < ens[1]:
+            base = d["proposal_id"]
+    return out
+
+
+def test_replay_reproduces_and_changes_decisions_exactly_where_the_rule_says(tiny_run):
+    run_dir, _ = tiny_run
+    for M in (50, 2):
+        proc = run_cli("agent.replay", run_dir, "--ensemble-size", M, "--json")
+        rows = [json.loads(line) for line in proc.stdout.splitlines()]
+        decisions = [(r["proposal_id"], r["baseline_id"], r["accepted"]) for r in rows[:-1]]
+        assert decisions == _expected_decisions(run_dir, M)
+    logged = [(e["proposal_id"], e["baseline_id"], e["accepted"])
+              for e in events_of(run_dir) if e["event"] == "decision"]
+    assert _expected_decisions(run_dir, 50) == logged
+    table = run_cli("agent.replay", run_dir, "--ensemble-size", 2)
+    assert "decisions differ" in table.stdout
+
+
+def test_report_cli_and_bad_run_folder(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    assert run_cli("agent.report", run_dir).stdout.strip().endswith("report.md")
+    bad = run_cli("agent.report", tmp_path, check=False)
+    assert bad.returncode == 2 and "not a readable run" in bad.stderr
+
+
+def test_same_seed_gives_the_same_trajectory(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    proc = run_cli("agent.run", *TINY, "--iterations", 1, "--out", tmp_path, "--seed", 3)
+    first = events_of(run_dir)
+    second = events_of(run_dir_of(proc))
+    volatile = {"time", "wall_s", "device_s", "config", "from_event"}
+
+    def strip(e):
+        return {k: v for k, v in e.items() if k not in volatile}
+
+    n = [e["event"] for e in second].index("run_finished")
+    comparable = [strip(e) for e in second[:n] if e["iteration"] <= 1]
+    assert comparable == [strip(e) for e in first if e["iteration"] <= 1
+                          and e["event"] not in ("run_finished", "validated")][:len(comparable)]
+    assert len(comparable) > 5
+
+
+def test_sigkill_then_resume_finishes_without_duplicate_evaluations(tmp_path):
+    args = [sys.executable, "-m", "agent.run", *TINY, "--iterations", 3, "--out", tmp_path,
+            "--seed", 5]
+    proc = subprocess.Popen(list(map(str, args)), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    run_dir = None
+    while time.time() < deadline:
+        dirs = list(tmp_path.iterdir())
+        if dirs and (dirs[0] / "trajectory.jsonl").exists():
+            run_dir = dirs[0]
+            text = (run_dir / "trajectory.jsonl").read_text()
+            if text.count('"event": "evaluated"') >= 2:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert run_dir is not None
+    before = events_of(run_dir)
+    assert before[-1]["event"] != "run_finished"
+    with open(run_dir / "trajectory.jsonl", "a") as f:
+        f.write('{"event": "filtered", "ti')  # a torn last line, as a crash mid-write leaves
+    run_cli("agent.run", "--resume", run_dir)
+    events = events_of(run_dir)
+    resumed = [e for e in events if e["event"] == "resumed"]
+    assert len(resumed) == 1 and resumed[0]["truncated_line"].startswith('{"event": "filtered"')
+    evaluated = [e["proposal_id"] for e in events if e["event"] == "evaluated"]
+    assert len(evaluated) == len(set(evaluated))
+    assert events[-1]["event"] == "run_finished" and events[-1]["iterations"] == 3
+    assert len([e for e in events if e["event"] == "decision"]) == 6
+
+
+def test_bad_input_gives_one_clear_line_and_exit_2(tmp_path):
+    bad_spec = tmp_path / "bad.json"
+    bad_spec.write_text('{"edge_1_0": "conv_9x9"}')
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    cases = [
+        (["--space", "transformers"], "unknown space"),
+        (["--dataset", "imagenet"], "unknown dataset"),
+        (["--baseline", tmp_path / "missing.json"], "cannot read"),
+        (["--baseline", bad_spec], "edge_1_0"),
+        (["--out", blocked / "runs"], "--out"),
+        (["--resume", tmp_path], "not a resumable run"),
+        (["--keep", "9", "--proposals", "2"], "--keep"),
+    ]
+    for extra, needle in cases:
+        proc = run_cli("agent.run", "--model", "builtin", "--out", tmp_path / "runs", *extra,
+                       check=False, timeout=120)
+        assert proc.returncode == 2, (extra, proc.stderr)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert needle in proc.stderr and lines[-1].startswith("error:"), (extra, proc.stderr)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_paired_gain_from_npz_matches_logged_se(tiny_run):
+    run_dir, _ = tiny_run
+    events = events_of(run_dir)
+    ev = {e["proposal_id"]: e for e in events if e["event"] == "evaluated"}
+    d = next(e for e in events if e["event"] == "decision")
+    a, b = np.load(run_dir / ev[d["proposal_id"]]["npz"]), np.load(run_dir / ev[d["baseline_id"]]["npz"])
+    gain, se = paired_gain_se(a["probs"], b["probs"], a["labels"], d["M"], n_boot=200, seed=0)
+    assert gain == pytest.approx(d["gain"]) and se == pytest.approx(d["gain_se"])
+    stats = [Stats(ev[p]["E"], ev[p]["sigma2"], ev[p]["rho"]) for p in (d["proposal_id"], d["baseline_id"])]
+    assert decide(*stats, d["M"], gain_se=se).accepted == d["accepted"]
