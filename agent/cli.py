@@ -49,9 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--proposals", type=int, default=d.proposals, help="K proposals per iteration")
     a("--keep", type=int, default=d.keep, help="k proposals trained per iteration")
     a("--max-device-seconds", type=float, default=None, help="stop after this much training time")
-    a("--max-wall-seconds", type=float, default=None, help="stop after this much wall time")
+    a("--max-wall-seconds", type=float, default=d.max_wall_seconds,
+      help="stop starting new work after this much wall time (the default keeps the offline run under 3 minutes)")
     a("--max-cost-usd", type=float, default=None, help="stop before an LLM call would exceed this")
-    a("--eval-time-limit", type=float, default=None, help="seconds per evaluation before it fails")
+    a("--eval-time-limit", type=float, default=d.eval_time_limit,
+      help="seconds per evaluation before it fails as a timeout")
     a("--max-params", type=int, default=d.max_params, help="refuse specs with more parameters")
     a("--max-flops", type=int, default=d.max_flops, help="refuse specs with more FLOPs per sample")
     a("--baseline", default=None, help="JSON file with the first baseline spec")

@@ -74,15 +74,21 @@ class SearchLoop:
             return "interrupted"
         if next_iteration > c.iterations:
             return "iterations"
-        if c.max_wall_seconds is not None and s.wall_s(time.time()) >= c.max_wall_seconds:
-            return "max_wall_seconds"
-        if c.max_device_seconds is not None and s.device_s >= c.max_device_seconds:
-            return "max_device_seconds"
+        if (reason := self.out_of_time()) is not None:
+            return reason
         if c.max_cost_usd is not None and (
                 s.cost_usd + self.proposer.expected_call_cost_usd() > c.max_cost_usd):
             return "max_cost_usd"
         if self.proposer.exhausted():
             return "proposer_exhausted"
+        return None
+
+    def out_of_time(self) -> str | None:
+        c, s = self.config, self.state
+        if c.max_wall_seconds is not None and s.wall_s(time.time()) >= c.max_wall_seconds:
+            return "max_wall_seconds"
+        if c.max_device_seconds is not None and s.device_s >= c.max_device_seconds:
+            return "max_device_seconds"
         return None
 
     def budget_left(self) -> dict[str, float]:
@@ -220,7 +226,7 @@ class SearchLoop:
             if not cand.kept or cand.rejected:
                 continue
             if cand.evaluation is None:
-                if self.stop.requested:
+                if self.stop.requested or self.out_of_time() is not None:
                     return
                 self.evaluate(cand)
             if cand.stats is not None and cand.decision is None:
