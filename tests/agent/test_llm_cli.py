@@ -1,0 +1,43 @@
+"""The real entry point against a local OpenAI-compatible server: litellm → HTTP → parse → loop."""
+
+import json
+
+from tests.agent.fake_openai_server import FakeServer, error
+from tests.agent.test_cli import TINY, events_of, run_cli, run_dir_of
+from tests.agent.test_llm_proposer import SECRET, good
+
+ARGS = [a for a in TINY if a not in ("--model", "builtin")] + ["--iterations", "1", "--proposals", "2",
+                                                              "--keep", "2"]
+
+
+def test_llm_run_logs_repairs_tokens_and_no_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with FakeServer([(200, {}, "no JSON here, sorry"), (200, {}, good(2))]) as fake:
+        proc = run_cli("agent.run", "--model", "openai/test", "--api-base", fake.url, *ARGS,
+                       "--out", tmp_path)
+    run_dir = run_dir_of(proc)
+    events = events_of(run_dir)
+    props = [e for e in events if e["event"] == "proposal" and e["proposal_id"] != "baseline"]
+    assert [p["source"] for p in props] == ["llm", "llm"] and all(p["spec"] for p in props)
+    assert sum(p["tokens_in"] for p in props) == 240 and props[1]["tokens_in"] == 0
+    repairs = [e for e in events if e["event"] == "repair"]
+    assert repairs and "not usable JSON" in repairs[0]["error"]
+    assert len([e for e in events if e["event"] == "evaluated"]) == 3
+    finished = events[-1]
+    assert finished["tokens_in"] == 240 and finished["tokens_out"] == 80
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    assert SECRET not in proc.stderr + proc.stdout
+    assert json.loads((run_dir / "config.json").read_text())["config"]["model"] == "openai/test"
+
+
+def test_llm_auth_error_ends_the_run_with_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with FakeServer([error(401, f"Incorrect API key provided: {SECRET}")]) as fake:
+        proc = run_cli("agent.run", "--model", "openai/test", "--api-base", fake.url, *ARGS,
+                       "--out", tmp_path, check=False)
+    assert proc.returncode == 1
+    assert "authentication failed" in proc.stderr and SECRET not in proc.stderr
+    events = events_of(run_dir_of(proc))
+    assert events[-1]["event"] == "run_finished" and "authentication" in events[-1]["reason"]
