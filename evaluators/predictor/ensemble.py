@@ -1,0 +1,114 @@
+"""The multi-fidelity ensemble predictor (PMF-NAS style) with an Archai-like interface.
+
+``fit(records)`` / ``predict(specs, ...) -> (mean, std)`` / ``rank(specs, ...)``. A record is a
+spec with its target (the quantity the search minimises) and optionally a low-fidelity score
+and an early learning curve. Base predictors: a GIN ranker over the spec graph (pairwise
+ranking loss, MC-dropout), a random forest and gradient-boosted trees on static features
+(one-hot choices, op counts, graph statistics, params/FLOPs when a task is given) plus the
+dynamic features when present. Each base prediction is put on the target's scale (the GIN's
+score through a linear fit on the training records) and averaged; ``std`` combines the spread
+between base predictors, the forest's tree spread and the GIN's MC-dropout spread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
+
+from evaluators.predictor.features import curve_features, static_features
+from evaluators.predictor.gnn import GINRanker
+
+__all__ = ["Record", "EnsemblePredictor"]
+
+
+@dataclass
+class Record:
+    spec: object
+    target: float
+    low_fidelity: float | None = None
+    curves: dict | None = None
+
+
+class EnsemblePredictor:
+    def __init__(self, space, task_info=None, *, use_low_fidelity: bool = False,
+                 use_curves: bool = False, seed: int = 0, gnn_epochs: int = 150,
+                 use_gnn: bool = True):
+        self.space, self.task_info, self.seed = space, task_info, seed
+        self.use_low_fidelity, self.use_curves = use_low_fidelity, use_curves
+        self.gnn_epochs, self.use_gnn = gnn_epochs, use_gnn
+        self._cache: dict[str, np.ndarray] = {}
+        self.fitted = False
+
+    # ---- features ------------------------------------------------------------------------
+    def _static(self, spec) -> np.ndarray:
+        key = self.space.canonical_hash(spec) + repr(spec.model_dump())
+        if key not in self._cache:
+            self._cache[key] = static_features(self.space, spec, self.task_info)
+        return self._cache[key]
+
+    def _dynamic(self, n: int, low_fidelity, curves) -> np.ndarray:
+        cols = []
+        if self.use_low_fidelity:
+            if low_fidelity is None:
+                raise ValueError("this predictor was built with the low-fidelity feature: pass it")
+            cols.append(np.asarray(low_fidelity, dtype=np.float32)[:, None])
+        if self.use_curves:
+            cols.append(np.stack([curve_features(c) for c in (curves or [None] * n)]))
+        return np.concatenate(cols, 1) if cols else np.zeros((n, 0), np.float32)
+
+    def _design(self, specs, low_fidelity, curves) -> tuple[np.ndarray, np.ndarray, list]:
+        graphs = [self.space.to_graph(s) for s in specs]
+        static = np.stack([self._static(s) for s in specs])
+        dynamic = self._dynamic(len(specs), low_fidelity, curves)
+        glob = np.stack([g.global_features.numpy().ravel() for g in graphs])
+        X = np.nan_to_num(np.concatenate([static, dynamic], 1))
+        extra = np.nan_to_num(np.concatenate([glob, dynamic], 1))
+        return X, extra, graphs
+
+    # ---- the interface --------------------------------------------------------------------
+    def fit(self, records: list[Record]) -> EnsemblePredictor:
+        if len(records) < 2:
+            raise ValueError(f"fit needs at least 2 records, got {len(records)}")
+        specs = [r.spec for r in records]
+        y = np.asarray([r.target for r in records], dtype=np.float64)
+        low = [r.low_fidelity for r in records] if self.use_low_fidelity else None
+        curves = [r.curves for r in records] if self.use_curves else None
+        X, extra, graphs = self._design(specs, low, curves)
+        self.forest = RandomForestRegressor(n_estimators=200, min_samples_leaf=1, max_features=0.5,
+                                            random_state=self.seed, n_jobs=1).fit(X, y)
+        self.boost = GradientBoostingRegressor(n_estimators=150, max_depth=3, learning_rate=0.05,
+                                               subsample=0.8, random_state=self.seed).fit(X, y)
+        self.gnn = None
+        if self.use_gnn and len(records) >= 4:
+            self.gnn = GINRanker(epochs=self.gnn_epochs, seed=self.seed).fit(graphs, extra, y)
+            score, _ = self.gnn.predict(graphs, extra)
+            A = np.stack([score, np.ones_like(score)], 1)
+            self.calib = np.linalg.lstsq(A, y, rcond=None)[0]  # target ≈ a·score + b
+        self.y_std = float(y.std()) or 1.0
+        self.fitted = True
+        return self
+
+    def predict(self, specs, low_fidelity=None, curves=None) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted target (mean) and uncertainty (std) per spec."""
+        if not self.fitted:
+            raise RuntimeError("predict before fit")
+        X, extra, graphs = self._design(specs, low_fidelity, curves)
+        trees = np.stack([t.predict(X) for t in self.forest.estimators_])
+        preds = [trees.mean(0), self.boost.predict(X)]
+        variances = [trees.var(0)]
+        if self.gnn is not None:
+            score, mc_std = self.gnn.predict(graphs, extra)
+            a, b = self.calib
+            preds.append(a * score + b)
+            variances.append((a * mc_std) ** 2)
+        preds = np.stack(preds)
+        mean = preds.mean(0)
+        std = np.sqrt(preds.var(0) + np.mean(variances, 0))
+        return mean, std
+
+    def rank(self, specs, low_fidelity=None, curves=None) -> np.ndarray:
+        """Indices of ``specs`` from best (lowest predicted target) to worst."""
+        mean, _ = self.predict(specs, low_fidelity, curves)
+        return np.argsort(mean, kind="stable")

@@ -1,0 +1,83 @@
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import kendalltau
+
+from evaluators.predictor import make_filter
+from evaluators.predictor.ensemble import EnsemblePredictor, Record
+from spaces import TaskInfo, get_space
+from spaces.nb201 import NB201Space
+
+FIXTURE = Path(__file__).parents[2] / "fixtures" / "nb201_excerpt.csv"
+SPACE = get_space("nb201")
+
+
+@pytest.fixture(scope="module")
+def table():
+    rows = list(csv.DictReader(FIXTURE.open()))
+    specs = [NB201Space.from_arch_string(r["arch"]) for r in rows]
+    target = np.array([100 - float(r["cifar10_test_acc_200ep"]) for r in rows])
+    low = np.array([100 - float(r["cifar10_val_acc_12ep"]) for r in rows])
+    return specs, target, low
+
+
+def fit(specs, y, low=None, seed=0):
+    recs = [Record(s, t, None if low is None else l) for s, t, l in
+            zip(specs, y, low if low is not None else [None] * len(y), strict=True)]
+    return EnsemblePredictor(SPACE, use_low_fidelity=low is not None, seed=seed, gnn_epochs=60).fit(recs)
+
+
+def test_ranking_on_held_out_rows_beats_a_shuffled_label_control(table):
+    specs, y, low = table
+    train, test = slice(0, 100), slice(100, None)
+    p = fit(specs[train], y[train])
+    tau = kendalltau(p.predict(specs[test])[0], y[test])[0]
+    shuffled = fit(specs[train], np.random.default_rng(0).permutation(y[train]))
+    tau_control = kendalltau(shuffled.predict(specs[test])[0], y[test])[0]
+    assert tau > 0.4 and tau > tau_control + 0.2
+    with_low = fit(specs[train], y[train], low[train])
+    tau_low = kendalltau(with_low.predict(specs[test], low[test])[0], y[test])[0]
+    assert tau_low > 0.4
+    assert list(p.rank(specs[test][:5])) == list(np.argsort(p.predict(specs[test][:5])[0]))
+
+
+def test_std_is_larger_far_from_the_training_set(table):
+    specs, y, _ = table
+    near = [i for i, s in enumerate(specs) if "nor_conv_3x3" not in s.ops()][:60]
+    far = [i for i, s in enumerate(specs) if s.ops().count("nor_conv_3x3") >= 3]
+    assert len(near) >= 30 and len(far) >= 10
+    p = fit([specs[i] for i in near], y[near])
+    _, std_train = p.predict([specs[i] for i in near])
+    _, std_far = p.predict([specs[i] for i in far])
+    assert std_far.mean() > std_train.mean()
+
+
+def test_filter_passes_through_then_keeps_exactly_k_with_scores(table):
+    specs, y, _ = table
+    f = make_filter("gnn-ensemble", SPACE, TaskInfo((1, 40), 10), min_labels=6, refit_every=50,
+                    total_iterations=5)
+    early = f.keep(specs[:5], 2, iteration=1)
+    assert [s.kept for s in early] == [True, True, False, False, False]
+    assert all(s.score is None and "warming up" in s.note for s in early)
+    for s, t in zip(specs[:6], y[:6], strict=True):
+        f.observe(s, t)
+    scores = f.keep(specs[10:17], 3, iteration=2)
+    assert sum(s.kept for s in scores) == 3 and len(scores) == 7
+    assert all(s.score is not None and s.predicted_std >= 0 for s in scores)
+    best = sorted(range(7), key=lambda i: -scores[i].score)[:3]
+    assert {i for i, s in enumerate(scores) if s.kept} == set(best)
+    assert f.beta(2) > f.beta(4)
+    with pytest.raises(ValueError, match="gnn-ensemble"):
+        make_filter("oracle", SPACE, None)
+
+
+def test_predictor_works_for_the_hierarchical_space():
+    space = get_space("hierarchical")
+    rng = np.random.default_rng(0)
+    specs = [space.sample(rng) for _ in range(12)]
+    y = np.array([s.depth / 50 + (s.activation == "relu") for s in specs], dtype=float)
+    p = EnsemblePredictor(space, seed=0, gnn_epochs=30).fit([Record(s, t) for s, t in zip(specs, y, strict=True)])
+    mean, std = p.predict(specs[:4])
+    assert mean.shape == (4,) and np.all(std >= 0)
