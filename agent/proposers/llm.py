@@ -51,11 +51,15 @@ def redact(text: str) -> str:
     return _KEY_PATTERN.sub("[redacted]", text)
 
 
-def reply_schema(spec_schema: dict[str, Any]) -> dict[str, Any]:
-    """``{"proposals": [spec, …]}`` around a spec's JSON Schema."""
+def reply_schema(spec_schema: dict[str, Any], k: int | None = None) -> dict[str, Any]:
+    """``{"proposals": [spec, …]}`` around a spec's JSON Schema; with ``k``, exactly k specs
+    (grammar-constrained decoders honour the bounds; strict mode drops them)."""
     spec = copy.deepcopy(spec_schema)
     defs = spec.pop("$defs", None)
-    root = {"type": "object", "properties": {"proposals": {"type": "array", "items": spec}},
+    array: dict[str, Any] = {"type": "array", "items": spec}
+    if k is not None:
+        array.update(minItems=k, maxItems=k)
+    root = {"type": "object", "properties": {"proposals": array},
             "required": ["proposals"], "additionalProperties": False}
     if defs:
         root["$defs"] = defs
@@ -153,7 +157,7 @@ class LLMProposer(Proposer):
         while True:
             form = self.forms[0]
             kwargs = dict(model=self.model, messages=self._messages(messages, form),
-                          timeout=self.timeout_s, seed=self.seed, num_retries=0, max_retries=0,
+                          timeout=self.timeout_s, seed=self.seed + self.calls, num_retries=0, max_retries=0,
                           temperature=self.temperature)
             if self.api_base:
                 kwargs["api_base"] = self.api_base
@@ -206,7 +210,7 @@ class LLMProposer(Proposer):
 
     def propose(self, context: ProposalContext, k: int) -> list[Proposal]:
         variables = prompt_context(context, k)
-        schema = reply_schema(context.space.json_schema())
+        schema = reply_schema(context.space.json_schema(), k)
         messages = [{"role": "system", "content": self.prompts.render("system.j2", variables)},
                     {"role": "user", "content": self.prompts.render("propose.j2", variables)}]
         call_id = f"{self.source}-{self.calls + 1}"
@@ -222,7 +226,8 @@ class LLMProposer(Proposer):
             repair = messages + [{"role": "assistant", "content": text or "(empty)"},
                                  {"role": "user", "content": self.prompts.render("repair.j2", repair_vars)}]
             repair_id = f"{self.source}-{self.calls + 1}"
-            text2, r_in, r_out, r_cost = self.complete(repair, schema)
+            text2, r_in, r_out, r_cost = self.complete(
+                repair, reply_schema(context.space.json_schema(), missing))
             items2, whole2 = self._parse(text2, context)
             fixed = [i for i in items2 if i.spec is not None][:missing]
             still = "; ".join(([whole2] if whole2 else []) + [i.error for i in items2 if i.error]) \
