@@ -18,6 +18,7 @@ from evaluators.stats import paired_gain_se
 
 ROOT = Path(__file__).parents[2]
 TINY = ["--model", "builtin", "--dataset", "digits", "--n-samples", "300", "--predictor", "none",
+        "--max-wall-seconds", "1200",
         "--proposals", "3", "--keep", "2"]
 
 
@@ -218,3 +219,43 @@ def test_predictor_filters_before_training_and_only_kept_proposals_train(tmp_pat
     assert trained == kept
     for it in (1, 2):
         assert sum(1 for e in filtered if e["kept"] and e["iteration"] == it) == 2
+
+
+def test_validate_logs_true_vs_predicted_ensemble_error(tmp_path):
+    proc = run_cli("agent.run", *TINY, "--iterations", 1, "--ensemble-size", 3, "--validate",
+                   "--out", tmp_path, "--seed", 2)
+    run_dir = run_dir_of(proc)
+    events = events_of(run_dir)
+    validated = [e for e in events if e["event"] == "validated"]
+    assert 1 <= len(validated) <= 2 and validated[0]["proposal_id"] == "baseline"
+    base = next(e for e in events if e["event"] == "evaluated" and e["proposal_id"] == "baseline")
+    v = validated[0]
+    assert v["M"] == 3 and v["spec_hash"] == base["spec_hash"]
+    assert v["predicted_ens_brier"] == pytest.approx(
+        base["E"] - base["sigma2"] * (1 - base["rho"]) * 2 / 3)
+    assert 0 <= v["true_ens_brier"] <= 2 and 0 <= v["test_true_ens_error01"] <= 1
+    assert (run_dir / "report" / "validation.png").is_file()
+
+
+def test_sigint_stops_cleanly_and_the_run_resumes(tmp_path):
+    args = [sys.executable, "-m", "agent.run", *TINY, "--iterations", 3, "--out", tmp_path, "--seed", 4]
+    proc = subprocess.Popen(list(map(str, args)), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        dirs = list(tmp_path.iterdir())
+        if dirs and (dirs[0] / "trajectory.jsonl").exists() and \
+                '"event": "decision"' in (dirs[0] / "trajectory.jsonl").read_text():
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130, err
+    run_dir = list(tmp_path.iterdir())[0]
+    events = events_of(run_dir)
+    assert events[-1]["event"] == "run_finished" and events[-1]["reason"] == "interrupted"
+    run_cli("agent.run", "--resume", run_dir)
+    events = events_of(run_dir)
+    assert events[-1]["reason"] == "iterations" and events[-1]["iterations"] == 3
+    evaluated = [e["proposal_id"] for e in events if e["event"] == "evaluated"]
+    assert len(evaluated) == len(set(evaluated))
