@@ -24,6 +24,7 @@ from agent.trajectory import EVALS, Trajectory
 from evaluators.data import Task
 from evaluators.dual import evaluate
 from evaluators.fidelity import Fidelity
+from evaluators.results import EvalFailure
 from evaluators.predictor.base import CandidateFilter
 from evaluators.stats import paired_gain_se
 from spaces.base import SearchSpace, SizeCap, SpecTooLarge
@@ -185,7 +186,7 @@ class SearchLoop:
                           cap=self.cap)
         common = {"proposal_id": cand.proposal_id, "spec_hash": result.spec_hash,
                   "fidelity": self.fidelity.name, "seeds": list(result.seeds)}
-        if hasattr(result, "kind"):  # EvalFailure
+        if isinstance(result, EvalFailure):
             self.log("evaluated", cand.iteration, **common,
                      failure={"kind": result.kind, "message": result.message},
                      wall_s=result.wall_s, device_s=0.0)

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Curves", "LearnerResult", "DualResult", "EvalFailure", "FailureKind",
+__all__ = ["EvalKey", "Curves", "LearnerResult", "DualResult", "EvalFailure", "FailureKind",
            "predicted_ensemble_error"]
 
 FailureKind = Literal["nan", "oom", "timeout", "error"]
@@ -47,7 +47,17 @@ class LearnerResult(BaseModel):
     curves: Curves
 
 
-class DualResult(BaseModel):
+class EvalKey(BaseModel):
+    """What identifies an evaluation: architecture, fidelity and the seed pair."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spec_hash: str
+    fidelity: str
+    seeds: tuple[int, int]
+
+
+class DualResult(EvalKey):
     """The statistics of two learners of one spec at one fidelity.
 
     ``ci`` maps ``"E"``, ``"sigma2"``, ``"rho"`` to a 95 % bootstrap interval ``[lo, hi]`` over
@@ -57,11 +67,6 @@ class DualResult(BaseModel):
     ``<spec_hash>-<fidelity>-<seed1>-<seed2>.npz``.
     """
 
-    model_config = ConfigDict(frozen=True)
-
-    spec_hash: str
-    fidelity: str
-    seeds: tuple[int, int]
     E: float
     sigma2: float
     rho: float
@@ -78,14 +83,9 @@ class DualResult(BaseModel):
         return predicted_ensemble_error(self.E, self.sigma2, self.rho, M)
 
 
-class EvalFailure(BaseModel):
+class EvalFailure(EvalKey):
     """An evaluation that ended without statistics, and why. Failures are results, not crashes."""
 
-    model_config = ConfigDict(frozen=True)
-
-    spec_hash: str
-    fidelity: str
-    seeds: tuple[int, int]
     kind: FailureKind
     message: str
     wall_s: float = 0.0

@@ -50,9 +50,9 @@ def test_statistics_match_numpy_from_the_saved_npz(dual):
 def test_m2_prediction_equals_averaged_probabilities_up_to_mean_gap(dual):
     """E_ens(2) from (E, σ², ρ) vs the Brier of the averaged learners.
 
-    With ε̄ = (ε₁+ε₂)/2 and μᵢ the learners' mean residuals:
-    mean‖ε̄‖² = E − σ²(1−ρ)/2 − ‖μ₁−μ₂‖²/4 exactly, when σ² is the mean of the two variances
-    and both learners' residual variances enter ρ's denominator through their mean.
+    With ε̄ = (ε₁+ε₂)/2 and μᵢ the learners' mean residuals, expanding mean‖ε̄‖² gives exactly
+    mean‖ε̄‖² = E − σ²(1−ρ)/2 − ‖μ₁−μ₂‖²/4 (σ² is the mean of the two variances and ρσ² the
+    residual covariance), so E_ens(2) exceeds the truth by ‖μ₁−μ₂‖²/4.
     """
     result, out = dual
     saved = np.load(out / result.npz)
