@@ -77,7 +77,8 @@ class PromptSet:
             try:
                 ast = self.env.parse(text)
             except jinja2.TemplateSyntaxError as err:
-                raise PromptTemplateError(f"prompt template {path}: line {err.lineno}: {err.message}") from None
+                raise PromptTemplateError(
+                    f"prompt template {path}: line {err.lineno}: {err.message}") from None
             unknown = meta.find_undeclared_variables(ast) - CONTEXT_VARS - EXTRA_VARS.get(name, frozenset())
             if unknown:
                 raise PromptTemplateError(

@@ -178,7 +178,8 @@ class LLMProposer(Proposer):
                         "response_format" in str(err).lower() and len(self.forms) > 1:
                     self.forms.pop(0)  # remember the working form for later calls
                     continue
-                if isinstance(err, (ll.AuthenticationError, ll.PermissionDeniedError)) or status in (401, 403):
+                auth = (ll.AuthenticationError, ll.PermissionDeniedError)
+                if isinstance(err, auth) or status in (401, 403):
                     raise ProposerFatal(f"{self.model}: authentication failed ({message}); set the "
                                         "provider's API key in the environment") from None
                 if self._transient(err):
