@@ -16,6 +16,7 @@ The spec reads and writes the benchmark's own cell strings,
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from spaces.base import SearchSpace, TaskInfo, hash_payload
+from spaces.cost import CostCache, Plan, expand, plan_cost
 from spaces.layers import Zero, avg_pool, batch_norm, conv, global_pool, scaled
 
 __all__ = ["NB201Spec", "NB201Space", "OPS", "EDGES"]
@@ -87,17 +89,21 @@ def _live_ops(spec: NB201Spec) -> list[str]:
 
 
 class _Cell(nn.Module):
+    """Node j sums its live incoming edges; ``none`` edges are not computed (a node with no
+    live input is zero)."""
+
     def __init__(self, ops: list[str], channels: int, dims: int):
         super().__init__()
         self.edges = nn.ModuleList(_make_op(op, channels, dims) for op in ops)
-        self.pairs = [(j, i) for _, j, i in EDGES]
+        self.live = [(j, i, k) for k, ((_, j, i), op) in enumerate(zip(EDGES, ops, strict=True))
+                     if op != "none"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nodes = [x]
-        for j in (1, 2, 3):
-            nodes.append(sum(edge(nodes[i]) for edge, (jj, i) in zip(self.edges, self.pairs,
-                                                                       strict=True) if jj == j))
-        return nodes[3]
+        nodes: list[torch.Tensor | None] = [x, None, None, None]
+        for j, i, k in self.live:
+            out = self.edges[k](nodes[i])
+            nodes[j] = out if nodes[j] is None else nodes[j] + out
+        return nodes[3] if nodes[3] is not None else torch.zeros_like(x)
 
 
 def _make_op(op: str, channels: int, dims: int) -> nn.Module:
@@ -130,23 +136,34 @@ def _pool2(dims: int) -> nn.Module:
     return cls(2, stride=2, ceil_mode=True, padding=0)
 
 
-class NB201Network(nn.Module):
-    def __init__(self, spec: NB201Spec, task: TaskInfo, width_mult: float = 1.0):
-        super().__init__()
-        dims, ops = task.spatial_dims, _live_ops(spec)
-        c = scaled(spec.channels, width_mult)
-        layers: list[nn.Module] = [conv(dims, task.input_shape[0], c, 3), batch_norm(dims, c)]
-        for stage in range(3):
-            width = c * 2**stage
-            if stage > 0:
-                layers.append(_Reduction(width // 2, width, dims))
-            layers.extend(_Cell(ops, width, dims) for _ in range(spec.cells_per_stage))
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(batch_norm(dims, c * 4), nn.ReLU(), global_pool(dims),
-                                  nn.Flatten(), nn.Linear(c * 4, task.num_classes))
+def _plan(spec: NB201Spec, task: TaskInfo, width_mult: float = 1.0) -> Plan:
+    """Stem, 3 stages of N identical cells with reductions between them, then the head."""
+    dims, ops = task.spatial_dims, _live_ops(spec)
+    c = scaled(spec.channels, width_mult)
+    plan: list = [(partial(_stem, dims, task.input_shape[0], c), 1)]
+    for stage in range(3):
+        width = c * 2**stage
+        if stage > 0:
+            plan.append((partial(_Reduction, width // 2, width, dims), 1))
+        plan.append((partial(_Cell, ops, width, dims), spec.cells_per_stage))
+    plan.append((partial(_head, dims, c * 4, task.num_classes), 1))
+    return plan
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+
+def _stem(dims: int, c_in: int, c: int) -> nn.Module:
+    return nn.Sequential(conv(dims, c_in, c, 3), batch_norm(dims, c))
+
+
+def _head(dims: int, c: int, num_classes: int) -> nn.Module:
+    return nn.Sequential(batch_norm(dims, c), nn.ReLU(), global_pool(dims), nn.Flatten(),
+                         nn.Linear(c, num_classes))
+
+
+class NB201Network(nn.Sequential):
+    """The expanded plan: stem, cells and reductions, head; ``(B, C, *S)`` → ``(B, classes)``."""
+
+    def __init__(self, spec: NB201Spec, task: TaskInfo, width_mult: float = 1.0):
+        super().__init__(*expand(_plan(spec, task, width_mult)))
 
 
 class NB201Space(SearchSpace):
@@ -158,6 +175,8 @@ class NB201Space(SearchSpace):
     #: node types of :meth:`to_graph`: input, output, then the four non-``none`` ops
     node_types: tuple[str, ...] = ("input", "output", "skip_connect", "nor_conv_1x1",
                                    "nor_conv_3x3", "avg_pool_3x3")
+
+    _costs = CostCache()
 
     @property
     def node_feature_dim(self) -> int:
@@ -283,4 +302,11 @@ class NB201Space(SearchSpace):
 
     def construct(self, spec: NB201Spec, task: TaskInfo, width_mult: float = 1.0) -> nn.Module:
         return NB201Network(spec, task, width_mult)
+
+    def cost(self, spec: NB201Spec, task: TaskInfo, width_mult: float = 1.0) -> dict[str, int]:
+        """Exact params and FLOPs of :meth:`construct`'s network, counted on the meta device
+        once per distinct block (the N cells of a stage are identical)."""
+        key = (self.canonical_hash(spec), task.input_shape, task.num_classes, float(width_mult))
+        return self._costs.get(key, lambda: plan_cost(_plan(spec, task, width_mult),
+                                                      task.input_shape))
 

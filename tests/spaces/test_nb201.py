@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from spaces import SizeCap, SpecTooLarge, TaskInfo, get_space
+from spaces import SearchSpace, SizeCap, SpecTooLarge, TaskInfo, get_space
 from spaces.nb201 import EDGES, OPS, NB201Space, NB201Spec
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "nb201_excerpt.csv"
@@ -105,27 +106,41 @@ def test_missing_edge_and_malformed_json_are_validation_errors():
         SPACE.parse('{"edge_1_0": "none",')
 
 
-@pytest.mark.parametrize("arch", ["|nor_conv_3x3~0|+|none~0|", "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|",
-                                  "|none~1|+|none~0|none~1|+|none~0|none~1|none~2|", "garbage"])
-def test_bad_cell_strings_raise_clear_errors(arch):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("arch, says", [
+    ("|nor_conv_3x3~0|+|none~0|", "3 nodes"),
+    ("|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|", "unknown op 'conv'"),
+    ("|none~1|+|none~0|none~1|+|none~0|none~1|none~2|", "'<op>~0'"),
+    ("|none~0|+|none~0|+|none~0|none~1|none~2|", "node 2"),
+    ("garbage", "3 nodes"),
+])
+def test_bad_cell_strings_raise_clear_errors(arch, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
         NB201Space.from_arch_string(arch)
 
 
-def test_oversized_spec_is_refused_before_any_real_allocation(monkeypatch):
+def test_oversized_spec_is_refused_before_any_real_allocation(monkeypatch, param_devices):
     spec = SPACE.parse(SPACE.reference().model_dump() | {"channels": 64, "cells_per_stage": 5})
-    built = []
-    original = SPACE.construct
-
-    def spy(*args, **kwargs):
-        model = original(*args, **kwargs)
-        built.append(next(model.parameters()).device.type)
-        return model
-
-    monkeypatch.setattr(SPACE, "construct", spy)
+    constructed = []
+    monkeypatch.setattr(SPACE, "construct", lambda *a, **k: constructed.append(a))
     with pytest.raises(SpecTooLarge, match="params"):
         SPACE.build(spec, TaskInfo((3, 32, 32), 10), cap=SizeCap(max_params=1_000_000))
-    assert built == ["meta"]  # only the cost count ran, on the meta device
+    assert constructed == []
+    assert param_devices and set(param_devices) == {"meta"}  # only the meta cost count ran
+
+
+def test_short_sequences_and_tiny_images_survive_both_reductions():
+    for shape in ((1, 1), (1, 3), (1, 40), (3, 1, 1), (3, 5, 5)):
+        task = TaskInfo(shape, 4)
+        assert SPACE.build(SPACE.reference(), task)(torch.randn(2, *shape)).shape == (2, 4)
+
+
+@FAST
+@given(seeds)
+def test_cost_equals_a_count_of_the_whole_expanded_network(seed):
+    # the space counts one cell per stage and multiplies; the base class counts everything
+    spec = SPACE.sample(np.random.default_rng(seed))
+    task = TASK_1D if seed % 2 else TASK_2D
+    assert SPACE.cost(spec, task) == SearchSpace.cost(SPACE, spec, task)
 
 
 def test_cost_counts_two_flops_per_mac():
