@@ -50,10 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--keep", type=int, default=d.keep, help="k proposals trained per iteration")
     a("--max-device-seconds", type=float, default=None, help="stop after this much training time")
     a("--max-wall-seconds", type=float, default=d.max_wall_seconds,
-      help="stop starting new work after this much wall time (the default keeps the offline run under 3 minutes)")
+      help="stop starting new work after this much wall time (the default keeps the offline "
+      "run under 3 minutes)")
     a("--max-cost-usd", type=float, default=None, help="stop before an LLM call would exceed this")
     a("--eval-time-limit", type=float, default=d.eval_time_limit,
-      help="seconds per evaluation before it fails as a timeout")
+      help="seconds per evaluation before it fails as a timeout (an evaluation never runs past "
+      "--max-wall-seconds either)")
     a("--max-params", type=int, default=d.max_params, help="refuse specs with more parameters")
     a("--max-flops", type=int, default=d.max_flops, help="refuse specs with more FLOPs per sample")
     a("--baseline", default=None, help="JSON file with the first baseline spec")

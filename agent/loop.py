@@ -24,8 +24,8 @@ from agent.trajectory import EVALS, Trajectory
 from evaluators.data import Task
 from evaluators.dual import evaluate
 from evaluators.fidelity import Fidelity
-from evaluators.results import EvalFailure
 from evaluators.predictor.base import CandidateFilter
+from evaluators.results import EvalFailure
 from evaluators.stats import paired_gain_se
 from spaces.base import SearchSpace, SizeCap, SpecTooLarge
 
@@ -91,6 +91,13 @@ class SearchLoop:
         if c.max_device_seconds is not None and s.device_s >= c.max_device_seconds:
             return "max_device_seconds"
         return None
+
+    def time_limit(self) -> float | None:
+        """Seconds this evaluation may train: ``--eval-time-limit``, and never past the wall budget."""
+        limits = [self.config.eval_time_limit] if self.config.eval_time_limit else []
+        if self.config.max_wall_seconds is not None:
+            limits.append(max(1.0, self.config.max_wall_seconds - self.state.wall_s(time.time())))
+        return min(limits) if limits else None
 
     def budget_left(self) -> dict[str, float]:
         c, s = self.config, self.state
@@ -182,7 +189,7 @@ class SearchLoop:
             return
         spec = self.space.parse(cand.spec)
         result = evaluate(spec, self.space, self.task, self.fidelity, self.config.seeds,
-                          npz_dir=self.run_dir / EVALS, time_limit_s=self.config.eval_time_limit,
+                          npz_dir=self.run_dir / EVALS, time_limit_s=self.time_limit(),
                           cap=self.cap)
         common = {"proposal_id": cand.proposal_id, "spec_hash": result.spec_hash,
                   "fidelity": self.fidelity.name, "seeds": list(result.seeds)}

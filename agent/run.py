@@ -17,7 +17,7 @@ from agent.config import RunConfig, package_versions
 from agent.loop import SearchLoop, StopRequested
 from agent.progress import LiveProgress, summary_table
 from agent.state import SearchState
-from agent.trajectory import BEST_SPEC, CONFIG, RunFolderError, Trajectory, read_events
+from agent.trajectory import CONFIG, RunFolderError, Trajectory, read_events
 
 __all__ = ["main"]
 

@@ -155,6 +155,7 @@ def _train_packed(factory, data: TrainData, seeds, epochs, batch_size, lr, weigh
         return functional_call(base, (p, b), (x,))
 
     train_fwd = vmap(forward, randomness="different")
+    eval_fwd = vmap(forward, in_dims=(0, 0, None))
     curves = [{"train_loss": [], "val_acc": [], "grad_norm": []} for _ in seeds]
     for _ in range(epochs):
         base.train()
@@ -180,7 +181,6 @@ def _train_packed(factory, data: TrainData, seeds, epochs, batch_size, lr, weigh
         if not torch.isfinite(epoch_loss).all():
             raise TrainingDiverged(f"training loss became {epoch_loss.tolist()} (seeds {seeds})")
         base.eval()
-        eval_fwd = vmap(forward, in_dims=(0, 0, None))
         val_probs = _predict(lambda x: eval_fwd(params, buffers, x), data.x_val)
         grad_norm = torch.stack(norms).mean(0)
         for l in range(L):

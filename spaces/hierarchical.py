@@ -3,7 +3,8 @@
 Macro: ``depth`` cells (14–50, step 2) with ``initial_channels`` × ``width_multiplier`` channels
 after a 3×3 stem; two downsampling transitions (Norm-Act-Conv3×3 stride 2, channels ×2) at
 layer round(depth/3) + ``downsample_offset_1`` and round(2·depth/3) + ``downsample_offset_2``
-(offsets −2…2), making 3 stages; then Norm-Act, global average pooling and a linear classifier.
+(offsets −2…2; the two layers must differ, which only rules out offsets +2/−2 at depth 14),
+making 3 stages; then Norm-Act, global average pooling and a linear classifier.
 
 Cell: four intermediate nodes. Node k (1..4) sums one op applied to each of its inputs: the
 cell input and nodes 1..k−1 (``node_k`` lists k ops in that order; ``zero`` drops an input).
@@ -18,14 +19,16 @@ channels and positions, the usual conv form); GroupNorm with gcd(32, C) groups.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
 from spaces.base import SearchSpace, TaskInfo, hash_payload
+from spaces.cost import CostCache, Plan, expand, plan_cost
 from spaces.layers import avg_pool, conv, global_pool, max_pool, norm_layer, scaled
 
 __all__ = ["HierarchicalSpec", "HierarchicalSpace", "CELL_OPS"]
@@ -56,10 +59,16 @@ class HierarchicalSpec(BaseModel):
         description="first downsampling at layer round(depth/3) + this offset")
     downsample_offset_2: Literal[-2, -1, 0, 1, 2] = Field(
         description="second downsampling at layer round(2*depth/3) + this offset")
-    activation: Literal["relu", "swish", "gelu"]
-    norm: Literal["batchnorm", "layernorm", "groupnorm"]
-    attention: Literal["none", "se", "cbam"]
-    residual: Literal["pre_activation", "post_activation"]
+    activation: Literal["relu", "swish", "gelu"] = Field(
+        description="activation used throughout (swish = SiLU)")
+    norm: Literal["batchnorm", "layernorm", "groupnorm"] = Field(
+        description="normalisation layer; layernorm = GroupNorm(1, C), groupnorm = "
+                    "GroupNorm(gcd(32, C), C)")
+    attention: Literal["none", "se", "cbam"] = Field(
+        description="attention on each cell's output: squeeze-excitation or CBAM")
+    residual: Literal["pre_activation", "post_activation"] = Field(
+        description="pre_activation: x + cell(act(norm(x))); post_activation: "
+                    "act(norm(x + cell(x)))")
     node_1: list[CellOp] = _node(1)
     node_2: list[CellOp] = _node(2)
     node_3: list[CellOp] = _node(3)
@@ -69,6 +78,18 @@ class HierarchicalSpec(BaseModel):
     @classmethod
     def _tuple_ok(cls, value):
         return list(value) if isinstance(value, tuple) else value
+
+    @model_validator(mode="after")
+    def _distinct_downsamplings(self):
+        first, second = self.downsample_layers()
+        if first >= second:
+            gap = round(2 * self.depth / 3) - round(self.depth / 3)
+            raise ValueError(
+                f"downsample_offset_1 and downsample_offset_2 (each one of {list(OFFSETS)}) put both "
+                f"downsamplings at layers {first} and {second}; they must be distinct and in order: "
+                f"with depth={self.depth}, downsample_offset_1 - downsample_offset_2 must be "
+                f"below {gap}")
+        return self
 
     def cell(self) -> list[list[str]]:
         return [list(self.node_1), list(self.node_2), list(self.node_3), list(self.node_4)]
@@ -81,10 +102,17 @@ class HierarchicalSpec(BaseModel):
 def _live_cell(spec: HierarchicalSpec) -> list[list[str]]:
     """The cell with ops reading a node that carries no signal (all its inputs zero) zeroed."""
     cell, alive = spec.cell(), [True]
-    for k, ops in enumerate(cell):
+    for ops in cell:
         ops[:] = [op if alive[i] else "zero" for i, op in enumerate(ops)]
         alive.append(any(op != "zero" for op in ops))
     return cell
+
+
+def _positions_ok(macro: dict) -> bool:
+    """Whether the two downsampling layers are distinct and in order (only depth 14 can fail)."""
+    depth = macro["depth"]
+    return (round(depth / 3) + macro["downsample_offset_1"]
+            < round(2 * depth / 3) + macro["downsample_offset_2"])
 
 
 def _activation(name: str) -> nn.Module:
@@ -154,31 +182,53 @@ class _Cell(nn.Module):
         nodes = [h]
         for ops, active in zip(self.ops, self.active, strict=True):
             terms = [op(nodes[i]) for i, (op, on) in enumerate(zip(ops, active, strict=True)) if on]
-            nodes.append(sum(terms) if terms else torch.zeros_like(h))
-        out = self.attention(sum(nodes[k] for k in self.leaves))
+            nodes.append(_total(terms) if terms else torch.zeros_like(h))
+        out = self.attention(_total([nodes[k] for k in self.leaves]))
         return x + out if self.pre else self.act(self.norm(x + out))
 
 
-class HierarchicalNetwork(nn.Module):
-    def __init__(self, spec: HierarchicalSpec, task: TaskInfo, width_mult: float = 1.0):
-        super().__init__()
-        dims, cell = task.spatial_dims, _live_cell(spec)
-        c = scaled(spec.initial_channels * spec.width_multiplier, width_mult)
-        layers: list[nn.Module] = [conv(dims, task.input_shape[0], c, 3),
-                                   norm_layer(spec.norm, dims, c)]
-        down = set(spec.downsample_layers())
-        for layer in range(spec.depth):
-            if layer in down:
-                layers += [norm_layer(spec.norm, dims, c), _activation(spec.activation),
-                           conv(dims, c, 2 * c, 3, stride=2)]
-                c *= 2
-            layers.append(_Cell(spec, cell, dims, c))
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(norm_layer(spec.norm, dims, c), _activation(spec.activation),
-                                  global_pool(dims), nn.Flatten(), nn.Linear(c, task.num_classes))
+def _plan(spec: HierarchicalSpec, task: TaskInfo, width_mult: float = 1.0) -> Plan:
+    """Stem; runs of identical cells split by the two transitions; head."""
+    dims, cell = task.spatial_dims, _live_cell(spec)
+    c = scaled(spec.initial_channels * spec.width_multiplier, width_mult)
+    plan: list = [(partial(_stem, spec.norm, dims, task.input_shape[0], c), 1)]
+    start = 0
+    for stop in (*spec.downsample_layers(), spec.depth):
+        plan.append((partial(_Cell, spec, cell, dims, c), stop - start))
+        if stop < spec.depth:
+            plan.append((partial(_transition, spec, dims, c), 1))
+            c *= 2
+        start = stop
+    plan.append((partial(_head, spec, dims, c, task.num_classes), 1))
+    return [(factory, times) for factory, times in plan if times > 0]
 
-    def forward(self, x):
-        return self.head(self.features(x))
+
+def _stem(norm: str, dims: int, c_in: int, c: int) -> nn.Module:
+    return nn.Sequential(conv(dims, c_in, c, 3), norm_layer(norm, dims, c))
+
+
+def _transition(spec: HierarchicalSpec, dims: int, c: int) -> nn.Module:
+    return nn.Sequential(norm_layer(spec.norm, dims, c), _activation(spec.activation),
+                         conv(dims, c, 2 * c, 3, stride=2))
+
+
+def _head(spec: HierarchicalSpec, dims: int, c: int, num_classes: int) -> nn.Module:
+    return nn.Sequential(norm_layer(spec.norm, dims, c), _activation(spec.activation),
+                         global_pool(dims), nn.Flatten(), nn.Linear(c, num_classes))
+
+
+def _total(terms: list[torch.Tensor]) -> torch.Tensor:
+    out = terms[0]
+    for t in terms[1:]:
+        out = out + t
+    return out
+
+
+class HierarchicalNetwork(nn.Sequential):
+    """The expanded plan: stem, ``depth`` cells with two transitions, head."""
+
+    def __init__(self, spec: HierarchicalSpec, task: TaskInfo, width_mult: float = 1.0):
+        super().__init__(*expand(_plan(spec, task, width_mult)))
 
 
 class HierarchicalSpace(SearchSpace):
@@ -193,6 +243,8 @@ class HierarchicalSpace(SearchSpace):
               "downsample_offset_2": OFFSETS, "activation": ("relu", "swish", "gelu"),
               "norm": ("batchnorm", "layernorm", "groupnorm"), "attention": ("none", "se", "cbam"),
               "residual": ("pre_activation", "post_activation")}
+
+    _costs = CostCache()
 
     @property
     def node_feature_dim(self) -> int:
@@ -219,18 +271,24 @@ class HierarchicalSpace(SearchSpace):
             node_3=["identity", "zero", "zero"], node_4=["zero", "zero", "identity", "identity"])
 
     def sample(self, rng: np.random.Generator) -> HierarchicalSpec:
-        macro = {k: v[int(rng.integers(len(v)))] for k, v in self._macro.items()}
+        while True:
+            macro = {k: v[int(rng.integers(len(v)))] for k, v in self._macro.items()}
+            if _positions_ok(macro):
+                break
         cell = {f"node_{k}": [CELL_OPS[int(rng.integers(len(CELL_OPS)))] for _ in range(k)]
                 for k in range(1, 5)}
         return HierarchicalSpec(**macro, **cell)
 
     def mutate(self, spec: HierarchicalSpec, rng: np.random.Generator) -> HierarchicalSpec:
-        """Change one choice: one cell op (10 slots, most often) or one macro choice."""
+        """Change one choice: one cell op (10 slots, most often) or one macro choice.
+
+        Prefers a change that alters the built network; falls back to any different valid spec.
+        """
         data, old = spec.model_dump(), self.canonical_hash(spec)
         slots = [(f"node_{k}", i) for k in range(1, 5) for i in range(k)] * 2
         slots += [(name, None) for name in self._macro]
-        candidate = spec
-        for _ in range(20):
+        fallback = None
+        for attempt in range(200):
             field, index = slots[int(rng.integers(len(slots)))]
             new = {k: (list(v) if isinstance(v, list) else v) for k, v in data.items()}
             if index is None:
@@ -239,10 +297,16 @@ class HierarchicalSpace(SearchSpace):
             else:
                 options = [o for o in CELL_OPS if o != data[field][index]]
                 new[field][index] = options[int(rng.integers(len(options)))]
+            if not _positions_ok(new):
+                continue
             candidate = HierarchicalSpec(**new)
             if self.canonical_hash(candidate) != old:
+                return candidate  # prefer a change that alters the built network
+            fallback = fallback or candidate
+            if attempt >= 20:
                 break
-        return candidate
+        assert fallback is not None, "every field has at least one other valid value"
+        return fallback
 
     def canonical_hash(self, spec: HierarchicalSpec) -> str:
         data = spec.model_dump()
@@ -284,3 +348,10 @@ class HierarchicalSpace(SearchSpace):
 
     def construct(self, spec: HierarchicalSpec, task: TaskInfo, width_mult: float = 1.0):
         return HierarchicalNetwork(spec, task, width_mult)
+
+    def cost(self, spec: HierarchicalSpec, task: TaskInfo, width_mult: float = 1.0) -> dict[str, int]:
+        """Exact params and FLOPs of :meth:`construct`'s network, counted on the meta device
+        once per distinct block (the cells of a stage are identical)."""
+        key = (self.canonical_hash(spec), task.input_shape, task.num_classes, float(width_mult))
+        return self._costs.get(key, lambda: plan_cost(_plan(spec, task, width_mult),
+                                                      task.input_shape))

@@ -99,3 +99,4 @@ class Proposer(ABC):
 
     def close(self) -> None:
         """Release resources (servers, sessions). Called once when the run ends."""
+        return None

@@ -60,6 +60,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM the server when the run's process dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class LocalServer:
     """A llama.cpp OpenAI-compatible server as a child process; ``stop()`` ends it."""
 
@@ -71,7 +80,8 @@ class LocalServer:
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias",
                MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(self.port), "--chat_format", "gemma",
                "--n_threads", str(threads or os.cpu_count() or 2), "--n_ctx", str(ctx)]
-        self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
+                                        preexec_fn=_die_with_parent)
         atexit.register(self.stop)
         deadline = time.monotonic() + start_timeout_s
         while time.monotonic() < deadline:
