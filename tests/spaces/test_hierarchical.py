@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from spaces import SizeCap, SpecTooLarge, TaskInfo, get_space
+from spaces import SearchSpace, SizeCap, SpecTooLarge, TaskInfo, get_space
 from spaces.hierarchical import CELL_OPS
 
 SPACE = get_space("hierarchical")
@@ -32,11 +32,44 @@ def test_sampled_and_mutated_specs_validate_round_trip_and_build(seed):
     assert len(diff) == 1
     small = cheap(spec)
     graph = SPACE.to_graph(small)
-    live = sum(op != "zero" for ops in small.cell() for op in ops)
-    assert graph.num_nodes <= 2 + live and graph.x.shape[1] == SPACE.node_feature_dim
-    for task in (TaskInfo((1, 40), 10), TaskInfo((3, 12, 12), 5)):
-        out = SPACE.build(small, task, width_mult=0.5)(torch.randn(2, *task.input_shape))
+    assert graph.num_nodes == 2 + len(live_ops(small))
+    assert graph.x.shape == (graph.num_nodes, SPACE.node_feature_dim)
+    assert graph.x[2:].argmax(1).tolist() == [SPACE.node_types.index(op) for op in live_ops(small)]
+    for task in (TaskInfo((1, 40), 10), TaskInfo((3, 8, 8), 5)):
+        out = SPACE.build(small, task, width_mult=0.25)(torch.randn(2, *task.input_shape))
         assert out.shape == (2, task.num_classes)
+
+
+def live_ops(spec):
+    """Non-zero ops whose input node carries signal (the cell input, or a node with a live op)."""
+    alive, out = [True], []
+    for ops in spec.cell():
+        live = [op for i, op in enumerate(ops) if op != "zero" and alive[i]]
+        out += live
+        alive.append(bool(live))
+    return out
+
+
+@settings(max_examples=4, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_cost_equals_a_count_of_the_whole_expanded_network(seed):
+    spec = SPACE.sample(np.random.default_rng(seed))
+    spec = SPACE.parse(spec.model_dump() | {"depth": min(spec.depth, 22)})  # the full count is slow
+    task = TaskInfo((1, 40), 10) if seed % 2 else TaskInfo((3, 8, 8), 10)
+    assert SPACE.cost(spec, task) == SearchSpace.cost(SPACE, spec, task)
+
+
+def test_colliding_downsampling_layers_are_refused_and_never_sampled():
+    with pytest.raises(ValidationError, match="downsample_offset_1 and downsample_offset_2"):
+        SPACE.parse(SPACE.reference().model_dump() | {"downsample_offset_1": 2,
+                                                      "downsample_offset_2": -2})
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        first, second = SPACE.sample(rng).downsample_layers()
+        assert first < second
+    spec = SPACE.reference().model_copy(update={"downsample_offset_1": 1, "downsample_offset_2": -2})
+    for _ in range(100):  # (7, 7) is one step away: mutation must never produce it
+        assert len(set(SPACE.mutate(spec, rng).downsample_layers())) == 2
 
 
 def test_graph_nodes_match_the_live_ops_of_the_reference():
@@ -65,11 +98,33 @@ def test_groupnorm_uses_gcd_groups_and_downsampling_positions():
     assert spec.downsample_layers() == (5, 9)
 
 
-def test_oversized_spec_is_refused():
+def test_oversized_spec_is_refused_before_any_real_allocation(monkeypatch, param_devices):
     big = SPACE.reference().model_copy(update={"depth": 50, "initial_channels": 64,
                                                "width_multiplier": 2.5})
-    with pytest.raises(SpecTooLarge):
+    constructed = []
+    monkeypatch.setattr(SPACE, "construct", lambda *a, **k: constructed.append(a))
+    with pytest.raises(SpecTooLarge, match="params"):
         SPACE.build(big, TaskInfo((3, 32, 32), 10), cap=SizeCap(max_params=2_000_000))
+    with pytest.raises(SpecTooLarge, match="flops"):
+        SPACE.build(SPACE.reference(), TaskInfo((3, 32, 32), 10), cap=SizeCap(max_flops=1000))
+    assert constructed == [] and param_devices and set(param_devices) == {"meta"}
+
+
+def test_residual_forms_and_leaf_sum():
+    # node_1 = identity(x), node_2 = identity(x) + identity(node_1): node 1 is read, so the
+    # output is node_2 only = 2*h; pre-activation adds the input, post-activation normalises
+    cell = {"node_1": ["identity"], "node_2": ["identity", "identity"],
+            "node_3": ["zero"] * 3, "node_4": ["zero"] * 4}
+    pre = SPACE.reference().model_copy(update=cell)
+    model = SPACE.build(pre, TaskInfo((1, 40), 10))
+    block = model[1]  # the first cell, after the stem
+    x = torch.randn(2, 16, 40)
+    block.eval()
+    h = block.act(block.norm(x))
+    torch.testing.assert_close(block(x), x + 2 * h)
+    post = SPACE.build(pre.model_copy(update={"residual": "post_activation"}), TaskInfo((1, 40), 10))
+    block = post[1].eval()
+    torch.testing.assert_close(block(x), block.act(block.norm(x + 2 * x)))
 
 
 def test_describe_and_schema_list_the_ops():
