@@ -30,7 +30,14 @@ from evaluators.train import (
 )
 from spaces.base import SearchSpace, SizeCap, SpecTooLarge
 
-__all__ = ["evaluate", "train_spec", "prepare_data", "choose_packed", "npz_name"]
+__all__ = ["evaluate", "train_spec", "prepare_data", "choose_packed", "choose_threads",
+           "npz_name", "SMALL_STEP_FLOPS"]
+
+# Below this many forward FLOPs per training step, CPU ops last microseconds and intra-op
+# threads cost more in synchronisation than they save; on a shared machine they are much worse
+# (measured: one low-fidelity MNIST-1D evaluation took 5 s with 1 thread and 91–96 s with 2
+# threads at load 7 on 2 cores).
+SMALL_STEP_FLOPS = 1e10
 
 
 def npz_name(spec_hash: str, fidelity: Fidelity, seeds: tuple[int, ...]) -> str:
@@ -56,22 +63,36 @@ def choose_packed(device: torch.device, packed: bool | Literal["auto"]) -> bool:
     return device.type == "cuda" if packed == "auto" else bool(packed)
 
 
+def choose_threads(device: torch.device, step_flops: float,
+                   threads: int | None | Literal["auto"]) -> int | None:
+    """CPU intra-op threads for training. ``auto``: 1 for small steps (< ``SMALL_STEP_FLOPS``
+    forward FLOPs; also makes CPU results independent of the machine's core count), torch's
+    setting otherwise; ignored off the CPU."""
+    if device.type != "cpu":
+        return None
+    if threads == "auto":
+        return 1 if step_flops < SMALL_STEP_FLOPS else None
+    return threads
+
+
 def train_spec(spec, space: SearchSpace, task: Task, fidelity: Fidelity, seeds: list[int], *,
                cap: SizeCap | None = None, packed: bool | Literal["auto"] = "auto",
-               time_limit_s: float | None = None) -> list[LearnerRun]:
+               time_limit_s: float | None = None,
+               threads: int | None | Literal["auto"] = "auto") -> list[LearnerRun]:
     """Build ``spec`` (size-checked first) and train one learner per seed at ``fidelity``."""
     data = prepare_data(task, fidelity)
     info = task.info
     if fidelity.resolution is not None:
         info = type(info)((info.input_shape[0],) + tuple(data.x_train.shape[2:]), info.num_classes)
-    space.check_size(spec, info, cap, width_mult=fidelity.width_mult)
+    cost = space.check_size(spec, info, cap, width_mult=fidelity.width_mult)
     deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     device = task.device
+    batch_size = min(fidelity.batch_size, len(data.y_train))
     return train_learners(
         lambda: space.construct(spec, info, fidelity.width_mult), data, seeds=list(seeds),
-        epochs=fidelity.epochs, batch_size=min(fidelity.batch_size, len(data.y_train)),
-        lr=fidelity.lr, packed=choose_packed(device, packed), deadline=deadline,
-        use_amp=device.type == "cuda")
+        epochs=fidelity.epochs, batch_size=batch_size, lr=fidelity.lr,
+        packed=choose_packed(device, packed), deadline=deadline, use_amp=device.type == "cuda",
+        threads=choose_threads(device, cost["flops"] * batch_size, threads))
 
 
 def classify_failure(err: BaseException) -> tuple[str, str]:
@@ -90,8 +111,11 @@ def classify_failure(err: BaseException) -> tuple[str, str]:
 def evaluate(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
              seeds: tuple[int, int] = (0, 1), *, npz_dir: str | Path,
              time_limit_s: float | None = None, cap: SizeCap | None = None,
-             packed: bool | Literal["auto"] = "auto", n_boot: int = 200) -> DualResult | EvalFailure:
-    """Train two learners of ``spec`` and return their statistics, or why that failed."""
+             packed: bool | Literal["auto"] = "auto", n_boot: int = 200,
+             threads: int | None | Literal["auto"] = "auto") -> DualResult | EvalFailure:
+    """Train two learners of ``spec`` and return their statistics, or why that failed.
+
+    ``threads``: CPU intra-op threads while training (see :func:`choose_threads`)."""
     spec_hash = space.canonical_hash(spec)
     seeds = (int(seeds[0]), int(seeds[1]))
     start = time.monotonic()
@@ -99,7 +123,7 @@ def evaluate(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
         cost = space.check_size(spec, task.info, cap, width_mult=fidelity.width_mult)
         t_train = time.monotonic()
         runs = train_spec(spec, space, task, fidelity, list(seeds), cap=cap, packed=packed,
-                          time_limit_s=time_limit_s)
+                          time_limit_s=time_limit_s, threads=threads)
         device_s = time.monotonic() - t_train
     except Exception as err:  # failures are results: the loop logs them and goes on
         if task.device.type == "cuda":

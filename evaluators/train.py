@@ -8,10 +8,11 @@ pays on a GPU. Both give the same learners up to floating-point reassociation.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,20 +76,34 @@ def _predict(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                       for i in range(0, len(x), batch)], dim=-2)
 
 
+@contextlib.contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` intra-op CPU threads (``None``: leave torch's setting)."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_learners(factory: Callable[[], nn.Module], data: TrainData, *, seeds: list[int],
                    epochs: int, batch_size: int, lr: float, weight_decay: float = 5e-4,
                    packed: bool = False, deadline: float | None = None,
-                   use_amp: bool = False) -> list[LearnerRun]:
+                   use_amp: bool = False, threads: int | None = None) -> list[LearnerRun]:
     """Train one learner per seed with AdamW and a warm-up + cosine schedule.
 
     ``deadline`` is a ``time.monotonic()`` value; passing it raises :class:`TimeLimitExceeded`.
-    A NaN/inf loss raises :class:`TrainingDiverged`.
+    A NaN/inf loss raises :class:`TrainingDiverged`. ``threads`` fixes the CPU intra-op thread
+    count for the duration (results on CPU are reproducible for a given thread count).
     """
-    run = _train_packed if packed else _train_one
-    if packed:
-        return run(factory, data, seeds, epochs, batch_size, lr, weight_decay, deadline, use_amp)
-    return [run(factory, data, [s], epochs, batch_size, lr, weight_decay, deadline, use_amp)[0]
-            for s in seeds]
+    with cpu_threads(threads if data.x_train.device.type == "cpu" else None):
+        if packed:
+            return _train_packed(factory, data, seeds, epochs, batch_size, lr, weight_decay,
+                                 deadline, use_amp)
+        return [_train_one(factory, data, [s], epochs, batch_size, lr, weight_decay, deadline,
+                           use_amp)[0] for s in seeds]
 
 
 def _train_one(factory, data: TrainData, seeds, epochs, batch_size, lr, weight_decay, deadline,

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from evaluators.data import load_task
-from evaluators.dual import evaluate
+from evaluators.dual import SMALL_STEP_FLOPS, choose_threads, evaluate
 from evaluators.ensemble import validate_ensemble
 from evaluators.fidelity import Fidelity
 from evaluators.results import DualResult, EvalFailure
@@ -108,7 +108,7 @@ def test_packed_training_matches_sequential(digits):
     def factory():
         return SPACE.build(SPACE.reference(), digits.info, width_mult=0.5)
 
-    kwargs = dict(seeds=[5, 6], epochs=1, batch_size=64, lr=3e-3)
+    kwargs = dict(seeds=[5, 6], epochs=1, batch_size=64, lr=3e-3, threads=1)
     seq = train_learners(factory, data, packed=False, **kwargs)
     packed = train_learners(factory, data, packed=True, **kwargs)
     for a, b in zip(seq, packed, strict=True):
@@ -126,3 +126,23 @@ def test_validate_ensemble_m4_on_digits(digits, dual):
     assert 0 <= v.true_ens_error01 <= 1 and 0 <= v.test_true_ens_error01 <= 1
     stats = residual_stats(np.zeros((2, 3, 2)) + 0.5, np.array([0, 1, 0]))
     assert stats["E"] == pytest.approx(0.5)
+
+
+def test_small_cpu_steps_train_on_one_thread_and_the_setting_is_restored(digits, tmp_path,
+                                                                          monkeypatch):
+    import evaluators.train as train_module
+
+    seen = []
+    real = train_module._train_one
+    monkeypatch.setattr(train_module, "_train_one",
+                        lambda *a: seen.append(torch.get_num_threads()) or real(*a))
+    before = torch.get_num_threads()
+    one_epoch = TINY.model_copy(update={"epochs": 1})
+    assert isinstance(evaluate(SPACE.reference(), SPACE, digits, one_epoch, (0, 1),
+                               npz_dir=tmp_path, packed=False), DualResult)
+    assert seen == [1, 1] and torch.get_num_threads() == before
+    cpu = torch.device("cpu")
+    assert choose_threads(cpu, SMALL_STEP_FLOPS / 2, "auto") == 1
+    assert choose_threads(cpu, SMALL_STEP_FLOPS * 2, "auto") is None
+    assert choose_threads(cpu, 1.0, 3) == 3
+    assert choose_threads(torch.device("meta"), 1.0, "auto") is None
