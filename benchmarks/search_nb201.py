@@ -24,7 +24,8 @@ from spaces.nb201 import EDGES, OPS, NB201Space
 
 
 def _random_arch(rng):
-    return NB201Space.to_arch_string(NB201Space().sample(rng).model_copy(update={"channels": 16, "cells_per_stage": 5}))
+    spec = NB201Space().sample(rng).model_copy(update={"channels": 16, "cells_per_stage": 5})
+    return NB201Space.to_arch_string(spec)
 
 
 def random_search(table, queries, seed):
