@@ -6,7 +6,7 @@ time. On CUDA the packed path (torch.func vmap over stacked learners) runs in bf
 channels_last; on CPU everything runs in fp32 at a reduced size (``--small``).
 
     python benchmarks/trainer_speed.py --device cuda            # the figures for the README
-    python benchmarks/trainer_speed.py --device cpu --small     # a quick check anywhere
+    python benchmarks/trainer_speed.py --device cpu --small --threads 1   # a quick CPU check
 """
 
 from __future__ import annotations
@@ -74,8 +74,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--small", action="store_true", help="reduced sizes for a CPU check")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU intra-op threads (default: torch's setting)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     n, batch, epochs = (50_000, 1024, 2) if cuda and not args.small else (2048, 256, 1)
@@ -95,7 +99,8 @@ def main(argv=None) -> int:
         for r in rows:
             print(json.dumps({"device": str(device), **r}))
         return 0
-    print(f"device: {device} ({torch.cuda.get_device_name(device) if cuda else 'CPU'})")
+    where = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {device} ({where})")
     for r in rows:
         print(f"\n{r['network']}")
         for k, v in r.items():
