@@ -15,8 +15,8 @@ pytestmark = [pytest.mark.local_llm,
 def test_local_model_writes_valid_specs_in_a_short_search(tmp_path):
     assert local_model_available() == (True, None)
     proc = run_cli("agent.run", "--model", "local", "--dataset", "digits", "--n-samples", "300",
-                   "--predictor", "none", "--iterations", "2", "--proposals", "2", "--keep", "1",
-                   "--out", tmp_path, "--max-wall-seconds", "1200", timeout=600)
+                   "--predictor", "none", "--iterations", "1", "--proposals", "2", "--keep", "1",
+                   "--out", tmp_path, "--max-wall-seconds", "1500", timeout=1800)
     events = events_of(run_dir_of(proc))
     props = [e for e in events if e["event"] == "proposal" and e["proposal_id"] != "baseline"]
     assert props and all(p["source"] == "local" for p in props)
