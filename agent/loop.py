@@ -92,12 +92,14 @@ class SearchLoop:
             return "max_device_seconds"
         return None
 
-    def time_limit(self) -> float | None:
-        """Seconds this evaluation may train: ``--eval-time-limit``, and never past the wall budget."""
-        limits = [self.config.eval_time_limit] if self.config.eval_time_limit else []
-        if self.config.max_wall_seconds is not None:
-            limits.append(max(1.0, self.config.max_wall_seconds - self.state.wall_s(time.time())))
-        return min(limits) if limits else None
+    def time_limit(self) -> tuple[float | None, bool]:
+        """Seconds this evaluation may train (``--eval-time-limit``, never past the wall budget),
+        and whether the wall budget is what sets them."""
+        own = self.config.eval_time_limit
+        if self.config.max_wall_seconds is None:
+            return own, False
+        left = max(1.0, self.config.max_wall_seconds - self.state.wall_s(time.time()))
+        return (own, False) if own is not None and own <= left else (left, True)
 
     def budget_left(self) -> dict[str, float]:
         c, s = self.config, self.state
@@ -188,9 +190,11 @@ class SearchLoop:
                      **fields)
             return
         spec = self.space.parse(cand.spec)
+        limit, budget_bound = self.time_limit()
         result = evaluate(spec, self.space, self.task, self.fidelity, self.config.seeds,
-                          npz_dir=self.run_dir / EVALS, time_limit_s=self.time_limit(),
-                          cap=self.cap)
+                          npz_dir=self.run_dir / EVALS, time_limit_s=limit, cap=self.cap)
+        if isinstance(result, EvalFailure) and result.kind == "timeout" and budget_bound:
+            return  # the run's wall budget ended, not the candidate: it stays in flight (resumable)
         common = {"proposal_id": cand.proposal_id, "spec_hash": result.spec_hash,
                   "fidelity": self.fidelity.name, "seeds": list(result.seeds)}
         if isinstance(result, EvalFailure):
@@ -244,8 +248,12 @@ class SearchLoop:
         """Run until a budget ends; returns the stop reason."""
         try:
             self.ensure_baseline(baseline_spec)
+            if self.state.candidates["baseline"].evaluation is None:  # cut by the wall budget
+                return self.out_of_time() or "max_wall_seconds"
             if self.state.baseline is None:
-                return "baseline_failed"
+                failure = (self.state.candidates["baseline"].evaluation or {}).get("failure", {})
+                return (f"baseline_failed: {failure.get('kind', 'error')}: "
+                        f"{failure.get('message', 'no evaluation')}")
             iteration = max(1, self.state.iteration)
             while True:
                 reason = self.stop_reason(iteration)

@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 from agent.trajectory import CONFIG, REPORT, RunFolderError, read_events  # noqa: E402
 
@@ -83,6 +84,7 @@ def plot_baseline_curve(events, path: Path) -> None:
         ax.step(its, vals, where="post", color="#4575b4")
         ax.scatter([d["iteration"] for d in decisions], [d["predicted_ens_error"] for d in decisions],
                    c=[_COLOURS[d["accepted"]] for d in decisions], s=18, zorder=3)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("iteration")
     ax.set_ylabel(f"predicted E_ens (M={M})")
     ax.set_title("baseline's predicted ensemble error (dots: candidates)")

@@ -132,24 +132,22 @@ def prepare(argv: list[str] | None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from agent.proposers import make_proposer, resolve_default_model
+    from agent.proposers import open_proposer
     from evaluators.data import DatasetUnavailable, load_task
 
     try:
         args, config, read, space, fidelity = prepare(argv)
         device = resolve_device(config.device)
-        model, why = resolve_default_model(config.model)
-        if why:
-            console.print(f"[yellow]note:[/] {why}")
-        config.model = model
         try:
             task = load_task(config.dataset, device=device, data_dir=config.data_dir,
                              n_samples=config.n_samples, seed=config.seed,
                              download=config.download)
         except DatasetUnavailable as err:
             raise UsageError(f"--dataset {config.dataset}: {err}") from None
-        proposer = make_proposer(model, space=space, seed=config.seed, api_base=config.api_base,
-                                 prompt=config.prompt)
+        proposer, config.model, why = open_proposer(config.model, space=space, seed=config.seed,
+                                                    api_base=config.api_base, prompt=config.prompt)
+        if why:
+            console.print(f"[yellow]note:[/] {why}")
         cand_filter, filter_note = make_filter(config, space, task.info)
         run_dir = Path(args.resume) if read else new_run_dir(config)
     except UsageError as err:
@@ -202,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     if report_path:
         console.print(f"report: {report_path}")
     console.print(f"run folder: {run_dir}")
-    if reason.startswith("proposer_error") or reason == "baseline_failed":
+    if reason.startswith(("proposer_error", "baseline_failed")):
         return 1
     return 130 if reason == "interrupted" else 0
 

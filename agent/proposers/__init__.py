@@ -7,7 +7,7 @@ from pathlib import Path
 from agent.proposers.base import Proposal, ProposalContext, Proposer, ProposerFatal
 
 __all__ = ["make_proposer", "Proposal", "ProposalContext", "Proposer", "ProposerFatal",
-           "resolve_default_model"]
+           "resolve_default_model", "open_proposer"]
 
 
 def resolve_default_model(model: str | None) -> tuple[str, str | None]:
@@ -47,3 +47,23 @@ def make_proposer(model: str, *, space, seed: int, api_base: str | None = None,
     except ImportError as err:
         raise ProposerFatal(f"the LLM proposer is unavailable in this install: {err}") from None
     return make_llm_proposer(model, api_base=api_base, prompt=prompt, seed=seed)
+
+
+def open_proposer(model: str | None, *, space, seed: int, api_base: str | None = None,
+                  prompt: str | None = None) -> tuple[Proposer, str, str | None]:
+    """The proposer for ``--model`` (None = the offline default), its resolved name, and a
+    one-line note when the default had to fall back to ``builtin``.
+
+    A default ``local`` model that turns out unusable at start-up (weights cannot be assembled,
+    the llama.cpp server does not come up) falls back to ``builtin`` too; an explicit
+    ``--model local`` does not: its failure is the user's error to see.
+    """
+    resolved, note = resolve_default_model(model)
+    try:
+        return make_proposer(resolved, space=space, seed=seed, api_base=api_base,
+                             prompt=prompt), resolved, note
+    except Exception as err:
+        if model is not None or resolved != "local" or type(err).__name__ != "LocalModelUnavailable":
+            raise
+        note = f"local model unavailable ({err}); using --model builtin"
+    return make_proposer("builtin", space=space, seed=seed), "builtin", note

@@ -22,10 +22,15 @@ TINY = ["--model", "builtin", "--dataset", "digits", "--n-samples", "300", "--pr
         "--proposals", "3", "--keep", "2"]
 
 
+#: a provider key in the environment must never reach the run folder
+FAKE_KEY = "sk-test-NEVER-ON-DISK-4f1c"
+
+
 def run_cli(module, *args, timeout=300, check=True):
     proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, text=True,
                           capture_output=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "120"})
+                          env={**os.environ, "COLUMNS": "120", "OPENAI_API_KEY": FAKE_KEY,
+                               "ANTHROPIC_API_KEY": FAKE_KEY})
     if check and proc.returncode != 0:
         raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
@@ -69,6 +74,9 @@ def test_run_writes_the_contract(tiny_run):
     assert (run_dir / "report" / "report.md").is_file()
     assert (run_dir / "report" / "decision_plane.png").stat().st_size > 1000
     assert "search finished" in proc.stderr
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert FAKE_KEY.encode() not in path.read_bytes(), path
 
 
 def test_every_logged_decision_agrees_with_the_rule(tiny_run):
@@ -259,3 +267,30 @@ def test_sigint_stops_cleanly_and_the_run_resumes(tmp_path):
     assert events[-1]["reason"] == "iterations" and events[-1]["iterations"] == 3
     evaluated = [e["proposal_id"] for e in events if e["event"] == "evaluated"]
     assert len(evaluated) == len(set(evaluated))
+
+
+def test_failed_baseline_ends_the_run_with_its_reason(tmp_path):
+    proc = run_cli("agent.run", *TINY, "--iterations", 1, "--eval-time-limit", "0.001",
+                   "--out", tmp_path, check=False)
+    assert proc.returncode == 1, proc.stderr
+    events = events_of(run_dir_of(proc))
+    failed = [e for e in events if e["event"] == "evaluated"]
+    assert len(failed) == 1 and failed[0]["failure"]["kind"] == "timeout"
+    assert events[-1]["event"] == "run_finished"
+    assert events[-1]["reason"].startswith("baseline_failed: timeout")
+    assert not any(e["event"] == "proposal" and e["iteration"] > 0 for e in events)
+
+
+def test_evaluation_cut_by_the_wall_budget_stays_in_flight_and_resumes(tmp_path):
+    cut = ["--model", "builtin", "--dataset", "mnist1d", "--n-samples", "2000", "--predictor",
+           "none", "--iterations", "0", "--out", tmp_path]
+    proc = run_cli("agent.run", *cut, "--max-wall-seconds", "0.5")
+    run_dir = run_dir_of(proc)
+    events = events_of(run_dir)
+    assert events[-1]["reason"] == "max_wall_seconds"
+    assert not [e for e in events if e["event"] == "evaluated"]  # not logged as a failure
+    run_cli("agent.run", "--resume", run_dir, "--max-wall-seconds", "1200")
+    events = events_of(run_dir)
+    evaluated = [e for e in events if e["event"] == "evaluated"]
+    assert len(evaluated) == 1 and not evaluated[0].get("failure")
+    assert events[-1]["reason"] == "iterations"
