@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from agent.config import RunConfig
-from agent.proposers.base import ProposalContext, Proposer, ProposerFatal
+from agent.proposers.base import ProposalContext, Proposer, ProposerFatal, ProposerOutOfTime
 from agent.rule import decide, predicted_ens_error
 from agent.state import Candidate, SearchState
 from agent.trajectory import EVALS, Trajectory
@@ -128,12 +128,14 @@ class SearchLoop:
 
     def context(self, iteration: int) -> ProposalContext:
         M = self.config.ensemble_size
+        left = self.budget_left()
         return ProposalContext(
             space=self.space, task=self.task.info, task_name=self.task.name, iteration=iteration,
             ensemble_size=M, rule=self.config.rule,
             baseline=self.state.history_item(self.state.baseline, M),
             best_accepted=self.state.best_accepted(M), last_rejected=self.state.last_rejected(M),
-            budget_left=self.budget_left(), seen_hashes=frozenset(self.state.seen_hashes))
+            budget_left=left, seen_hashes=frozenset(self.state.seen_hashes),
+            deadline=time.time() + left["wall_s"] if "wall_s" in left else None)
 
     def propose(self, iteration: int) -> None:
         """Ask for K proposals and log each: valid ones, and why the others were rejected."""
@@ -192,7 +194,8 @@ class SearchLoop:
         spec = self.space.parse(cand.spec)
         limit, budget_bound = self.time_limit()
         result = evaluate(spec, self.space, self.task, self.fidelity, self.config.seeds,
-                          npz_dir=self.run_dir / EVALS, time_limit_s=limit, cap=self.cap)
+                          npz_dir=self.run_dir / EVALS, time_limit_s=limit, cap=self.cap,
+                          compile_model=self.config.compile)
         if isinstance(result, EvalFailure) and result.kind == "timeout" and budget_bound:
             return  # the run's wall budget ended, not the candidate: it stays in flight (resumable)
         common = {"proposal_id": cand.proposal_id, "spec_hash": result.spec_hash,
@@ -261,6 +264,8 @@ class SearchLoop:
                     return reason
                 self.run_iteration(iteration)
                 iteration += 1
+        except ProposerOutOfTime:  # the call in flight was cut: nothing of it was logged
+            return self.out_of_time() or "max_wall_seconds"
         except ProposerFatal as err:
             return f"proposer_error: {err}"
 

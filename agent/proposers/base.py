@@ -15,13 +15,19 @@ from pydantic import BaseModel
 
 from spaces.base import SearchSpace, TaskInfo
 
-__all__ = ["Proposal", "HistoryItem", "ProposalContext", "Proposer", "ProposerFatal", "Source"]
+__all__ = ["Proposal", "HistoryItem", "ProposalContext", "Proposer", "ProposerFatal",
+           "ProposerOutOfTime", "Source"]
 
 Source = Literal["builtin", "llm", "local", "replay"]
 
 
 class ProposerFatal(RuntimeError):
     """An error the user must act on (bad key, bad request, unreachable server): ends the run."""
+
+
+class ProposerOutOfTime(RuntimeError):
+    """The run's wall budget (``ProposalContext.deadline``) ended before a reply came back: the
+    loop ends the run with the wall-budget reason, and nothing of the cut call is logged."""
 
 
 @dataclass
@@ -78,6 +84,8 @@ class ProposalContext:
     last_rejected: list[HistoryItem]
     budget_left: dict[str, float]
     seen_hashes: frozenset[str] = frozenset()
+    #: epoch seconds (``time.time()``) by which ``propose`` must return; None = no wall budget
+    deadline: float | None = None
 
 
 class Proposer(ABC):

@@ -8,6 +8,9 @@ OpenAI-compatible server that answers 400 about ``response_format`` is asked aga
 next form (json_schema → json_object → a fenced JSON block in plain text). Transient errors
 (429 honouring Retry-After, timeouts, connection errors, 5xx) are retried with exponential
 backoff and jitter; authentication errors and other bad requests end the run with one line.
+A call never outlives the run's wall budget: each attempt's HTTP timeout is cut to the time left
+before ``ProposalContext.deadline``, no retry starts past it, and running out raises
+:class:`~agent.proposers.base.ProposerOutOfTime`.
 """
 
 from __future__ import annotations
@@ -16,12 +19,19 @@ import copy
 import json
 import os
 import re
+import time
 from typing import Any
 
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_random_exponential,
+)
 
 from agent.prompts import PromptSet, prompt_context
-from agent.proposers.base import Proposal, ProposalContext, Proposer, ProposerFatal
+from agent.proposers.base import Proposal, ProposalContext, Proposer, ProposerFatal, ProposerOutOfTime
 from agent.proposers.parse import ParsedItem, parse_reply
 
 __all__ = ["LLMProposer", "make_llm_proposer", "redact", "reply_schema", "strict_schema"]
@@ -151,13 +161,32 @@ class LLMProposer(Proposer):
                         *rest]
         return messages
 
-    def complete(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> tuple[str, int, int, float]:
-        """One completion (text, tokens in, tokens out, cost), trying the response-format chain."""
+    def _retrying(self, deadline: float | None) -> Retrying:
+        stop = stop_after_attempt(self.max_retries)
+        if deadline is not None:
+            stop = stop | stop_before_delay(max(0.0, deadline - time.time()))
+        return Retrying(stop=stop, wait=self._wait, retry=retry_if_exception(self._transient),
+                        reraise=True)
+
+    def _attempt(self, kwargs: dict[str, Any], deadline: float | None):
+        """One HTTP attempt; its timeout never reaches past ``deadline``."""
+        timeout = self.timeout_s
+        if deadline is not None:
+            left = deadline - time.time()
+            if left <= 0:
+                raise ProposerOutOfTime(f"{self.model}: the run's wall budget ended before the call")
+            timeout = min(timeout, left)
+        return self.litellm.completion(**kwargs, timeout=timeout)
+
+    def complete(self, messages: list[dict[str, str]], schema: dict[str, Any],
+                 deadline: float | None = None) -> tuple[str, int, int, float]:
+        """One completion (text, tokens in, tokens out, cost), trying the response-format chain;
+        raises :class:`ProposerOutOfTime` when ``deadline`` (epoch seconds) passes first."""
         ll = self.litellm
         while True:
             form = self.forms[0]
             kwargs = dict(model=self.model, messages=self._messages(messages, form),
-                          timeout=self.timeout_s, seed=self.seed + self.calls, num_retries=0, max_retries=0,
+                          seed=self.seed + self.calls, num_retries=0, max_retries=0,
                           temperature=self.temperature)
             if self.api_base:
                 kwargs["api_base"] = self.api_base
@@ -167,11 +196,17 @@ class LLMProposer(Proposer):
                 kwargs["max_tokens"] = self.max_tokens
             if (rf := self._response_format(form, schema)) is not None:
                 kwargs["response_format"] = rf
+            retrying = self._retrying(deadline)
             try:
-                response = Retrying(stop=stop_after_attempt(self.max_retries), wait=self._wait,
-                                    retry=retry_if_exception(self._transient), reraise=True)(
-                    ll.completion, **kwargs)
+                response = retrying(self._attempt, kwargs, deadline)
+            except ProposerOutOfTime:
+                raise
             except Exception as err:
+                attempts = retrying.statistics.get("attempt_number", self.max_retries)
+                if deadline is not None and self._transient(err) and (
+                        attempts < self.max_retries or time.time() >= deadline):
+                    raise ProposerOutOfTime(f"{self.model}: the run's wall budget ended during the "
+                                            f"call ({type(err).__name__})") from None
                 message = redact(str(err)).splitlines()[0][:300] if str(err) else type(err).__name__
                 status = _status(err)
                 if (status == 400 or isinstance(err, ll.BadRequestError)) and \
@@ -215,7 +250,7 @@ class LLMProposer(Proposer):
         messages = [{"role": "system", "content": self.prompts.render("system.j2", variables)},
                     {"role": "user", "content": self.prompts.render("propose.j2", variables)}]
         call_id = f"{self.source}-{self.calls + 1}"
-        text, t_in, t_out, cost = self.complete(messages, schema)
+        text, t_in, t_out, cost = self.complete(messages, schema, context.deadline)
         items, whole_error = self._parse(text, context)
         valid = [i for i in items if i.spec is not None][:k]
         out = [self._proposal(call_id, i, text) for i in valid]
@@ -227,15 +262,19 @@ class LLMProposer(Proposer):
             repair = messages + [{"role": "assistant", "content": text or "(empty)"},
                                  {"role": "user", "content": self.prompts.render("repair.j2", repair_vars)}]
             repair_id = f"{self.source}-{self.calls + 1}"
-            text2, r_in, r_out, r_cost = self.complete(
-                repair, reply_schema(context.space.json_schema(), missing))
-            items2, whole2 = self._parse(text2, context)
+            try:
+                text2, r_in, r_out, r_cost = self.complete(
+                    repair, reply_schema(context.space.json_schema(), missing), context.deadline)
+                items2, whole2 = self._parse(text2, context)
+                still = "; ".join(([whole2] if whole2 else []) + [i.error for i in items2 if i.error]) \
+                    or "the repair reply held too few specs"
+                still = f"still invalid after one repair turn: {still}"
+            except ProposerOutOfTime:  # keep what the first reply gave (and its tokens)
+                text2, r_in, r_out, r_cost, items2 = "", 0, 0, 0.0, []
+                still = f"not repaired: the run's wall budget ended during the repair turn ({error})"
             fixed = [i for i in items2 if i.spec is not None][:missing]
-            still = "; ".join(([whole2] if whole2 else []) + [i.error for i in items2 if i.error]) \
-                or "the repair reply held too few specs"
             repaired = [self._proposal(repair_id, i, text2) for i in fixed]
-            repaired += [Proposal(source=self.source, call_id=repair_id, raw=text2,
-                                  error=f"still invalid after one repair turn: {still}")
+            repaired += [Proposal(source=self.source, call_id=repair_id, raw=text2 or text, error=still)
                          for _ in range(missing - len(fixed))]
             for p in repaired:
                 p.repairs.append(error)

@@ -99,12 +99,16 @@ class LocalServer:
                                     f"see {self.log.name}")
 
     def stop(self) -> None:
+        """End the server. Its graceful shutdown would first finish a generation whose client
+        already gave up (a call cut by the wall budget), so it gets 2 s, then SIGKILL: it holds
+        nothing worth saving."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait(timeout=10)
 
 
 class LocalProposer(LLMProposer):
@@ -113,7 +117,8 @@ class LocalProposer(LLMProposer):
     def __init__(self, server: LocalServer | None, api_base: str, prompts: PromptSet, seed: int):
         super().__init__(f"openai/{MODEL_ALIAS}", api_base=api_base, prompts=prompts, seed=seed,
                          forms=("json_object",), source="local", api_key="sk-local",
-                         fold_system=True, max_tokens=1024, timeout_s=300.0, max_retries=3)
+                         fold_system=True, max_tokens=1024, timeout_s=300.0, max_retries=3,
+                         temperature=1.0)
         self.server = server
 
     def close(self) -> None:

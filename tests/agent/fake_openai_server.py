@@ -1,7 +1,8 @@
 """A tiny OpenAI-compatible HTTP server on 127.0.0.1 with scripted replies, for tests.
 
-Each POST /v1/chat/completions pops the next scripted reply: (status, headers, body) where a
-``str`` body becomes the assistant message content of a normal completion. Every request body is
+Each POST /v1/chat/completions pops the next scripted reply: (status, headers, body[, delay_s])
+where a ``str`` body becomes the assistant message content of a normal completion and
+``delay_s`` holds the reply back that long (a slow model). Every request body is
 recorded in ``requests``. Run as a script, it serves a JSON script file: ``python -m
 tests.agent.fake_openai_server SCRIPT.json PORTFILE``.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -43,7 +45,9 @@ class FakeServer:
                 if not server.script:
                     self._send(500, {}, {"error": {"message": "script exhausted"}})
                     return
-                status, headers, payload = server.script.pop(0)
+                status, headers, payload, *delay = server.script.pop(0)
+                if delay:
+                    time.sleep(delay[0])
                 if isinstance(payload, str):
                     payload = completion(payload)
                 self._send(status, headers, payload)

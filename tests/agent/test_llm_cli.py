@@ -1,6 +1,7 @@
 """The real entry point against a local OpenAI-compatible server: litellm → HTTP → parse → loop."""
 
 import json
+import time
 
 from tests.agent.fake_openai_server import FakeServer, error
 from tests.agent.test_cli import TINY, events_of, run_cli, run_dir_of
@@ -41,3 +42,20 @@ def test_llm_auth_error_ends_the_run_with_one_clear_line(tmp_path, monkeypatch):
     assert "authentication failed" in proc.stderr and SECRET not in proc.stderr
     events = events_of(run_dir_of(proc))
     assert events[-1]["event"] == "run_finished" and "authentication" in events[-1]["reason"]
+
+
+def test_a_slow_model_cannot_hold_the_run_past_its_wall_budget(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    args = [a for a in ARGS]
+    args[args.index("--max-wall-seconds") + 1] = "25"
+    with FakeServer([(200, {}, good(2), 120.0)]) as fake:
+        started = time.time()
+        proc = run_cli("agent.run", "--model", "openai/test", "--api-base", fake.url, *args,
+                       "--out", tmp_path)
+        took = time.time() - started
+    events = events_of(run_dir_of(proc))
+    assert events[-1]["event"] == "run_finished" and events[-1]["reason"] == "max_wall_seconds"
+    assert took < 90, took  # start-up + 25 s budget + finishing, not the 120 s reply
+    if any(e["event"] == "evaluated" for e in events):  # the baseline trained: the call was cut
+        assert len(fake.requests) == 1
+        assert not [e for e in events if e["event"] == "proposal" and e["proposal_id"] != "baseline"]

@@ -1,9 +1,11 @@
+import dataclasses
 import json
+import time
 
 import pytest
 
 from agent.prompts import PromptSet, PromptTemplateError
-from agent.proposers.base import HistoryItem, ProposalContext, ProposerFatal
+from agent.proposers.base import HistoryItem, ProposalContext, ProposerFatal, ProposerOutOfTime
 from agent.proposers.llm import LLMProposer, make_llm_proposer
 from spaces import TaskInfo, get_space
 from tests.agent.fake_openai_server import FakeServer, error
@@ -129,3 +131,31 @@ def test_bare_spec_and_bare_list_replies_are_parsed():
         p = proposer(fake.url)
         assert p.propose(context(), 1)[0].valid
         assert p.propose(context(), 1)[0].valid
+
+
+def test_a_slow_call_is_cut_at_the_runs_deadline():
+    with FakeServer([(200, {}, good(1), 8.0)]) as fake:
+        started = time.time()
+        with pytest.raises(ProposerOutOfTime, match="wall budget"):
+            proposer(fake.url).propose(dataclasses.replace(context(), deadline=started + 1.5), 1)
+        assert time.time() - started < 5.0  # not the 8 s reply, nor the 120 s call timeout
+    assert len(fake.requests) == 1
+
+
+def test_no_retry_starts_past_the_deadline():
+    with FakeServer([error(503, "busy")] * 50) as fake:
+        p = proposer(fake.url, max_retries=50, backoff_s=0.5)
+        started = time.time()
+        with pytest.raises(ProposerOutOfTime):
+            p.propose(dataclasses.replace(context(), deadline=started + 2.0), 1)
+        assert time.time() - started < 4.0
+    assert 1 <= len(fake.requests) < 50
+
+
+def test_a_repair_turn_cut_by_the_deadline_keeps_the_first_replys_specs_and_tokens():
+    first = json.dumps({"proposals": json.loads(good(1))["proposals"] + [{"nonsense": 1}]})
+    with FakeServer([(200, {}, first), (200, {}, good(1), 8.0)]) as fake:
+        props = proposer(fake.url).propose(dataclasses.replace(context(), deadline=time.time() + 1.5), 2)
+    assert [p.valid for p in props] == [True, False]
+    assert "wall budget ended during the repair turn" in props[1].error
+    assert props[0].tokens_in == 120 and props[1].repairs
