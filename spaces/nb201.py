@@ -88,6 +88,20 @@ def _live_ops(spec: NB201Spec) -> list[str]:
             for (_, j, i), op in zip(EDGES, ops, strict=True)]
 
 
+def _depth_matters(live_ops: list[str]) -> bool:
+    """False when stacking the cell N times computes the same as once: a cell with no live edge
+    (it outputs zeros) or one whose only live path is skip connections (the identity)."""
+    live = [(j, i, op) for (_, j, i), op in zip(EDGES, live_ops, strict=True) if op != "none"]
+    if not live:
+        return False
+    if any(op != "skip_connect" for _, _, op in live):
+        return True
+    paths = {0: 1}  # number of live paths from the input to each node
+    for j in (1, 2, 3):
+        paths[j] = sum(paths[i] for jj, i, _ in live if jj == j)
+    return paths[3] != 1
+
+
 class _Cell(nn.Module):
     """Node j sums its live incoming edges; ``none`` edges are not computed (a node with no
     live input is zero)."""
@@ -259,8 +273,11 @@ class NB201Space(SearchSpace):
         return candidate
 
     def canonical_hash(self, spec: NB201Spec) -> str:
-        return hash_payload({"space": self.name, "ops": _live_ops(spec), "C": spec.channels,
-                             "N": spec.cells_per_stage})
+        """Equal for specs that build the same function: dead edges count as ``none``, and N is
+        ignored when the cell is the identity or outputs zeros."""
+        ops = _live_ops(spec)
+        depth = spec.cells_per_stage if _depth_matters(ops) else 1
+        return hash_payload({"space": self.name, "ops": ops, "C": spec.channels, "N": depth})
 
     def canonical_arch_string(self, spec: NB201Spec) -> str:
         """The cell string with dead edges written as ``none``."""

@@ -81,6 +81,23 @@ def test_dead_edges_do_not_change_the_hash():
     assert SPACE.canonical_hash(wider) != SPACE.canonical_hash(a)
 
 
+def test_depth_is_ignored_only_when_the_cell_is_the_identity_or_zero():
+    identity = "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"
+    chain = "|skip_connect~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|"
+    zero = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    for arch in (identity, chain, zero):
+        one = NB201Space.from_arch_string(arch, cells_per_stage=1)
+        five = NB201Space.from_arch_string(arch, cells_per_stage=5)
+        assert SPACE.canonical_hash(one) == SPACE.canonical_hash(five), arch
+        built = [sum(p.numel() for p in SPACE.build(s, TASK_1D).parameters()) for s in (one, five)]
+        assert built[0] == built[1]
+    doubled = "|skip_connect~0|+|none~0|none~1|+|skip_connect~0|skip_connect~1|none~2|"  # 2x
+    for arch in (doubled, "|none~0|+|none~0|none~1|+|nor_conv_1x1~0|none~1|none~2|"):
+        one = NB201Space.from_arch_string(arch, cells_per_stage=1)
+        five = one.model_copy(update={"cells_per_stage": 5})
+        assert SPACE.canonical_hash(one) != SPACE.canonical_hash(five), arch
+
+
 @pytest.mark.parametrize("bad, field", [
     ({"edge_1_0": "conv_7x7"}, "edge_1_0"),
     ({"channels": 4096}, "channels"),
