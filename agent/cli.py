@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--eval-time-limit", type=float, default=d.eval_time_limit,
       help="seconds per evaluation before it fails as a timeout (an evaluation never runs past "
       "--max-wall-seconds either)")
+    a("--compile", action="store_true", help="torch.compile the training step (pays on a GPU "
+      "for long trainings; compiling takes its own time, counted in each evaluation)")
     a("--max-params", type=int, default=d.max_params, help="refuse specs with more parameters")
     a("--max-flops", type=int, default=d.max_flops, help="refuse specs with more FLOPs per sample")
     a("--baseline", default=None, help="JSON file with the first baseline spec")

@@ -43,6 +43,7 @@ class RunConfig(BaseModel):
     max_wall_seconds: float | None = Field(150.0, gt=0)
     max_cost_usd: float | None = Field(None, ge=0)
     eval_time_limit: float | None = Field(None, gt=0)
+    compile: bool = False
     max_params: int = Field(50_000_000, ge=1)
     max_flops: int = Field(20_000_000_000, ge=1)
     baseline: str | None = None

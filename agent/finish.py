@@ -26,7 +26,7 @@ def validate_baselines(loop, console) -> None:
             continue
         console.print(f"validating {pid}: training the real {M}-ensemble …")
         v = validate_ensemble(loop.space.parse(cand.spec), loop.space, loop.task, loop.fidelity,
-                              M, seed0=loop.config.seeds[0])
+                              M, seed0=loop.config.seeds[0], compile_model=loop.config.compile)
         loop.log("validated", 0, proposal_id=pid, spec_hash=cand.spec_hash, M=M,
                  predicted_ens_brier=predicted_ens_error(cand.stats, M),
                  true_ens_brier=v.true_ens_brier, true_ens_error01=v.true_ens_error01,

@@ -7,6 +7,7 @@ channels_last; on CPU everything runs in fp32 at a reduced size (``--small``).
 
     python benchmarks/trainer_speed.py --device cuda            # the figures for the README
     python benchmarks/trainer_speed.py --device cpu --small --threads 1   # a quick CPU check
+    python benchmarks/trainer_speed.py --device cuda --compile  # the same through torch.compile
 """
 
 from __future__ import annotations
@@ -43,27 +44,29 @@ def synthetic(shape, n: int, classes: int, device) -> TrainData:
     return TrainData(x, y, x[:256], y[:256], x[:256])
 
 
-def timed(factory, data, learners: int, packed: bool, batch: int, epochs: int, amp: bool) -> float:
+def timed(factory, data, learners: int, packed: bool, batch: int, epochs: int, amp: bool,
+          compile_model: bool = False) -> float:
     if data.x_train.is_cuda:
         torch.cuda.synchronize()
     start = time.perf_counter()
     train_learners(factory, data, seeds=list(range(learners)), epochs=epochs, batch_size=batch,
-                   lr=1e-3, packed=packed, use_amp=amp)
+                   lr=1e-3, packed=packed, use_amp=amp, compile_model=compile_model)
     if data.x_train.is_cuda:
         torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
-def measure(name, factory, data, batch, epochs, amp, ensembles, out):
+def measure(name, factory, data, batch, epochs, amp, ensembles, out, compile_model=False):
+    """Compiled runs include their compile time: that is what an evaluation pays."""
     n = len(data.y_train) * epochs
     timed(factory, data, 1, False, batch, 1, amp)  # warm-up (kernels, allocator)
-    single = timed(factory, data, 1, False, batch, epochs, amp)
-    seq2 = timed(factory, data, 2, False, batch, epochs, amp)
-    pack2 = timed(factory, data, 2, True, batch, epochs, amp)
+    single = timed(factory, data, 1, False, batch, epochs, amp, compile_model)
+    seq2 = timed(factory, data, 2, False, batch, epochs, amp, compile_model)
+    pack2 = timed(factory, data, 2, True, batch, epochs, amp, compile_model)
     row = {"network": name, "single_img_s": n / single, "dual_seq_img_s": 2 * n / seq2,
            "dual_packed_img_s": 2 * n / pack2, "dual_over_single": min(seq2, pack2) / single}
     for M in ensembles:
-        packed = timed(factory, data, M, True, batch, epochs, amp)
+        packed = timed(factory, data, M, True, batch, epochs, amp, compile_model)
         row[f"M{M}_packed_img_s"] = M * n / packed
         row[f"M{M}_packed_over_sequential"] = packed / (M * single)
     out.append(row)
@@ -76,6 +79,7 @@ def main(argv=None) -> int:
     p.add_argument("--small", action="store_true", help="reduced sizes for a CPU check")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU intra-op threads (default: torch's setting)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training forward")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.threads is not None:
@@ -88,19 +92,19 @@ def main(argv=None) -> int:
     cifar = synthetic((3, 32, 32), n, 10, device)
     width = 64 if not args.small else 16
     measure("airbench-like CNN, 3x32x32", lambda: airbench_like(width), cifar, batch, epochs,
-            cuda, ensembles, rows)
+            cuda, ensembles, rows, args.compile)
     space = get_space("nb201")
     task = TaskInfo((1, 40), 10)
     spec = space.reference()
     mnist = synthetic((1, 40), 4000, 10, device)
     measure("nb201 reference, MNIST-1D", lambda: space.build(spec, task, width_mult=0.5), mnist,
-            128 if not cuda else 512, 1 if args.small else 3, cuda, ensembles, rows)
+            128 if not cuda else 512, 1 if args.small else 3, cuda, ensembles, rows, args.compile)
     if args.json:
         for r in rows:
-            print(json.dumps({"device": str(device), **r}))
+            print(json.dumps({"device": str(device), "compile": args.compile, **r}))
         return 0
     where = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {device} ({where})")
+    print(f"device: {device} ({where}){', torch.compile' if args.compile else ''}")
     for r in rows:
         print(f"\n{r['network']}")
         for k, v in r.items():

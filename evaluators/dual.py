@@ -78,8 +78,10 @@ def choose_threads(device: torch.device, step_flops: float,
 def train_spec(spec, space: SearchSpace, task: Task, fidelity: Fidelity, seeds: list[int], *,
                cap: SizeCap | None = None, packed: bool | Literal["auto"] = "auto",
                time_limit_s: float | None = None,
-               threads: int | None | Literal["auto"] = "auto") -> list[LearnerRun]:
-    """Build ``spec`` (size-checked first) and train one learner per seed at ``fidelity``."""
+               threads: int | None | Literal["auto"] = "auto",
+               compile_model: bool = False) -> list[LearnerRun]:
+    """Build ``spec`` (size-checked first) and train one learner per seed at ``fidelity``;
+    ``compile_model`` puts the training forward through ``torch.compile``."""
     data = prepare_data(task, fidelity)
     info = task.info
     if fidelity.resolution is not None:
@@ -92,7 +94,8 @@ def train_spec(spec, space: SearchSpace, task: Task, fidelity: Fidelity, seeds: 
         lambda: space.construct(spec, info, fidelity.width_mult), data, seeds=list(seeds),
         epochs=fidelity.epochs, batch_size=batch_size, lr=fidelity.lr,
         packed=choose_packed(device, packed), deadline=deadline, use_amp=device.type == "cuda",
-        threads=choose_threads(device, cost["flops"] * batch_size, threads))
+        threads=choose_threads(device, cost["flops"] * batch_size, threads),
+        compile_model=compile_model)
 
 
 def classify_failure(err: BaseException) -> tuple[str, str]:
@@ -112,10 +115,12 @@ def evaluate(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
              seeds: tuple[int, int] = (0, 1), *, npz_dir: str | Path,
              time_limit_s: float | None = None, cap: SizeCap | None = None,
              packed: bool | Literal["auto"] = "auto", n_boot: int = 200,
-             threads: int | None | Literal["auto"] = "auto") -> DualResult | EvalFailure:
+             threads: int | None | Literal["auto"] = "auto",
+             compile_model: bool = False) -> DualResult | EvalFailure:
     """Train two learners of ``spec`` and return their statistics, or why that failed.
 
-    ``threads``: CPU intra-op threads while training (see :func:`choose_threads`)."""
+    ``threads``: CPU intra-op threads while training (see :func:`choose_threads`);
+    ``compile_model``: ``torch.compile`` the training forward."""
     spec_hash = space.canonical_hash(spec)
     seeds = (int(seeds[0]), int(seeds[1]))
     start = time.monotonic()
@@ -123,7 +128,8 @@ def evaluate(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
         cost = space.check_size(spec, task.info, cap, width_mult=fidelity.width_mult)
         t_train = time.monotonic()
         runs = train_spec(spec, space, task, fidelity, list(seeds), cap=cap, packed=packed,
-                          time_limit_s=time_limit_s, threads=threads)
+                          time_limit_s=time_limit_s, threads=threads,
+                          compile_model=compile_model)
         device_s = time.monotonic() - t_train
     except Exception as err:  # failures are results: the loop logs them and goes on
         if task.device.type == "cuda":

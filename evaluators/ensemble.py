@@ -59,7 +59,8 @@ def compare_ensemble(val_probs: np.ndarray, val_labels: np.ndarray, test_probs: 
 def validate_ensemble(spec, space: SearchSpace, task: Task, fidelity: Fidelity, M: int, *,
                       seed0: int = 0, packed: bool | Literal["auto"] = "auto",
                       time_limit_s: float | None = None, cap: SizeCap | None = None,
-                      threads: int | None | Literal["auto"] = "auto") -> EnsembleValidation:
+                      threads: int | None | Literal["auto"] = "auto",
+                      compile_model: bool = False) -> EnsembleValidation:
     """Train M learners (seeds seed0, seed0+1, …) and report predicted vs true ensemble error.
 
     Learners 0 and 1 use the same seeds as the dual evaluation with ``seeds=(seed0, seed0+1)``,
@@ -69,7 +70,8 @@ def validate_ensemble(spec, space: SearchSpace, task: Task, fidelity: Fidelity, 
         raise ValueError(f"ensemble size M must be >= 2, got {M}")
     start = time.monotonic()
     runs = train_spec(spec, space, task, fidelity, [seed0 + i for i in range(M)], cap=cap,
-                      packed=packed, time_limit_s=time_limit_s, threads=threads)
+                      packed=packed, time_limit_s=time_limit_s, threads=threads,
+                      compile_model=compile_model)
     numbers = compare_ensemble(np.stack([r.val_probs for r in runs]), task.y_val.cpu().numpy(),
                                np.stack([r.test_probs for r in runs]), task.y_test.cpu().numpy())
     return EnsembleValidation(spec_hash=space.canonical_hash(spec), M=M,

@@ -4,6 +4,8 @@ Data stays on the device; each learner has its own seed for initialisation *and*
 ``packed=False`` trains the learners one after the other; ``packed=True`` trains them at once
 with ``torch.func`` (stacked parameters and batch-norm buffers, ``vmap`` over learners), which
 pays on a GPU. Both give the same learners up to floating-point reassociation.
+``compile_model=True`` runs the training forward through ``torch.compile`` (pays on a GPU for
+long trainings; the first steps are slower while it compiles).
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ def cpu_threads(n: int | None) -> Iterator[None]:
 def train_learners(factory: Callable[[], nn.Module], data: TrainData, *, seeds: list[int],
                    epochs: int, batch_size: int, lr: float, weight_decay: float = 5e-4,
                    packed: bool = False, deadline: float | None = None,
-                   use_amp: bool = False, threads: int | None = None) -> list[LearnerRun]:
+                   use_amp: bool = False, threads: int | None = None,
+                   compile_model: bool = False) -> list[LearnerRun]:
     """Train one learner per seed with AdamW and a warm-up + cosine schedule.
 
     ``deadline`` is a ``time.monotonic()`` value; passing it raises :class:`TimeLimitExceeded`.
@@ -101,17 +104,18 @@ def train_learners(factory: Callable[[], nn.Module], data: TrainData, *, seeds: 
     with cpu_threads(threads if data.x_train.device.type == "cpu" else None):
         if packed:
             return _train_packed(factory, data, seeds, epochs, batch_size, lr, weight_decay,
-                                 deadline, use_amp)
+                                 deadline, use_amp, compile_model)
         return [_train_one(factory, data, [s], epochs, batch_size, lr, weight_decay, deadline,
-                           use_amp)[0] for s in seeds]
+                           use_amp, compile_model)[0] for s in seeds]
 
 
 def _train_one(factory, data: TrainData, seeds, epochs, batch_size, lr, weight_decay, deadline,
-               use_amp) -> list[LearnerRun]:
+               use_amp, compile_model) -> list[LearnerRun]:
     seed, device = seeds[0], data.x_train.device
     model = _init(factory, seed, device)
     if use_amp and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last) if data.x_train.dim() == 4 else model
+    train_forward = torch.compile(model) if compile_model else model
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     n = len(data.y_train)
     steps = epochs * max(1, n // batch_size)
@@ -125,7 +129,7 @@ def _train_one(factory, data: TrainData, seeds, epochs, batch_size, lr, weight_d
         for i in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
             idx = perm[i:i + batch_size]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+                loss = F.cross_entropy(train_forward(data.x_train[idx]), data.y_train[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf")))
@@ -152,7 +156,7 @@ def _accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def _train_packed(factory, data: TrainData, seeds, epochs, batch_size, lr, weight_decay,
-                  deadline, use_amp) -> list[LearnerRun]:
+                  deadline, use_amp, compile_model) -> list[LearnerRun]:
     """All learners at once: parameters and buffers stacked on a leading learner axis."""
     from torch.func import functional_call, stack_module_state, vmap
 
@@ -170,6 +174,8 @@ def _train_packed(factory, data: TrainData, seeds, epochs, batch_size, lr, weigh
         return functional_call(base, (p, b), (x,))
 
     train_fwd = vmap(forward, randomness="different")
+    if compile_model:
+        train_fwd = torch.compile(train_fwd)
     eval_fwd = vmap(forward, in_dims=(0, 0, None))
     curves = [{"train_loss": [], "val_acc": [], "grad_norm": []} for _ in seeds]
     for _ in range(epochs):

@@ -117,6 +117,22 @@ def test_packed_training_matches_sequential(digits):
     assert np.abs(seq[0].val_probs - seq[1].val_probs).max() > 1e-3  # seeds really differ
 
 
+@pytest.mark.parametrize("packed", [False, True])
+def test_compiled_training_matches_eager(digits, packed):
+    data = TrainData(digits.x_train, digits.y_train, digits.x_val, digits.y_val, digits.x_test)
+
+    def factory():  # small, so compiling on CPU stays quick
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32),
+                                   torch.nn.BatchNorm1d(32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+
+    kwargs = dict(seeds=[5, 6], epochs=1, batch_size=64, lr=3e-3, threads=1, packed=packed)
+    eager = train_learners(factory, data, **kwargs)
+    compiled = train_learners(factory, data, compile_model=True, **kwargs)
+    for a, b in zip(eager, compiled, strict=True):
+        assert np.abs(a.val_probs - b.val_probs).max() < 1e-3
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
+
+
 def test_validate_ensemble_m4_on_digits(digits, dual):
     v = validate_ensemble(SPACE.reference(), SPACE, digits, TINY, 4, seed0=3)
     result = dual[0]

@@ -78,6 +78,7 @@ def test_predictor_works_for_the_hierarchical_space():
     rng = np.random.default_rng(0)
     specs = [space.sample(rng) for _ in range(12)]
     y = np.array([s.depth / 50 + (s.activation == "relu") for s in specs], dtype=float)
-    p = EnsemblePredictor(space, seed=0, gnn_epochs=30).fit([Record(s, t) for s, t in zip(specs, y, strict=True)])
+    records = [Record(s, t) for s, t in zip(specs, y, strict=True)]
+    p = EnsemblePredictor(space, seed=0, gnn_epochs=30).fit(records)
     mean, std = p.predict(specs[:4])
     assert mean.shape == (4,) and np.all(std >= 0)
