@@ -3,7 +3,9 @@
 Each proposal is, with probability ``1 − p_random``, a one-choice mutation of a parent picked
 by a tournament among the current baseline and the best accepted candidates (lower predicted
 ensemble error wins), and otherwise a uniform random sample of the space. Already-seen
-architectures (by canonical hash) are skipped where possible.
+architectures (by canonical hash) are skipped where possible. The random numbers of a call
+depend only on (seed, iteration, n-th call for that iteration), so a resumed run proposes what
+the uninterrupted run would have proposed from the same history.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ class BuiltinProposer(Proposer):
 
     def __init__(self, space, seed: int = 0, p_random: float = 0.25, tournament: int = 3,
                  max_tries: int = 50):
-        self.space = space
+        self.space, self.seed = space, seed
         self.rng = np.random.default_rng(seed)
         self.p_random, self.tournament, self.max_tries = p_random, tournament, max_tries
-        self.calls = 0
+        self.calls_at: dict[int, int] = {}  # iteration -> calls made for it in this process
 
     def _parent(self, context: ProposalContext) -> dict:
         pool: list[HistoryItem] = [context.baseline, *context.best_accepted]
@@ -36,8 +38,10 @@ class BuiltinProposer(Proposer):
         return pool[min(picks, key=key)].spec
 
     def propose(self, context: ProposalContext, k: int) -> list[Proposal]:
-        self.calls += 1
-        call_id = f"builtin-{self.calls}"
+        n = self.calls_at.get(context.iteration, 0)
+        self.calls_at[context.iteration] = n + 1
+        self.rng = np.random.default_rng([self.seed, context.iteration, n])
+        call_id = f"builtin-it{context.iteration}" + (f"-{n + 1}" if n else "")
         seen = set(context.seen_hashes)
         proposals: list[Proposal] = []
         for _ in range(k):
