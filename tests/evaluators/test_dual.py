@@ -133,6 +133,23 @@ def test_compiled_training_matches_eager(digits, packed):
         assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
 
 
+def test_bf16_autocast_path_runs_packed_and_sequential(digits):
+    """The GPU's bf16 autocast code path, exercised with CPU autocast: both ways of training
+    agree to bf16 precision and learn (validation accuracy well above chance)."""
+    data = TrainData(digits.x_train, digits.y_train, digits.x_val, digits.y_val, digits.x_test)
+
+    def factory():
+        return SPACE.build(SPACE.reference(), digits.info, width_mult=0.5)
+
+    kwargs = dict(seeds=[5, 6], epochs=2, batch_size=64, lr=3e-3, threads=1, use_amp=True)
+    seq = train_learners(factory, data, packed=False, **kwargs)
+    packed = train_learners(factory, data, packed=True, **kwargs)
+    for a, b in zip(seq, packed, strict=True):
+        assert np.isfinite(a.val_probs).all() and np.isfinite(b.val_probs).all()
+        assert a.train_loss == pytest.approx(b.train_loss, rel=0.05)
+        assert min(a.val_acc[-1], b.val_acc[-1]) > 0.3
+
+
 def test_validate_ensemble_m4_on_digits(digits, dual):
     v = validate_ensemble(SPACE.reference(), SPACE, digits, TINY, 4, seed0=3)
     result = dual[0]
