@@ -3,7 +3,8 @@
 A table has no σ² or ρ, so a candidate is kept when its target improves; every table lookup is a
 query and counts against the budget. Proposals come from the offline builtin proposer (mutation
 of the best candidates plus random samples); the predictor's UCB filter picks which of them to
-query, before any query is spent.
+query, before any query is spent. A table may hold part of the space: only its rows are asked,
+and after ``MAX_MISSES`` rounds without a new one a random unseen row is.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import numpy as np
 from agent.proposers.base import HistoryItem, ProposalContext
 from agent.proposers.builtin import BuiltinProposer
 from evaluators.predictor.filter import UCBFilter
-from evaluators.tabular import TabularBenchmark
+from evaluators.tabular import TableError, TabularBenchmark
 from spaces.base import TaskInfo
 from spaces.nb201 import NB201Space
 
 __all__ = ["tabular_search"]
+
+#: rounds in a row without a new in-table proposal before a random unseen table row is asked
+MAX_MISSES = 20
 
 
 def _item(pid: str, spec, target: float) -> HistoryItem:
@@ -45,10 +49,28 @@ def tabular_search(table: TabularBenchmark, queries: int, seed: int, *, n_init: 
             filt.observe(spec, value)
         best_curve.append(min(best_curve[-1], value) if best_curve else value)
 
+    def in_table(spec) -> bool:
+        return NB201Space.to_arch_string(spec) in table
+
+    def unseen_from_table():
+        """A random table row not yet asked (for tables holding part of the space)."""
+        left = [a for a in table.archs
+                if space.canonical_hash(NB201Space.from_arch_string(a)) not in seen]
+        if not left:
+            raise TableError(f"the table's {len(table)} architectures are all asked; "
+                             f"{queries} queries cannot be made")
+        return NB201Space.from_arch_string(left[int(rng.integers(len(left)))])
+
+    misses = 0
     while len(best_curve) < min(n_init, queries):
         spec = space.sample(rng).model_copy(update={"channels": 16, "cells_per_stage": 5})
-        if space.canonical_hash(spec) not in seen:
+        if space.canonical_hash(spec) not in seen and in_table(spec):
             ask(spec)
+            misses = 0
+        elif (misses := misses + 1) >= MAX_MISSES:
+            ask(unseen_from_table())
+            misses = 0
+    misses = 0
     while len(best_curve) < queries:
         ranked = sorted(history, key=lambda h: h[0])
         context = ProposalContext(
@@ -62,11 +84,15 @@ def tabular_search(table: TabularBenchmark, queries: int, seed: int, *, n_init: 
         for p in proposer.propose(context, proposals if use_predictor else 1):
             spec = p.spec.model_copy(update={"channels": 16, "cells_per_stage": 5})
             h = space.canonical_hash(spec)
-            if h not in seen and h not in hashes:
+            if h not in seen and h not in hashes and in_table(spec):
                 cands.append(spec)
                 hashes.add(h)
-        if not cands:
+        if not cands:  # every proposal was seen or missing from a partial table
+            if (misses := misses + 1) >= MAX_MISSES:
+                ask(unseen_from_table())
+                misses = 0
             continue
+        misses = 0
         scores = filt.keep(cands, 1, len(best_curve)) if use_predictor else None
         pick = next(i for i, s in enumerate(scores) if s.kept) if scores else 0
         ask(cands[pick])

@@ -18,6 +18,21 @@ class TableError(ValueError):
     """A table that cannot be used; the message names the file and the column."""
 
 
+def _check_archs(path, rows: dict[str, dict[str, str]]) -> None:
+    """Every key must be a NAS-Bench-201 cell string (the search writes them the same way)."""
+    from spaces.nb201 import NB201Space
+
+    for arch in rows:
+        try:
+            spec = NB201Space.from_arch_string(arch)
+        except ValueError as err:
+            raise TableError(f"{path}: {arch!r} is not a NAS-Bench-201 cell string "
+                             f"({' '.join(str(err).split())[:200]})") from None
+        if NB201Space.to_arch_string(spec) != arch:
+            raise TableError(f"{path}: {arch!r} is not written the benchmark's way "
+                             f"(expected {NB201Space.to_arch_string(spec)!r})")
+
+
 class TabularBenchmark:
     def __init__(self, tables: list[str | Path], target: str, low_fidelity: str | None = None,
                  arch_column: str = "arch"):
@@ -31,6 +46,7 @@ class TabularBenchmark:
                     if reader.fieldnames is None or arch_column not in reader.fieldnames:
                         raise TableError(f"{path}: no {arch_column!r} column (columns: {reader.fieldnames})")
                     rows = {r[arch_column]: r for r in reader}
+                _check_archs(path, rows)
             except OSError as err:
                 raise TableError(f"{path}: cannot read it ({err.strerror})") from None
             joined = rows if joined is None else {a: joined[a] | r for a, r in rows.items() if a in joined}
@@ -48,9 +64,18 @@ class TabularBenchmark:
                 self.columns[name] = np.array([float(joined[a][name]) for a in self.archs])
             except ValueError as err:
                 raise TableError(f"column {name!r} holds a non-number: {err}") from None
+            if not np.isfinite(self.columns[name]).all():
+                bad = self.archs[int(np.flatnonzero(~np.isfinite(self.columns[name]))[0])]
+                raise TableError(f"column {name!r} holds a NaN or infinite value (arch {bad})")
         self.target, self.low_fidelity = target, low_fidelity
         self.index = {a: i for i, a in enumerate(self.archs)}
         self.queries = 0
+
+    def __contains__(self, arch: str) -> bool:
+        return arch in self.index
+
+    def __len__(self) -> int:
+        return len(self.archs)
 
     def value(self, arch: str, column: str) -> float:
         try:

@@ -68,3 +68,27 @@ def test_table_joins_on_arch_and_names_bad_input(tmp_path):
     with pytest.raises(TableError, match="not in the tables"):
         t.query("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|x")
     assert np.isfinite(t.columns["cifar10_test_acc_200ep"]).all()
+
+
+def test_a_partial_table_is_searched_within_its_rows():
+    table = TabularBenchmark([FIXTURE], "cifar10_test_acc_200ep")  # 300 of 15,625 cells
+    asked = []
+    query = table.query
+    table.query = lambda arch: asked.append(arch) or query(arch)
+    curve = tabular_search(table, queries=12, seed=1, n_init=4, proposals=16, refit_every=4,
+                           gnn_epochs=10, to_loss=lambda acc: 100 - acc)
+    assert len(curve) == 12 and len(set(asked)) == 12 and all(a in table for a in asked)
+    with pytest.raises(TableError, match="all asked"):
+        tabular_search(table, queries=len(table) + 1, seed=0, n_init=len(table) + 1,
+                       use_predictor=False)
+
+
+def test_bad_cell_strings_and_nan_values_are_named(tmp_path):
+    arch = next(csv.DictReader(FIXTURE.open()))["arch"]
+    for text, needle in [("arch,acc\n|conv~0|+|x|,1\n", "not a NAS-Bench-201 cell string"),
+                         (f"arch,acc\n{arch}  ,1\n", "not written the benchmark's way"),
+                         (f"arch,acc\n{arch},nan\n", "NaN or infinite")]:
+        path = tmp_path / "t.csv"
+        path.write_text(text)
+        with pytest.raises(TableError, match=needle):
+            TabularBenchmark([path], "acc")
