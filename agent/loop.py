@@ -84,9 +84,15 @@ class SearchLoop:
             return "proposer_exhausted"
         return None
 
+    def wall_left(self) -> float | None:
+        """Seconds left of ``--max-wall-seconds`` (negative once spent); None without one."""
+        if self.config.max_wall_seconds is None:
+            return None
+        return self.config.max_wall_seconds - self.state.wall_s(time.time())
+
     def out_of_time(self) -> str | None:
         c, s = self.config, self.state
-        if c.max_wall_seconds is not None and s.wall_s(time.time()) >= c.max_wall_seconds:
+        if (wall := self.wall_left()) is not None and wall <= 0:
             return "max_wall_seconds"
         if c.max_device_seconds is not None and s.device_s >= c.max_device_seconds:
             return "max_device_seconds"
@@ -95,17 +101,17 @@ class SearchLoop:
     def time_limit(self) -> tuple[float | None, bool]:
         """Seconds this evaluation may train (``--eval-time-limit``, never past the wall budget),
         and whether the wall budget is what sets them."""
-        own = self.config.eval_time_limit
-        if self.config.max_wall_seconds is None:
+        own, wall = self.config.eval_time_limit, self.wall_left()
+        if wall is None:
             return own, False
-        left = max(1.0, self.config.max_wall_seconds - self.state.wall_s(time.time()))
+        left = max(1.0, wall)
         return (own, False) if own is not None and own <= left else (left, True)
 
     def budget_left(self) -> dict[str, float]:
         c, s = self.config, self.state
         left = {"iterations": float(c.iterations - s.iteration)}
-        if c.max_wall_seconds is not None:
-            left["wall_s"] = c.max_wall_seconds - s.wall_s(time.time())
+        if (wall := self.wall_left()) is not None:
+            left["wall_s"] = wall
         if c.max_device_seconds is not None:
             left["device_s"] = c.max_device_seconds - s.device_s
         if c.max_cost_usd is not None:
@@ -128,14 +134,14 @@ class SearchLoop:
 
     def context(self, iteration: int) -> ProposalContext:
         M = self.config.ensemble_size
-        left = self.budget_left()
+        wall = self.wall_left()
         return ProposalContext(
             space=self.space, task=self.task.info, task_name=self.task.name, iteration=iteration,
             ensemble_size=M, rule=self.config.rule,
             baseline=self.state.history_item(self.state.baseline, M),
             best_accepted=self.state.best_accepted(M), last_rejected=self.state.last_rejected(M),
-            budget_left=left, seen_hashes=frozenset(self.state.seen_hashes),
-            deadline=time.time() + left["wall_s"] if "wall_s" in left else None)
+            budget_left=self.budget_left(), seen_hashes=frozenset(self.state.seen_hashes),
+            deadline=None if wall is None else time.time() + wall)
 
     def propose(self, iteration: int) -> None:
         """Ask for K proposals and log each: valid ones, and why the others were rejected."""

@@ -62,14 +62,22 @@ def tabular_search(table: TabularBenchmark, queries: int, seed: int, *, n_init: 
         return NB201Space.from_arch_string(left[int(rng.integers(len(left)))])
 
     misses = 0
+
+    def missed() -> None:
+        """A round without a new in-table architecture; after MAX_MISSES, ask a table row."""
+        nonlocal misses
+        misses += 1
+        if misses >= MAX_MISSES:
+            ask(unseen_from_table())
+            misses = 0
+
     while len(best_curve) < min(n_init, queries):
         spec = space.sample(rng).model_copy(update={"channels": 16, "cells_per_stage": 5})
         if space.canonical_hash(spec) not in seen and in_table(spec):
             ask(spec)
             misses = 0
-        elif (misses := misses + 1) >= MAX_MISSES:
-            ask(unseen_from_table())
-            misses = 0
+        else:
+            missed()
     misses = 0
     while len(best_curve) < queries:
         ranked = sorted(history, key=lambda h: h[0])
@@ -88,9 +96,7 @@ def tabular_search(table: TabularBenchmark, queries: int, seed: int, *, n_init: 
                 cands.append(spec)
                 hashes.add(h)
         if not cands:  # every proposal was seen or missing from a partial table
-            if (misses := misses + 1) >= MAX_MISSES:
-                ask(unseen_from_table())
-                misses = 0
+            missed()
             continue
         misses = 0
         scores = filt.keep(cands, 1, len(best_curve)) if use_predictor else None

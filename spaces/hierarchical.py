@@ -95,8 +95,7 @@ class HierarchicalSpec(BaseModel):
         return [list(self.node_1), list(self.node_2), list(self.node_3), list(self.node_4)]
 
     def downsample_layers(self) -> tuple[int, int]:
-        return (round(self.depth / 3) + self.downsample_offset_1,
-                round(2 * self.depth / 3) + self.downsample_offset_2)
+        return _downsample_layers(self.depth, self.downsample_offset_1, self.downsample_offset_2)
 
 
 def _live_cell(spec: HierarchicalSpec) -> list[list[str]]:
@@ -108,11 +107,16 @@ def _live_cell(spec: HierarchicalSpec) -> list[list[str]]:
     return cell
 
 
+def _downsample_layers(depth: int, offset_1: int, offset_2: int) -> tuple[int, int]:
+    """The layers of the two transitions: round(depth/3) + offset_1, round(2·depth/3) + offset_2."""
+    return round(depth / 3) + offset_1, round(2 * depth / 3) + offset_2
+
+
 def _positions_ok(macro: dict) -> bool:
     """Whether the two downsampling layers are distinct and in order (only depth 14 can fail)."""
-    depth = macro["depth"]
-    return (round(depth / 3) + macro["downsample_offset_1"]
-            < round(2 * depth / 3) + macro["downsample_offset_2"])
+    first, second = _downsample_layers(macro["depth"], macro["downsample_offset_1"],
+                                       macro["downsample_offset_2"])
+    return first < second
 
 
 def _activation(name: str) -> nn.Module:

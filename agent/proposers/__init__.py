@@ -59,11 +59,14 @@ def open_proposer(model: str | None, *, space, seed: int, api_base: str | None =
     ``--model local`` does not: its failure is the user's error to see.
     """
     resolved, note = resolve_default_model(model)
+    fallback_on: tuple[type[BaseException], ...] = ()
+    if model is None and resolved == "local":  # the local module imported: resolve checked it
+        from agent.proposers.local import LocalModelUnavailable
+
+        fallback_on = (LocalModelUnavailable,)
     try:
         return make_proposer(resolved, space=space, seed=seed, api_base=api_base,
                              prompt=prompt), resolved, note
-    except Exception as err:
-        if model is not None or resolved != "local" or type(err).__name__ != "LocalModelUnavailable":
-            raise
+    except fallback_on as err:
         note = f"local model unavailable ({err}); using --model builtin"
     return make_proposer("builtin", space=space, seed=seed), "builtin", note

@@ -23,13 +23,12 @@ class BuiltinProposer(Proposer):
     def __init__(self, space, seed: int = 0, p_random: float = 0.25, tournament: int = 3,
                  max_tries: int = 50):
         self.space, self.seed = space, seed
-        self.rng = np.random.default_rng(seed)
         self.p_random, self.tournament, self.max_tries = p_random, tournament, max_tries
         self.calls_at: dict[int, int] = {}  # iteration -> calls made for it in this process
 
-    def _parent(self, context: ProposalContext) -> dict:
+    def _parent(self, context: ProposalContext, rng: np.random.Generator) -> dict:
         pool: list[HistoryItem] = [context.baseline, *context.best_accepted]
-        picks = self.rng.choice(len(pool), size=min(self.tournament, len(pool)), replace=False)
+        picks = rng.choice(len(pool), size=min(self.tournament, len(pool)), replace=False)
 
         def key(i: int) -> float:
             value = pool[i].predicted_ens_error
@@ -40,17 +39,17 @@ class BuiltinProposer(Proposer):
     def propose(self, context: ProposalContext, k: int) -> list[Proposal]:
         n = self.calls_at.get(context.iteration, 0)
         self.calls_at[context.iteration] = n + 1
-        self.rng = np.random.default_rng([self.seed, context.iteration, n])
+        rng = np.random.default_rng([self.seed, context.iteration, n])
         call_id = f"builtin-it{context.iteration}" + (f"-{n + 1}" if n else "")
         seen = set(context.seen_hashes)
         proposals: list[Proposal] = []
         for _ in range(k):
             spec = None
             for _ in range(self.max_tries):
-                if self.rng.random() < self.p_random:
-                    spec = self.space.sample(self.rng)
+                if rng.random() < self.p_random:
+                    spec = self.space.sample(rng)
                 else:
-                    spec = self.space.mutate(self.space.parse(self._parent(context)), self.rng)
+                    spec = self.space.mutate(self.space.parse(self._parent(context, rng)), rng)
                 if self.space.canonical_hash(spec) not in seen:
                     break
             spec_hash = self.space.canonical_hash(spec)

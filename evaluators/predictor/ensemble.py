@@ -43,7 +43,7 @@ class EnsemblePredictor:
 
     # ---- features ------------------------------------------------------------------------
     def _static(self, spec) -> np.ndarray:
-        key = self.space.canonical_hash(spec) + repr(spec.model_dump())
+        key = repr(spec.model_dump())  # the whole spec: dead edges still change the one-hot
         if key not in self._cache:
             self._cache[key] = static_features(self.space, spec, self.task_info)
         return self._cache[key]

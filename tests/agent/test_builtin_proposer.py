@@ -1,5 +1,7 @@
 """The builtin proposer's random numbers depend on (seed, iteration, call), not on its past."""
 
+import pytest
+
 from agent.proposers.base import HistoryItem, ProposalContext
 from agent.proposers.builtin import BuiltinProposer
 from spaces import TaskInfo, get_space
@@ -37,3 +39,18 @@ def test_asking_again_for_the_same_iteration_gives_new_proposals():
     ctx = context(1)
     first, again = p.propose(ctx, 4), p.propose(ctx, 4)
     assert hashes(first) != hashes(again) and again[0].call_id == "builtin-it1-2"
+
+
+def test_a_default_local_model_that_fails_at_start_up_falls_back_to_builtin(monkeypatch):
+    from agent.proposers import local, open_proposer
+
+    def broken(**_):
+        raise local.LocalModelUnavailable("the llama.cpp server exited (1)")
+
+    monkeypatch.setattr(local, "local_model_available", lambda: (True, None))
+    monkeypatch.setattr(local, "make_local_proposer", broken)
+    proposer, name, note = open_proposer(None, space=SPACE, seed=0)
+    assert isinstance(proposer, BuiltinProposer) and name == "builtin"
+    assert "server exited" in note and "builtin" in note
+    with pytest.raises(local.LocalModelUnavailable):  # asked for by name: the user sees why
+        open_proposer("local", space=SPACE, seed=0)

@@ -23,9 +23,7 @@ def param_devices(monkeypatch):
 def one_thread():
     """Tiny convs are dominated by thread start-up and contention on a shared CPU: one intra-op
     thread runs these tests' forward passes ~100x faster than the default here."""
-    import torch
+    from evaluators.train import cpu_threads
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with cpu_threads(1):
+        yield
