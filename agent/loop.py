@@ -141,7 +141,8 @@ class SearchLoop:
             baseline=self.state.history_item(self.state.baseline, M),
             best_accepted=self.state.best_accepted(M), last_rejected=self.state.last_rejected(M),
             budget_left=self.budget_left(), seen_hashes=frozenset(self.state.seen_hashes),
-            deadline=None if wall is None else time.time() + wall)
+            deadline=None if wall is None else time.time() + wall, cap=self.cap,
+            width_mult=self.fidelity.width_mult)
 
     def propose(self, iteration: int) -> None:
         """Ask for K proposals and log each: valid ones, and why the others were rejected."""

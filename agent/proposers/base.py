@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from spaces.base import SearchSpace, TaskInfo
+from spaces.base import SearchSpace, SizeCap, TaskInfo
 
 __all__ = ["Proposal", "HistoryItem", "ProposalContext", "Proposer", "ProposerFatal",
            "ProposerOutOfTime", "Source"]
@@ -86,6 +86,10 @@ class ProposalContext:
     seen_hashes: frozenset[str] = frozenset()
     #: epoch seconds (``time.time()``) by which ``propose`` must return; None = no wall budget
     deadline: float | None = None
+    #: the run's size cap and the width multiplier its fidelity trains at: a proposal over the
+    #: cap is invalid (an LLM gets a repair turn quoting it)
+    cap: SizeCap | None = None
+    width_mult: float = 1.0
 
 
 class Proposer(ABC):

@@ -240,7 +240,8 @@ class LLMProposer(Proposer):
 
     def _parse(self, text: str, context: ProposalContext) -> tuple[list[ParsedItem], str | None]:
         try:
-            return parse_reply(text, context.space, context.task), None
+            return parse_reply(text, context.space, context.task, context.cap,
+                               context.width_mult), None
         except ValueError as err:
             return [], f"the reply is not usable JSON: {err}"
 

@@ -67,8 +67,8 @@ def _items(value: Any) -> list[Any]:
     return value
 
 
-def parse_reply(text: str, space: SearchSpace, task: TaskInfo, cap: SizeCap | None = None
-                ) -> list[ParsedItem]:
+def parse_reply(text: str, space: SearchSpace, task: TaskInfo, cap: SizeCap | None = None,
+                width_mult: float = 1.0) -> list[ParsedItem]:
     """Validate every spec of a reply. Raises ``ValueError`` when the reply as a whole is unusable
     (too long, no JSON, wrong shape); per-spec problems are in each item's ``error``."""
     if len(text) > MAX_REPLY_CHARS:
@@ -80,7 +80,7 @@ def parse_reply(text: str, space: SearchSpace, task: TaskInfo, cap: SizeCap | No
             if not isinstance(raw, dict):
                 raise ValueError(f"a spec must be a JSON object, got {type(raw).__name__}")
             item.spec = space.parse(raw)
-            space.check_size(item.spec, task, cap)
+            space.check_size(item.spec, task, cap, width_mult)
             item.spec_hash = space.canonical_hash(item.spec)
         except ValidationError as err:
             item.spec, item.error = None, f"invalid spec: {space.validation_error_text(err)}"

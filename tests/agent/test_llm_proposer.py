@@ -7,7 +7,7 @@ import pytest
 from agent.prompts import PromptSet, PromptTemplateError
 from agent.proposers.base import HistoryItem, ProposalContext, ProposerFatal, ProposerOutOfTime
 from agent.proposers.llm import LLMProposer, make_llm_proposer
-from spaces import TaskInfo, get_space
+from spaces import SizeCap, TaskInfo, get_space
 from tests.agent.fake_openai_server import FakeServer, error
 
 SPACE = get_space("nb201")
@@ -159,3 +159,17 @@ def test_a_repair_turn_cut_by_the_deadline_keeps_the_first_replys_specs_and_toke
     assert [p.valid for p in props] == [True, False]
     assert "wall budget ended during the repair turn" in props[1].error
     assert props[0].tokens_in == 120 and props[1].repairs
+
+
+def test_a_spec_over_the_runs_cap_at_its_training_width_gets_a_repair_turn():
+    def spec(channels):
+        return json.dumps({"proposals": [SPACE.reference().model_dump() | {"channels": channels}]})
+
+    # at width 0.5 channels=32 has 75,898 params (299,754 at full width), channels=64 299,754
+    ctx = dataclasses.replace(context(), cap=SizeCap(max_params=100_000), width_mult=0.5)
+    with FakeServer([(200, {}, spec(64)), (200, {}, spec(32))]) as fake:
+        props = proposer(fake.url).propose(ctx, 1)
+    assert len(fake.requests) == 2
+    assert "exceeds the cap of 100,000" in fake.requests[1]["messages"][-1]["content"]
+    assert props[0].valid and props[0].spec.channels == 32
+    assert "299,754" in props[0].repairs[0]
