@@ -6,7 +6,7 @@ import argparse
 
 from agent.config import RunConfig
 
-__all__ = ["build_parser", "config_from_args", "UsageError"]
+__all__ = ["build_parser", "config_from_args", "checked_config", "UsageError"]
 
 
 class UsageError(ValueError):
@@ -71,13 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
+def checked_config(fields: dict) -> RunConfig:
+    """A validated :class:`RunConfig`; the first bad setting becomes a one-line UsageError."""
     from pydantic import ValidationError
 
-    fields = {k: v for k, v in vars(args).items() if k not in ("resume", "validate")}
-    fields["validate_ensemble"] = args.validate
     try:
         return RunConfig(**fields)
     except ValidationError as err:
         first = err.errors()[0]
         raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    fields = {k: v for k, v in vars(args).items() if k not in ("resume", "validate")}
+    fields["validate_ensemble"] = args.validate
+    return checked_config(fields)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from agent.cli import UsageError, build_parser, config_from_args
+from agent.cli import UsageError, build_parser, checked_config, config_from_args
 from agent.config import RunConfig, package_versions
 from agent.loop import SearchLoop, StopRequested
 from agent.progress import LiveProgress, summary_table
@@ -95,7 +95,8 @@ def prepare(argv: list[str] | None):
     """Parse flags, check every name and file, and create or reopen the run folder."""
     from spaces import get_space
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.resume:
         run_dir = Path(args.resume)
         try:
@@ -103,10 +104,12 @@ def prepare(argv: list[str] | None):
             config = RunConfig(**json.loads((run_dir / CONFIG).read_text())["config"])
         except (RunFolderError, OSError, ValueError, KeyError) as err:
             raise UsageError(f"--resume {run_dir}: not a resumable run ({err})") from None
+        overrides = {}
         for name in ("iterations", "max_wall_seconds", "max_device_seconds", "max_cost_usd"):
             value = getattr(args, name)
-            if value is not None and value != build_parser().get_default(name):
-                setattr(config, name, value)
+            if value is not None and value != parser.get_default(name):
+                overrides[name] = value
+        config = checked_config(config.model_dump() | overrides)  # overrides obey the same bounds
     else:
         config, read = config_from_args(args), None
     try:
@@ -128,6 +131,13 @@ def prepare(argv: list[str] | None):
         raise UsageError(f"--keep {config.keep} must not exceed --proposals {config.proposals}")
     if read is None and config.baseline:
         config.baseline_spec = load_baseline(config.baseline, space).model_dump()
+    if config.prompt:  # checked whatever the model, so a mistyped path never passes unnoticed
+        from agent.prompts import PromptSet, PromptTemplateError
+
+        try:
+            PromptSet(config.prompt)
+        except PromptTemplateError as err:
+            raise UsageError(str(err)) from None
     return args, config, read, space, fidelity
 
 

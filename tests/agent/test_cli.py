@@ -191,6 +191,7 @@ def test_bad_input_gives_one_clear_line_and_exit_2(tmp_path):
         (["--out", blocked / "runs"], "--out"),
         (["--resume", tmp_path], "not a resumable run"),
         (["--keep", "9", "--proposals", "2"], "--keep"),
+        (["--prompt", tmp_path / "missing.j2"], "no such file or folder"),  # even with builtin
     ]
     for extra, needle in cases:
         proc = run_cli("agent.run", "--model", "builtin", "--out", tmp_path / "runs", *extra,
@@ -199,6 +200,14 @@ def test_bad_input_gives_one_clear_line_and_exit_2(tmp_path):
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert needle in proc.stderr and lines[-1].startswith("error:"), (extra, proc.stderr)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_bad_budget_on_resume_is_refused_and_the_log_is_untouched(tiny_run):
+    run_dir, _ = tiny_run
+    before = (run_dir / "trajectory.jsonl").read_bytes()
+    proc = run_cli("agent.run", "--resume", run_dir, "--max-wall-seconds", "-3", check=False)
+    assert proc.returncode == 2 and "--max-wall-seconds" in proc.stderr.splitlines()[-1]
+    assert (run_dir / "trajectory.jsonl").read_bytes() == before
 
 
 def test_paired_gain_from_npz_matches_logged_se(tiny_run):
