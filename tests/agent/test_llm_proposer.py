@@ -173,3 +173,11 @@ def test_a_spec_over_the_runs_cap_at_its_training_width_gets_a_repair_turn():
     assert "exceeds the cap of 100,000" in fake.requests[1]["messages"][-1]["content"]
     assert props[0].valid and props[0].spec.channels == 32
     assert "299,754" in props[0].repairs[0]
+
+
+def test_a_hosted_model_without_its_key_fails_at_start_up(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with pytest.raises(ProposerFatal, match="gpt-4o: no API key: set OPENAI_API_KEY"):
+        make_llm_proposer("gpt-4o", api_base=None, prompt=None, seed=0)
+    # a server given by --api-base needs no provider key check
+    make_llm_proposer("openai/test", api_base="http://127.0.0.1:9/v1", prompt=None, seed=0)
