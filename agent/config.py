@@ -6,10 +6,14 @@ import importlib.metadata as md
 import platform
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["RunConfig", "package_versions", "SECRET_MARKERS"]
+from spaces.base import SizeCap
 
+__all__ = ["RunConfig", "package_versions", "SECRET_MARKERS", "BASELINE_LEARNERS"]
+
+#: learners of the first baseline at least (the pooled seed variance needs three or more)
+BASELINE_LEARNERS = 4
 #: substrings of setting names never written to disk
 SECRET_MARKERS = ("key", "token", "secret", "password")
 
@@ -33,6 +37,9 @@ class RunConfig(BaseModel):
     ensemble_size: int = Field(50, ge=2)
     rule: Literal["exact", "paper"] = "exact"
     margin: float = Field(0.0, ge=0.0)
+    min_learners: int = Field(2, ge=2, le=64)
+    max_learners: int = Field(4, ge=2, le=64)
+    confidence: float = Field(0.95, ge=0.0, lt=1.0)
     predictor: str = "gnn-ensemble"
     predictor_refit: int = Field(20, ge=1)
     predictor_min_labels: int = Field(8, ge=2)
@@ -52,10 +59,27 @@ class RunConfig(BaseModel):
     seed: int = 0
     out: str = "runs"
 
+    @model_validator(mode="after")
+    def _learners_in_order(self) -> RunConfig:
+        if self.max_learners < self.min_learners:
+            raise ValueError(f"learners: MAX {self.max_learners} is below MIN {self.min_learners}")
+        return self
+
+    def learner_seeds(self, n: int) -> tuple[int, ...]:
+        """The seeds of a candidate's first ``n`` learners; every candidate uses the same ones
+        (common random numbers), so learner i of two architectures shares its data order."""
+        return tuple(1000 * self.seed + i for i in range(n))
+
     @property
-    def seeds(self) -> tuple[int, int]:
-        """The one seed pair used for every candidate (common random numbers)."""
-        return (1000 * self.seed, 1000 * self.seed + 1)
+    def size_cap(self) -> SizeCap:
+        """``--max-params`` / ``--max-flops`` as the spaces' cap."""
+        return SizeCap(max_params=self.max_params, max_flops=self.max_flops)
+
+    @property
+    def baseline_learners(self) -> int:
+        """Learners of the first baseline: at least 4, so the run's pooled seed variance has a
+        jackknife estimate before the first decision (see ``evaluators.stats``)."""
+        return max(self.min_learners, BASELINE_LEARNERS)
 
     def safe_dump(self) -> dict[str, Any]:
         """The settings without anything that looks like a secret, plus package versions."""

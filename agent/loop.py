@@ -1,45 +1,35 @@
-"""The search loop: propose → filter → evaluate two learners → decide → log, until a budget ends.
+"""The search loop: propose → filter → evaluate learners → decide (adding learners on close
+calls) → log, until a budget ends.
 
 This is the only module that sequences the verbs. Every fact it learns is written to the
 trajectory first and then applied to the :class:`~agent.state.SearchState`, so a run killed at
-any moment resumes from its log: logged proposals are reused, logged evaluations are never
-repeated (cache: spec hash + fidelity + seeds), and the proposal in flight is evaluated again.
+any moment resumes from its log: logged proposals are reused, logged learners are never trained
+again (evaluations are kept per spec hash + fidelity and only grow), and the step in flight is
+done again.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import ValidationError
 
+from agent.budget import Budget, StopRequested
 from agent.config import RunConfig
 from agent.proposers.base import ProposalContext, Proposer, ProposerFatal, ProposerOutOfTime
-from agent.rule import decide, predicted_ens_error
+from agent.rule import decide, learner_schedule, next_learners
 from agent.state import Candidate, SearchState
 from agent.trajectory import EVALS, Trajectory
 from evaluators.data import Task
-from evaluators.dual import evaluate
+from evaluators.evaluator import Evaluator, gain_between
 from evaluators.fidelity import Fidelity
 from evaluators.predictor.base import CandidateFilter
-from evaluators.results import EvalFailure
-from evaluators.stats import paired_gain_se
+from evaluators.results import EvalFailure, EvalResult
 from spaces.base import SearchSpace, SizeCap, SpecTooLarge
 
 __all__ = ["SearchLoop", "StopRequested"]
-
-
-class StopRequested:
-    """A flag the SIGINT handler sets; the loop stops after the event in flight."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def set(self, *_: Any) -> None:
-        self.requested = True
 
 
 @dataclass
@@ -54,7 +44,11 @@ class SearchLoop:
     trajectory: Trajectory
     state: SearchState
     stop: StopRequested
+    evaluator: Evaluator
     progress: Any = None  # agent.progress.LiveProgress or None
+
+    def __post_init__(self) -> None:
+        self.budget = Budget(self.config, self.state, self.proposer, self.stop)
 
     # ---- logging ----------------------------------------------------------------------
     def log(self, event: str, iteration: int, **fields: Any) -> dict[str, Any]:
@@ -66,61 +60,16 @@ class SearchLoop:
 
     @property
     def cap(self) -> SizeCap:
-        return SizeCap(max_params=self.config.max_params, max_flops=self.config.max_flops)
-
-    # ---- budget -----------------------------------------------------------------------
-    def stop_reason(self, next_iteration: int) -> str | None:
-        c, s = self.config, self.state
-        if self.stop.requested:
-            return "interrupted"
-        if next_iteration > c.iterations:
-            return "iterations"
-        if (reason := self.out_of_time()) is not None:
-            return reason
-        if c.max_cost_usd is not None and (
-                s.cost_usd + self.proposer.expected_call_cost_usd() > c.max_cost_usd):
-            return "max_cost_usd"
-        if self.proposer.exhausted():
-            return "proposer_exhausted"
-        return None
-
-    def wall_left(self) -> float | None:
-        """Seconds left of ``--max-wall-seconds`` (negative once spent); None without one."""
-        if self.config.max_wall_seconds is None:
-            return None
-        return self.config.max_wall_seconds - self.state.wall_s(time.time())
+        return self.config.size_cap
 
     def out_of_time(self) -> str | None:
-        c, s = self.config, self.state
-        if (wall := self.wall_left()) is not None and wall <= 0:
-            return "max_wall_seconds"
-        if c.max_device_seconds is not None and s.device_s >= c.max_device_seconds:
-            return "max_device_seconds"
-        return None
-
-    def time_limit(self) -> tuple[float | None, bool]:
-        """Seconds this evaluation may train (``--eval-time-limit``, never past the wall budget),
-        and whether the wall budget is what sets them."""
-        own, wall = self.config.eval_time_limit, self.wall_left()
-        if wall is None:
-            return own, False
-        left = max(1.0, wall)
-        return (own, False) if own is not None and own <= left else (left, True)
-
-    def budget_left(self) -> dict[str, float]:
-        c, s = self.config, self.state
-        left = {"iterations": float(c.iterations - s.iteration)}
-        if (wall := self.wall_left()) is not None:
-            left["wall_s"] = wall
-        if c.max_device_seconds is not None:
-            left["device_s"] = c.max_device_seconds - s.device_s
-        if c.max_cost_usd is not None:
-            left["cost_usd"] = c.max_cost_usd - s.cost_usd
-        return left
+        return self.budget.out_of_time()
 
     # ---- steps ------------------------------------------------------------------------
     def ensure_baseline(self, baseline_spec) -> None:
-        """Log and evaluate the first baseline (iteration 0) unless the log already has it."""
+        """Log and evaluate the first baseline (iteration 0) unless the log already has it.
+        It gets :attr:`RunConfig.baseline_learners` learners, so the run's pooled seed variance
+        exists before the first decision."""
         cand = self.state.candidates.get("baseline")
         if cand is None:
             self.log("proposal", 0, proposal_id="baseline", call_id="baseline",
@@ -129,20 +78,18 @@ class SearchLoop:
                      spec_hash=self.space.canonical_hash(baseline_spec),
                      tokens_in=0, tokens_out=0, cost_usd=0.0)
             cand = self.state.candidates["baseline"]
-        if cand.evaluation is None:
-            self.evaluate(cand)
+        if not cand.evaluated:
+            self.evaluate(cand, self.config.baseline_learners)
 
     def context(self, iteration: int) -> ProposalContext:
         M = self.config.ensemble_size
-        wall = self.wall_left()
         return ProposalContext(
             space=self.space, task=self.task.info, task_name=self.task.name, iteration=iteration,
             ensemble_size=M, rule=self.config.rule,
             baseline=self.state.history_item(self.state.baseline, M),
             best_accepted=self.state.best_accepted(M), last_rejected=self.state.last_rejected(M),
-            budget_left=self.budget_left(), seen_hashes=frozenset(self.state.seen_hashes),
-            deadline=None if wall is None else time.time() + wall, cap=self.cap,
-            width_mult=self.fidelity.width_mult)
+            budget_left=self.budget.left(), seen_hashes=frozenset(self.state.seen_hashes),
+            deadline=self.budget.deadline(), cap=self.cap, width_mult=self.fidelity.width_mult)
 
     def propose(self, iteration: int) -> None:
         """Ask for K proposals and log each: valid ones, and why the others were rejected."""
@@ -189,53 +136,86 @@ class SearchLoop:
                      predicted_mean=score.predicted_mean, predicted_std=score.predicted_std,
                      score=score.score, kept=score.kept, note=score.note)
 
-    def evaluate(self, cand: Candidate) -> None:
-        """Train the dual learners (or reuse a logged evaluation of the same architecture)."""
-        cached = self.cached_evaluation(cand.spec_hash)
-        if cached is not None:
-            fields = {k: v for k, v in cached.items()
-                      if k not in ("event", "time", "iteration", "proposal_id")}
-            self.log("evaluated", cand.iteration, proposal_id=cand.proposal_id, cached=True,
-                     **fields)
-            return
-        spec = self.space.parse(cand.spec)
-        limit, budget_bound = self.time_limit()
-        result = evaluate(spec, self.space, self.task, self.fidelity, self.config.seeds,
-                          npz_dir=self.run_dir / EVALS, time_limit_s=limit, cap=self.cap,
-                          compile_model=self.config.compile)
+    def _train(self, cand: Candidate, learners: int) -> EvalResult | EvalFailure | None:
+        """Train ``cand`` up to ``learners`` learners (only the seeds it lacks); None when the
+        run's wall budget, not the candidate, cut the training (it stays resumable)."""
+        limit, budget_bound = self.budget.time_limit()
+        on_epoch = self.progress.training(cand.proposal_id) if self.progress is not None else None
+        result = self.evaluator.evaluate(
+            self.space.parse(cand.spec), self.fidelity, self.config.learner_seeds(learners),
+            previous=cand.result, time_limit_s=limit, on_epoch=on_epoch)
         if isinstance(result, EvalFailure) and result.kind == "timeout" and budget_bound:
-            return  # the run's wall budget ended, not the candidate: it stays in flight (resumable)
-        common = {"proposal_id": cand.proposal_id, "spec_hash": result.spec_hash,
-                  "fidelity": self.fidelity.name, "seeds": list(result.seeds)}
-        if isinstance(result, EvalFailure):
-            self.log("evaluated", cand.iteration, **common,
-                     failure={"kind": result.kind, "message": result.message},
-                     wall_s=result.wall_s, device_s=0.0)
-            return
-        data = result.model_dump()
-        self.log("evaluated", cand.iteration, **common, E=result.E, sigma2=result.sigma2,
-                 rho=result.rho, ci=data["ci"], se=data["se"],
-                 predicted_ens_error=result.predicted_ensemble_error(self.config.ensemble_size),
-                 learners=data["learners"], npz=f"{EVALS}/{result.npz}", wall_s=result.wall_s,
-                 device_s=result.device_s, params=result.params, flops=result.flops)
-        self.cand_filter.observe(spec, result.predicted_ensemble_error(self.config.ensemble_size))
+            return None
+        return result
 
-    def cached_evaluation(self, spec_hash: str) -> dict[str, Any] | None:
-        for c in self.state.candidates.values():
-            ev = c.evaluation
-            if (ev and not ev.get("failure") and ev.get("spec_hash") == spec_hash
-                    and ev.get("fidelity") == self.fidelity.name
-                    and list(ev.get("seeds", [])) == list(self.config.seeds)):
-                return ev
-        return None
+    def evaluate(self, cand: Candidate, learners: int) -> None:
+        """Train ``learners`` learners of ``cand`` (or reuse a logged evaluation of the same
+        architecture at this fidelity) and log the ``evaluated`` event."""
+        logged = self.state.results.get((cand.spec_hash, self.fidelity.name))
+        if logged is not None:
+            self.log("evaluated", cand.iteration, **_statistics(cand, logged, self.config),
+                     learners=logged.learners, params=logged.params, flops=logged.flops,
+                     cached=True)
+            return
+        result = self._train(cand, learners)
+        if result is None:
+            return
+        if isinstance(result, EvalFailure):
+            self.log("evaluated", cand.iteration, **_failure(cand, result))
+            return
+        self.log("evaluated", cand.iteration, **_statistics(cand, result, self.config),
+                 learners=result.learners, params=result.params, flops=result.flops)
+        self.cand_filter.observe(self.space.parse(cand.spec),
+                                 result.stats.ens_error(self.config.ensemble_size))
+
+    def extend(self, cand: Candidate, learners: int) -> bool:
+        """Grow ``cand``'s evaluation to ``learners`` learners and log ``extended``; False when
+        the wall budget cut it (nothing logged) — a failure is logged and returns True."""
+        before = len(cand.result.learners)
+        result = self._train(cand, learners)
+        if result is None:
+            return False
+        if isinstance(result, EvalFailure):
+            self.log("extended", cand.iteration, **_failure(cand, result))
+            return True
+        self.log("extended", cand.iteration, **_statistics(cand, result, self.config),
+                 new_learners=result.learners[before:])
+        return True
 
     def decide(self, cand: Candidate) -> None:
-        base = self.state.baseline
-        M = self.config.ensemble_size
-        gain, gain_se = gain_and_se(self.run_dir, cand.evaluation, base.evaluation, M)
-        d = decide(cand.stats, base.stats, M, self.config.rule, self.config.margin, gain_se)
-        self.log("decision", cand.iteration, proposal_id=cand.proposal_id,
-                 baseline_id=base.proposal_id, **d.to_dict())
+        """The sequential rule: look at the gain with the learners both sides have; while it is
+        not confident and the candidate is below ``--learners MAX``, add learners to it (and,
+        with the same seeds, to the baseline, which keeps them) and look again. Logs the
+        ``decision`` once it is confident or MAX is reached (then *undecided*)."""
+        c, M = self.config, self.config.ensemble_size
+        looks = len(learner_schedule(c.min_learners, c.max_learners))
+        failed_growth: set[str] = set()
+        while True:
+            base = self.state.baseline
+            L_new, L_old = len(cand.result.learners), len(base.result.learners)
+            if L_old < L_new and base.proposal_id not in failed_growth:
+                if not self.extend(base, L_new):
+                    return  # the wall budget ended: the decision stays in flight
+                if len(base.result.learners) < L_new:
+                    failed_growth.add(base.proposal_id)
+                continue
+            more = next_learners(L_new, c.min_learners, c.max_learners)
+            if cand.proposal_id in failed_growth or base.proposal_id in failed_growth:
+                more = None
+            estimate = gain_between(self.run_dir / EVALS, cand.result, base.result, M,
+                                    pool=self.state.seed_pool())
+            d = decide(cand.stats, base.stats, M, c.rule, c.margin, estimate,
+                       confidence=c.confidence, looks=looks, final=more is None)
+            if d.confident or more is None:
+                self.log("decision", cand.iteration, proposal_id=cand.proposal_id,
+                         baseline_id=base.proposal_id, **d.to_dict())
+                return
+            if self.stop.requested or self.out_of_time() is not None:
+                return
+            if not self.extend(cand, more):
+                return
+            if len(cand.result.learners) < more:
+                failed_growth.add(cand.proposal_id)
 
     def run_iteration(self, iteration: int) -> None:
         """One iteration; on resume, picks up whatever part of it the log already holds."""
@@ -247,26 +227,27 @@ class SearchLoop:
         for cand in self.state.in_iteration(iteration):
             if not cand.kept or cand.rejected:
                 continue
-            if cand.evaluation is None:
+            if not cand.evaluated:
                 if self.stop.requested or self.out_of_time() is not None:
                     return
-                self.evaluate(cand)
+                self.evaluate(cand, self.config.min_learners)
             if cand.stats is not None and cand.decision is None:
+                if self.stop.requested or self.out_of_time() is not None:
+                    return
                 self.decide(cand)
 
     def run(self, baseline_spec) -> str:
         """Run until a budget ends; returns the stop reason."""
         try:
             self.ensure_baseline(baseline_spec)
-            if self.state.candidates["baseline"].evaluation is None:  # cut by the wall budget
+            base = self.state.candidates["baseline"]
+            if not base.evaluated:  # cut by the wall budget
                 return self.out_of_time() or "max_wall_seconds"
-            if self.state.baseline is None:
-                failure = (self.state.candidates["baseline"].evaluation or {}).get("failure", {})
-                return (f"baseline_failed: {failure.get('kind', 'error')}: "
-                        f"{failure.get('message', 'no evaluation')}")
+            if base.failure is not None:
+                return f"baseline_failed: {base.failure.kind}: {base.failure.message}"
             iteration = max(1, self.state.iteration)
             while True:
-                reason = self.stop_reason(iteration)
+                reason = self.budget.stop_reason(iteration)
                 if reason is not None:
                     return reason
                 self.run_iteration(iteration)
@@ -277,19 +258,18 @@ class SearchLoop:
             return f"proposer_error: {err}"
 
 
-def gain_and_se(run_dir: Path, new_ev: dict, old_ev: dict, M: int) -> tuple[float, float | None]:
-    """Predicted gain and its paired-bootstrap SE from the two logged npz files."""
-    try:
-        a = np.load(run_dir / new_ev["npz"])
-        b = np.load(run_dir / old_ev["npz"])
-    except (OSError, KeyError):
-        return (predicted_ens_error_from(old_ev, M) - predicted_ens_error_from(new_ev, M), None)
-    if not np.array_equal(a["labels"], b["labels"]):
-        return (predicted_ens_error_from(old_ev, M) - predicted_ens_error_from(new_ev, M), None)
-    return paired_gain_se(a["probs"], b["probs"], a["labels"], M, n_boot=200, seed=0)
+def _statistics(cand: Candidate, result: EvalResult, config: RunConfig) -> dict[str, Any]:
+    """The fields an ``evaluated`` or ``extended`` event shares (statistics over all learners)."""
+    return {"proposal_id": cand.proposal_id, "spec_hash": result.spec_hash,
+            "fidelity": result.fidelity, "seeds": list(result.seeds), "E": result.E,
+            "sigma2": result.sigma2, "rho": result.rho, "ci": result.ci, "se": result.se,
+            "seed_var": result.seed_var,
+            "predicted_ens_error": result.stats.ens_error(config.ensemble_size),
+            "npz": f"{EVALS}/{result.npz}", "wall_s": result.wall_s, "device_s": result.device_s}
 
 
-def predicted_ens_error_from(ev: dict, M: int) -> float:
-    from agent.rule import Stats
-
-    return predicted_ens_error(Stats(ev["E"], ev["sigma2"], ev["rho"]), M)
+def _failure(cand: Candidate, result: EvalFailure) -> dict[str, Any]:
+    return {"proposal_id": cand.proposal_id, "spec_hash": result.spec_hash,
+            "fidelity": result.fidelity, "seeds": list(result.seeds),
+            "failure": {"kind": result.kind, "message": result.message},
+            "wall_s": result.wall_s, "device_s": 0.0}

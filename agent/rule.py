@@ -1,19 +1,24 @@
 """The monotonic acceptance rule of Ensemble-Decoupled Architecture Search (pure functions).
 
-Symbols, for a candidate π and the current baseline π_old, each measured with two learners:
-E (mean single-learner Brier error), σ² (residual variance), ρ (residual correlation between
-the learners), ΔE = E(π) − E(π_old), M (ensemble size the decision is about).
+Symbols, for a candidate π and the current baseline π_old, each measured with L ≥ 2 learners:
+E (mean single-learner Brier error), σ² (residual variance), ρ (mean pairwise residual
+correlation), ΔE = E(π) − E(π_old), M (ensemble size the decision is about).
 
-For squared loss the M-ensemble error is exactly E_ens = E − σ²·(M−1)/M·(1−ρ).
+For squared loss the M-ensemble error is exactly E_ens = E − σ²·(M−1)/M·(1−ρ)
+(:func:`evaluators.results.predicted_ensemble_error`, via :meth:`Stats.ens_error`).
 
 * ``exact`` form (default): accept iff E_ens(π) < E_ens(π_old). No equal-variance assumption;
   the baseline's predicted ensemble error never rises.
 * ``paper`` form, as published: accept iff ρ(π) < ρ(π_old) − M/(M−1)·ΔE/σ²(π). It equals the
   exact form when σ²(π) = σ²(π_old); otherwise the predicted ensemble error can rise.
 
-A decision is a *near tie* when the predicted gain is smaller than two standard errors of the
-gain (paired bootstrap over validation samples): two learners cannot settle it, and the
-decision says so instead of pretending to be certain.
+**Confidence.** The predicted gain g = E_ens(π_old) − E_ens(π) comes with a standard error that
+includes the validation samples *and* the learners' seeds
+(:func:`evaluators.stats.gain_estimate`). A decision is *confident* when |g| > z·SE_total, with
+z from ``--confidence`` split over the sequential looks (:func:`evaluators.stats.z_for`). Only
+a confident decision is applied: while it is not, the loop adds learners (:func:`next_learners`)
+up to ``--learners MAX``; a decision still not confident then is *undecided* and the baseline
+stays. ``--margin z_m`` additionally asks an accepted gain to exceed z_m·SE_total.
 """
 
 from __future__ import annotations
@@ -21,28 +26,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-__all__ = ["Stats", "Decision", "Rule", "predicted_ens_error", "paper_threshold", "decide",
-           "NEAR_TIE_Z"]
+from evaluators.results import Stats
+from evaluators.stats import GainEstimate, z_for
+
+__all__ = ["Stats", "Decision", "Rule", "Verdict", "paper_threshold", "decide", "learner_schedule",
+           "next_learners", "verdict_text"]
 
 Rule = Literal["exact", "paper"]
-#: a decision whose |gain| < NEAR_TIE_Z · SE(gain) is flagged as a near tie
-NEAR_TIE_Z = 2.0
-
-
-@dataclass(frozen=True)
-class Stats:
-    """Dual-learner statistics of one candidate."""
-
-    E: float  #: mean single-learner Brier error
-    sigma2: float  #: residual variance σ²
-    rho: float  #: residual correlation ρ between the two learners
-
-
-def predicted_ens_error(s: Stats, M: int) -> float:
-    """E_ens(M) = E − σ²·(1−ρ)·(M−1)/M."""
-    if M < 2:
-        raise ValueError(f"ensemble size M must be >= 2, got {M}")
-    return s.E - s.sigma2 * (1.0 - s.rho) * (M - 1) / M
+Verdict = Literal["accepted", "rejected", "undecided"]
 
 
 def paper_threshold(new: Stats, old: Stats, M: int) -> float:
@@ -52,6 +43,24 @@ def paper_threshold(new: Stats, old: Stats, M: int) -> float:
     if new.sigma2 <= 0:
         return float("-inf") if new.E >= old.E else float("inf")
     return old.rho - M / (M - 1) * (new.E - old.E) / new.sigma2
+
+
+def learner_schedule(min_learners: int, max_learners: int) -> list[int]:
+    """The learner counts at which a candidate is looked at: MIN, then +1 while below 4, then
+    about ×1.5, ending at MAX (2:8 → 2, 3, 4, 6, 8; 2:16 → 2, 3, 4, 6, 9, 13, 16)."""
+    if not 2 <= min_learners <= max_learners:
+        raise ValueError(f"learners must satisfy 2 <= MIN <= MAX, got {min_learners}:{max_learners}")
+    out = [min_learners]
+    while out[-1] < max_learners:
+        L = out[-1]
+        out.append(min(max_learners, L + 1 if L < 4 else L + max(1, L // 2)))
+    return out
+
+
+def next_learners(current: int, min_learners: int, max_learners: int) -> int | None:
+    """The learner count of the next look after ``current``, or None when MAX is reached."""
+    bigger = [L for L in learner_schedule(min_learners, max_learners) if L > current]
+    return bigger[0] if bigger else None
 
 
 @dataclass(frozen=True)
@@ -71,12 +80,20 @@ class Decision:
     predicted_ens_error: float
     baseline_predicted_ens_error: float
     gain: float
-    gain_se: float | None
+    gain_se_total: float | None
+    gain_se_sample: float | None
+    gain_se_seed: float | None
+    seed_source: str
+    learners: int  #: learners of the candidate behind its statistics
+    learners_old: int  #: learners of the baseline
+    confidence: float
+    z: float
     margin: float
     accepted_exact: bool
     accepted_paper: bool
+    confident: bool
+    verdict: Verdict
     accepted: bool
-    near_tie: bool
     explanation: str
 
     def to_dict(self) -> dict:
@@ -84,43 +101,68 @@ class Decision:
 
 
 def decide(new: Stats, old: Stats, M: int, rule: Rule = "exact", margin_z: float = 0.0,
-           gain_se: float | None = None) -> Decision:
+           estimate: GainEstimate | None = None, *, confidence: float = 0.0, looks: int = 1,
+           final: bool = True, learners: tuple[int, int] = (2, 2)) -> Decision:
     """Apply the rule for candidate ``new`` against baseline ``old`` at ensemble size ``M``.
 
-    ``margin_z`` > 0 additionally requires the predicted gain to exceed ``margin_z`` standard
-    errors of the gain (``gain_se``, from the paired bootstrap); without ``gain_se`` no margin
-    can be applied and ``margin_z`` must be 0.
+    ``estimate``: the gain's standard error and its parts (None, or a seed part that is unknown:
+    only ``confidence`` 0 can be confident). ``confidence``: the two-sided level of the bound
+    |gain| > z·SE_total, z split over ``looks`` sequential looks (0: every decision is confident,
+    the point-estimate rule). ``final``: no more learners will be added, so a decision that is
+    not confident is *undecided*; otherwise the caller adds learners and asks again.
+    ``margin_z`` > 0 additionally requires the gain to exceed ``margin_z``·SE_total.
+    ``learners``: (candidate, baseline) learner counts when there is no ``estimate``.
     """
     if rule not in ("exact", "paper"):
         raise ValueError(f"unknown rule {rule!r}; choose 'exact' or 'paper'")
     if margin_z < 0:
         raise ValueError(f"margin must be >= 0, got {margin_z}")
-    if margin_z > 0 and gain_se is None:
-        raise ValueError("a margin needs the standard error of the gain (gain_se)")
-    ens_new, ens_old = predicted_ens_error(new, M), predicted_ens_error(old, M)
+    z = z_for(confidence, looks)
+    se = estimate.se_total if estimate is not None else None
+    if margin_z > 0 and se is None:
+        raise ValueError("a margin needs the standard error of the gain")
+    ens_new, ens_old = new.ens_error(M), old.ens_error(M)
     gain = ens_old - ens_new
     threshold = paper_threshold(new, old, M)
-    margin = margin_z * gain_se if gain_se is not None else 0.0
+    margin = margin_z * se if se is not None else 0.0
     accepted_exact = gain > margin
     accepted_paper = new.rho < threshold and gain > margin if margin > 0 else new.rho < threshold
-    accepted = accepted_exact if rule == "exact" else accepted_paper
-    near_tie = gain_se is not None and abs(gain) < NEAR_TIE_Z * gain_se
+    seed_known = estimate is not None and estimate.se_seed is not None
+    confident = bool(z == 0 or (seed_known and abs(gain) > z * se))
+    verdict: Verdict
+    if confident:
+        verdict = "accepted" if (accepted_exact if rule == "exact" else accepted_paper) else "rejected"
+    else:
+        verdict = "undecided" if final else "rejected"
+    L_new, L_old = (estimate.learners_new, estimate.learners_old) if estimate else learners
     return Decision(
         M=M, rule=rule, E=new.E, E_old=old.E, sigma2=new.sigma2, sigma2_old=old.sigma2,
         rho=new.rho, rho_old=old.rho, delta_E=new.E - old.E, threshold=threshold,
         predicted_ens_error=ens_new, baseline_predicted_ens_error=ens_old, gain=gain,
-        gain_se=gain_se, margin=margin, accepted_exact=accepted_exact,
-        accepted_paper=accepted_paper, accepted=accepted, near_tie=near_tie,
-        explanation=explain(new, old, M, accepted, gain, gain_se, margin, near_tie))
+        gain_se_total=se, gain_se_sample=estimate.se_sample if estimate else None,
+        gain_se_seed=estimate.se_seed if estimate else None,
+        seed_source=estimate.seed_source if estimate else "none", learners=L_new,
+        learners_old=L_old, confidence=confidence, z=z, margin=margin, accepted_exact=accepted_exact,
+        accepted_paper=accepted_paper, confident=confident, verdict=verdict,
+        accepted=verdict == "accepted",
+        explanation=explain(new, old, M, verdict, gain, se, margin, z, confident))
 
 
-def explain(new: Stats, old: Stats, M: int, accepted: bool, gain: float, gain_se: float | None,
-            margin: float, near_tie: bool) -> str:
-    """One readable sentence: which of accuracy and diversity decided, at which M."""
+def verdict_text(d) -> str:
+    """The words the live display, the summary and the report use for a decision (a
+    :class:`Decision` or its logged event): ``accepted, confident``, ``rejected, confident``,
+    ``undecided``, or plain ``accepted``/``rejected`` under the point-estimate rule (z = 0)."""
+    if d.verdict == "undecided":
+        return "undecided"
+    return f"{d.verdict}, confident" if d.confident and d.z > 0 else d.verdict
+
+
+def explain(new: Stats, old: Stats, M: int, verdict: Verdict, gain: float, se: float | None,
+            margin: float, z: float, confident: bool) -> str:
+    """One readable sentence: which of accuracy and diversity decided, at which M, how sure."""
     k = (M - 1) / M
     accuracy = old.E - new.E  # > 0: the candidate's single learners are more accurate
     diversity = (new.sigma2 * (1 - new.rho) - old.sigma2 * (1 - old.rho)) * k  # > 0: more diverse
-    verdict = "accepted" if accepted else "rejected"
     if accuracy >= 0 and diversity >= 0:
         why = f"more accurate ({accuracy:.4f}) and more diverse ({diversity:.4f})"
     elif accuracy < 0 and diversity < 0:
@@ -131,9 +173,11 @@ def explain(new: Stats, old: Stats, M: int, accepted: bool, gain: float, gain_se
     else:
         word = "outweighs" if accuracy > -diversity else "does not outweigh"
         why = f"accuracy gain {accuracy:.4f} {word} diversity loss {-diversity:.4f}"
+    sure = f"gain {gain:.4f} ± {se:.4f}" if se is not None else f"gain {gain:.4f}, SE unknown"
+    if verdict == "undecided":
+        return (f"undecided ({sure}, needs |gain| > {z:.2f} SE): {why} at M={M}; "
+                "the baseline stays")
     text = f"{verdict}: {why} at M={M}"
-    if margin > 0 and not accepted and gain > 0:
+    if margin > 0 and verdict == "rejected" and gain > 0 and confident:
         text += f" (gain {gain:.4f} within the safety margin {margin:.4f})"
-    if near_tie:
-        text = (f"near tie (gain {gain:.4f} ± {gain_se:.4f}), uncertain — " + text)
-    return text
+    return text + (f" ({sure}, confident)" if confident and z > 0 else f" ({sure})")

@@ -1,15 +1,17 @@
-"""Dual-learner evaluation: two trainings of one spec → E, σ², ρ (see ``evaluators.stats``).
+"""Learner evaluation: L ≥ 2 trainings of one spec → E, σ², ρ (see ``evaluators.stats``).
 
-``evaluate`` trains two learners with independent initialisation and data order, saves their
-validation probabilities to ``<spec_hash>-<fidelity>-<seed1>-<seed2>.npz`` (``probs`` (2, N, K)
-float32, ``labels`` (N,) int64) so anyone can recompute every statistic, and returns a
-:class:`~evaluators.results.DualResult` — or an :class:`~evaluators.results.EvalFailure` for
+``evaluate`` trains one learner per seed with independent initialisation and data order (or
+extends an earlier evaluation with more seeds, training only those), saves the validation
+probabilities of all learners to ``<spec_hash>-<fidelity>-<seed1>-…-<seedL>.npz`` (``probs``
+(L, N, K) float32, ``labels`` (N,) int64) so anyone can recompute every statistic, and returns
+an :class:`~evaluators.results.EvalResult` — or an :class:`~evaluators.results.EvalFailure` for
 NaN losses, out-of-memory, time limits and any other error. Failures are results, not crashes.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -19,9 +21,10 @@ import torch.nn.functional as F
 
 from evaluators.data import Task
 from evaluators.fidelity import Fidelity
-from evaluators.results import Curves, DualResult, EvalFailure, LearnerResult
-from evaluators.stats import bootstrap_stats, brier, residual_stats
+from evaluators.results import Curves, EvalFailure, EvalResult, LearnerResult
+from evaluators.stats import bootstrap_stats, brier, residual_stats, residuals, seed_variance
 from evaluators.train import (
+    EpochTick,
     LearnerRun,
     TimeLimitExceeded,
     TrainData,
@@ -79,9 +82,11 @@ def train_spec(spec, space: SearchSpace, task: Task, fidelity: Fidelity, seeds: 
                cap: SizeCap | None = None, packed: bool | Literal["auto"] = "auto",
                time_limit_s: float | None = None,
                threads: int | None | Literal["auto"] = "auto",
-               compile_model: bool = False) -> list[LearnerRun]:
+               compile_model: bool = False,
+               on_epoch: Callable[[EpochTick], None] | None = None) -> list[LearnerRun]:
     """Build ``spec`` (size-checked first) and train one learner per seed at ``fidelity``;
-    ``compile_model`` puts the training forward through ``torch.compile``."""
+    ``compile_model`` puts the training forward through ``torch.compile``; ``on_epoch`` is
+    called after every epoch (progress)."""
     data = prepare_data(task, fidelity)
     info = task.info
     if fidelity.resolution is not None:
@@ -95,7 +100,7 @@ def train_spec(spec, space: SearchSpace, task: Task, fidelity: Fidelity, seeds: 
         epochs=fidelity.epochs, batch_size=batch_size, lr=fidelity.lr,
         packed=choose_packed(device, packed), deadline=deadline, use_amp=device.type == "cuda",
         threads=choose_threads(device, cost["flops"] * batch_size, threads),
-        compile_model=compile_model)
+        compile_model=compile_model, on_epoch=on_epoch)
 
 
 def classify_failure(err: BaseException) -> tuple[str, str]:
@@ -112,24 +117,36 @@ def classify_failure(err: BaseException) -> tuple[str, str]:
 
 
 def evaluate(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
-             seeds: tuple[int, int] = (0, 1), *, npz_dir: str | Path,
+             seeds: Sequence[int] = (0, 1), *, npz_dir: str | Path, M: int = 50,
+             previous: EvalResult | None = None,
              time_limit_s: float | None = None, cap: SizeCap | None = None,
              packed: bool | Literal["auto"] = "auto", n_boot: int = 200,
              threads: int | None | Literal["auto"] = "auto",
-             compile_model: bool = False) -> DualResult | EvalFailure:
-    """Train two learners of ``spec`` and return their statistics, or why that failed.
+             compile_model: bool = False,
+             on_epoch: Callable[[EpochTick], None] | None = None) -> EvalResult | EvalFailure:
+    """Train one learner of ``spec`` per seed and return the statistics of all of them, or why
+    that failed.
 
+    ``previous``: an earlier evaluation of the same spec and fidelity to extend; only the seeds
+    it lacks are trained, its saved probabilities are read back from ``npz_dir``, and the result
+    (saved as a new ``.npz``) covers every learner. ``M``: the ensemble size for ``seed_var``.
     ``threads``: CPU intra-op threads while training (see :func:`choose_threads`);
-    ``compile_model``: ``torch.compile`` the training forward."""
+    ``compile_model``: ``torch.compile`` the training forward; ``on_epoch``: progress callback."""
     spec_hash = space.canonical_hash(spec)
-    seeds = (int(seeds[0]), int(seeds[1]))
+    seeds = tuple(int(s) for s in seeds)
+    old_seeds = tuple(previous.seeds) if previous is not None else ()
+    if previous is not None and (previous.spec_hash != spec_hash or seeds[:len(old_seeds)] != old_seeds):
+        raise ValueError(f"cannot extend evaluation {previous.npz} with seeds {seeds}")
+    new_seeds = list(seeds[len(old_seeds):])
+    if len(seeds) < 2 or not new_seeds:
+        raise ValueError(f"an evaluation needs >= 2 learners and new seeds, got {seeds}")
     start = time.monotonic()
     try:
         cost = space.check_size(spec, task.info, cap, width_mult=fidelity.width_mult)
         t_train = time.monotonic()
-        runs = train_spec(spec, space, task, fidelity, list(seeds), cap=cap, packed=packed,
+        runs = train_spec(spec, space, task, fidelity, new_seeds, cap=cap, packed=packed,
                           time_limit_s=time_limit_s, threads=threads,
-                          compile_model=compile_model)
+                          compile_model=compile_model, on_epoch=on_epoch)
         device_s = time.monotonic() - t_train
     except Exception as err:  # failures are results: the loop logs them and goes on
         if task.device.type == "cuda":
@@ -140,6 +157,9 @@ def evaluate(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
 
     labels = task.y_val.cpu().numpy().astype(np.int64)
     probs = np.stack([r.val_probs for r in runs]).astype(np.float32)
+    if previous is not None:
+        with np.load(Path(npz_dir) / previous.npz) as saved:
+            probs = np.concatenate([saved["probs"], probs])
     name = npz_name(spec_hash, fidelity, seeds)
     Path(npz_dir).mkdir(parents=True, exist_ok=True)
     np.savez(Path(npz_dir) / name, probs=probs, labels=labels)
@@ -154,7 +174,9 @@ def evaluate(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
         test_acc=float(np.mean(r.test_probs.argmax(1) == y_test)),
         curves=Curves(train_loss=r.train_loss, val_acc=r.val_acc, grad_norm=r.grad_norm),
     ) for r in runs]
-    return DualResult(spec_hash=spec_hash, fidelity=fidelity.name, seeds=seeds, E=stats["E"],
-                      sigma2=stats["sigma2"], rho=stats["rho"], ci=ci, se=se, learners=learners,
+    return EvalResult(spec_hash=spec_hash, fidelity=fidelity.name, seeds=seeds, E=stats.E,
+                      sigma2=stats.sigma2, rho=stats.rho, ci=ci, se=se,
+                      seed_var=seed_variance(residuals(probs, labels), M),
+                      learners=(list(previous.learners) if previous else []) + learners,
                       npz=name, wall_s=time.monotonic() - start, device_s=device_s,
                       params=cost["params"], flops=cost["flops"])

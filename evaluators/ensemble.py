@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict
 from evaluators.data import Task
 from evaluators.dual import train_spec
 from evaluators.fidelity import Fidelity
-from evaluators.results import predicted_ensemble_error
 from evaluators.stats import ensemble_brier, error01, residual_stats
 from spaces.base import SearchSpace, SizeCap
 
@@ -47,12 +46,11 @@ def compare_ensemble(val_probs: np.ndarray, val_labels: np.ndarray, test_probs: 
     out: dict[str, float] = {}
     for prefix, probs, labels in (("", val_probs, val_labels), ("test_", test_probs, test_labels)):
         s = residual_stats(probs[:2], labels)
-        out[f"{prefix}predicted_ens_brier"] = predicted_ensemble_error(s["E"], s["sigma2"],
-                                                                       s["rho"], M)
+        out[f"{prefix}predicted_ens_brier"] = s.ens_error(M)
         out[f"{prefix}true_ens_brier"] = ensemble_brier(probs, labels)
         out[f"{prefix}true_ens_error01"] = error01(probs.mean(axis=0), labels)
         if not prefix:
-            out["single_brier"] = s["E"]
+            out["single_brier"] = s.E
     return out
 
 

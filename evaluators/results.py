@@ -1,18 +1,20 @@
 """Typed results of a dual-learner evaluation: the numbers the acceptance rule needs, or why not.
 
 Symbols (Ensemble-Decoupled Architecture Search): with residual ε = p(x) − onehot(y),
-E is the mean single-learner Brier error, σ² the residual variance, ρ the residual correlation
-between two learners, and E_ens(M) = E − σ²·(1−ρ)·(M−1)/M the predicted M-ensemble error.
+E is the mean single-learner Brier error, σ² the residual variance, ρ the mean residual
+correlation over pairs of learners, and E_ens(M) = E − σ²·(1−ρ)·(M−1)/M the predicted
+M-ensemble error. This module is the formula's one home.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["EvalKey", "Curves", "LearnerResult", "DualResult", "EvalFailure", "FailureKind",
-           "predicted_ensemble_error"]
+__all__ = ["Stats", "EvalKey", "Curves", "LearnerResult", "EvalResult", "EvalFailure",
+           "FailureKind", "predicted_ensemble_error"]
 
 FailureKind = Literal["nan", "oom", "timeout", "error"]
 
@@ -22,6 +24,19 @@ def predicted_ensemble_error(E: float, sigma2: float, rho: float, M: int) -> flo
     if M < 1:
         raise ValueError(f"ensemble size M must be >= 1, got {M}")
     return E - sigma2 * (1.0 - rho) * (M - 1) / M
+
+
+@dataclass(frozen=True)
+class Stats:
+    """The residual statistics of one architecture's learners: E, σ², ρ."""
+
+    E: float  #: mean single-learner Brier error
+    sigma2: float  #: residual variance σ²
+    rho: float  #: mean pairwise residual correlation ρ
+
+    def ens_error(self, M: int) -> float:
+        """Predicted M-ensemble error E_ens(M)."""
+        return predicted_ensemble_error(self.E, self.sigma2, self.rho, M)
 
 
 class Curves(BaseModel):
@@ -48,23 +63,26 @@ class LearnerResult(BaseModel):
 
 
 class EvalKey(BaseModel):
-    """What identifies an evaluation: architecture, fidelity and the seed pair."""
+    """What identifies an evaluation: architecture, fidelity and the learners' seeds."""
 
     model_config = ConfigDict(frozen=True)
 
     spec_hash: str
     fidelity: str
-    seeds: tuple[int, int]
+    seeds: tuple[int, ...]
 
 
-class DualResult(EvalKey):
-    """The statistics of two learners of one spec at one fidelity.
+class EvalResult(EvalKey):
+    """The statistics of L ≥ 2 learners of one spec at one fidelity.
 
-    ``ci`` maps ``"E"``, ``"sigma2"``, ``"rho"`` to a 95 % bootstrap interval ``[lo, hi]`` over
-    validation samples; ``se`` maps the same names to bootstrap standard errors. ``npz`` is the
-    file name (no directory) of the saved probabilities inside the folder the caller passed
-    (arrays ``probs`` (L, N, K) float32 and ``labels`` (N,) int64), named
-    ``<spec_hash>-<fidelity>-<seed1>-<seed2>.npz``.
+    E and σ² are means over the learners, ρ over all L(L−1)/2 pairs. ``ci`` maps ``"E"``,
+    ``"sigma2"``, ``"rho"`` to a 95 % bootstrap interval ``[lo, hi]`` over validation samples;
+    ``se`` maps the same names to bootstrap standard errors. ``seed_var`` is the jackknife
+    variance of Ê_ens(M) over the learners at the ``M`` it was asked for (None below three
+    learners). ``npz`` is the file name (no directory) of the saved probabilities of *all*
+    learners inside the folder the caller passed (``probs`` (L, N, K) float32, ``labels`` (N,)
+    int64). ``learners`` lists every learner, in seed order; ``wall_s``/``device_s`` are the
+    times of the call that produced this value (an extension's own, not the total).
     """
 
     E: float
@@ -73,14 +91,16 @@ class DualResult(EvalKey):
     ci: dict[str, tuple[float, float]]
     se: dict[str, float]
     learners: list[LearnerResult]
+    seed_var: float | None = None
     npz: str
     wall_s: float
     device_s: float
     params: int
     flops: int
 
-    def predicted_ensemble_error(self, M: int) -> float:
-        return predicted_ensemble_error(self.E, self.sigma2, self.rho, M)
+    @property
+    def stats(self) -> Stats:
+        return Stats(self.E, self.sigma2, self.rho)
 
 
 class EvalFailure(EvalKey):

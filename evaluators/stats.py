@@ -1,23 +1,32 @@
-"""Residual statistics of dual learners (pure numpy).
+"""Residual statistics of L learners and the uncertainty of a predicted ensemble gain (numpy).
 
-Symbols: for learner l and validation sample n, the residual is
-ε_l(n) = p_l(x_n) − onehot(y_n) ∈ R^K (predicted class probabilities minus the label).
+Symbols: for learner l = 1…L and validation sample n = 1…N, the residual is
+ε_l(n) = p_l(x_n) − onehot(y_n) ∈ R^K (predicted class probabilities minus the label);
+μ_l = mean_n ε_l(n).
 
-* E   — mean single-learner Brier error: mean_n ‖ε_l(n)‖², averaged over the learners.
-* σ²  — residual variance: mean over learners of mean_n ‖ε_l(n) − μ_l‖², μ_l = mean_n ε_l(n)
-        (ddof 0).
-* ρ   — residual correlation: mean_n ⟨ε_1(n) − μ_1, ε_2(n) − μ_2⟩ / σ².
-* M   — ensemble size; the predicted M-ensemble error is E_ens = E − σ²·(1−ρ)·(M−1)/M.
+* E   — mean single-learner Brier error: mean_l mean_n ‖ε_l(n)‖².
+* σ²  — residual variance: mean_l mean_n ‖ε_l(n) − μ_l‖² (ddof 0).
+* ρ   — residual correlation: c̄ / σ², where c̄ = mean over the L(L−1)/2 pairs i < j of
+        mean_n ⟨ε_i(n) − μ_i, ε_j(n) − μ_j⟩.
+* M   — ensemble size; E_ens(M) = E − σ²·(1−ρ)·(M−1)/M = E − (σ² − c̄)·(M−1)/M
+        (:func:`evaluators.results.predicted_ensemble_error`).
+
+All three are means of per-sample quantities and per-learner means, so a bootstrap over
+samples is a matrix product (:func:`_moments`) and needs no Python loop over draws.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 import numpy as np
+from scipy.stats import norm
 
-from evaluators.results import predicted_ensemble_error
+from evaluators.results import Stats
 
-__all__ = ["residuals", "residual_stats", "bootstrap_stats", "paired_gain_se",
-           "brier", "ensemble_brier", "error01"]
+__all__ = ["residuals", "residual_stats", "bootstrap_stats", "GainEstimate", "gain_estimate",
+           "seed_variance", "pool_seed_variance", "z_for", "brier", "ensemble_brier", "error01"]
 
 
 def residuals(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -29,57 +38,168 @@ def residuals(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return probs - onehot[None]
 
 
-def _stats_from_residuals(eps: np.ndarray) -> tuple[float, float, float]:
-    """(E, σ², ρ) from residuals of two learners, eps (2, N, K)."""
-    E = float(np.mean(np.sum(eps**2, axis=2)))
-    centred = eps - eps.mean(axis=1, keepdims=True)
-    sigma2 = float(np.mean(np.sum(centred**2, axis=2)))
-    cov = float(np.mean(np.sum(centred[0] * centred[1], axis=1)))
-    rho = cov / sigma2 if sigma2 > 0 else 1.0
-    return E, sigma2, rho
+def _moments(eps: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(E, σ², c̄) for each row of ``weights`` (B, N) (rows sum to 1) from eps (L, N, K), L ≥ 2."""
+    L = eps.shape[0]
+    sq = np.einsum("lnk,lnk->n", eps, eps) / L  # mean_l ‖ε_l(n)‖²
+    total = eps.sum(axis=0)
+    pair = (np.einsum("nk,nk->n", total, total) - L * sq) / (L * (L - 1))  # mean_{i≠j} ⟨ε_i, ε_j⟩
+    mu = np.einsum("bn,lnk->blk", weights, eps)  # (B, L, K)
+    mu_sq = np.einsum("blk,blk->b", mu, mu) / L
+    mu_tot = mu.sum(axis=1)
+    mu_pair = (np.einsum("bk,bk->b", mu_tot, mu_tot) - L * mu_sq) / (L * (L - 1))
+    E = weights @ sq
+    return E, E - mu_sq, weights @ pair - mu_pair
 
 
-def residual_stats(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """E, σ² and ρ of two learners; ``probs`` (2, N, K)."""
-    eps = residuals(probs, labels)
-    if eps.shape[0] != 2:
-        raise ValueError(f"residual_stats needs exactly 2 learners, got {eps.shape[0]}")
-    E, sigma2, rho = _stats_from_residuals(eps)
-    return {"E": E, "sigma2": sigma2, "rho": rho}
+def _stats(eps: np.ndarray) -> Stats:
+    if eps.shape[0] < 2:
+        raise ValueError(f"the statistics need at least 2 learners, got {eps.shape[0]}")
+    n = eps.shape[1]
+    E, s2, c = (float(v[0]) for v in _moments(eps, np.full((1, n), 1.0 / n)))
+    return Stats(E=E, sigma2=s2, rho=c / s2 if s2 > 0 else 1.0)
+
+
+def residual_stats(probs: np.ndarray, labels: np.ndarray) -> Stats:
+    """E, σ² and ρ of L ≥ 2 learners; ``probs`` (L, N, K)."""
+    return _stats(residuals(probs, labels))
+
+
+def _boot_weights(n: int, n_boot: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot) / n
 
 
 def bootstrap_stats(probs: np.ndarray, labels: np.ndarray, n_boot: int = 200, seed: int = 0
                     ) -> tuple[dict[str, tuple[float, float]], dict[str, float]]:
-    """95 % percentile intervals and standard errors of E, σ², ρ over validation samples."""
+    """95 % percentile intervals and standard errors of E, σ², ρ over validation samples
+    (the learners held fixed)."""
     eps = residuals(probs, labels)
-    rng = np.random.default_rng(seed)
-    n = eps.shape[1]
-    draws = np.array([_stats_from_residuals(eps[:, rng.integers(0, n, n)]) for _ in range(n_boot)])
-    names = ("E", "sigma2", "rho")
-    ci = {k: (float(np.percentile(draws[:, i], 2.5)), float(np.percentile(draws[:, i], 97.5)))
-          for i, k in enumerate(names)}
-    se = {k: float(draws[:, i].std(ddof=1)) for i, k in enumerate(names)}
+    E, s2, c = _moments(eps, _boot_weights(eps.shape[1], n_boot, seed))
+    draws = {"E": E, "sigma2": s2, "rho": np.where(s2 > 0, c / np.where(s2 > 0, s2, 1.0), 1.0)}
+    ci = {k: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for k, v in draws.items()}
+    se = {k: float(v.std(ddof=1)) for k, v in draws.items()}
     return ci, se
 
 
-def paired_gain_se(probs_new: np.ndarray, probs_old: np.ndarray, labels: np.ndarray, M: int,
-                   n_boot: int = 200, seed: int = 0) -> tuple[float, float]:
-    """Predicted gain E_ens(π_old) − E_ens(π) at ensemble size M, and its standard error.
+def _ens(eps: np.ndarray, M: int, weights: np.ndarray) -> np.ndarray:
+    E, s2, c = _moments(eps, weights)
+    return E - (s2 - c) * (M - 1) / M  # = predicted_ensemble_error(E, σ², c̄/σ², M), vectorised
 
-    Both candidates were evaluated on the same validation samples, so the bootstrap resamples
-    sample indices jointly (paired), which cancels the per-sample difficulty they share.
+
+def seed_variance(eps: np.ndarray, M: int) -> float | None:
+    """Jackknife-over-learners variance of Ê_ens(M) from L ≥ 3 learners (None below 3).
+
+    Delete-one-learner estimates Ê_(−l); Var_seed = (L−1)/L · Σ_l (Ê_(−l) − mean Ê_(−·))².
+    It measures how much the estimate moves with the learners' seeds (initialisation and data
+    order) on these validation samples. Ê_ens is a U-statistic over learners, for which the
+    jackknife is consistent.
+    """
+    L, n = eps.shape[0], eps.shape[1]
+    if L < 3:
+        return None
+    w = np.full((1, n), 1.0 / n)
+    loo = np.array([_ens(np.delete(eps, l, axis=0), M, w)[0] for l in range(L)])
+    return float((L - 1) / L * np.sum((loo - loo.mean()) ** 2))
+
+
+def pool_seed_variance(items: Iterable[tuple[int, float]]) -> tuple[float, int] | None:
+    """Run-level per-learner seed variance φ and its degrees of freedom ν from evaluations
+    ``(L, Var_seed)`` with L ≥ 3: φ = Σ (L−1)·L·Var_seed / Σ (L−1), ν = Σ (L−1).
+
+    Assumes the seed variance of Ê_ens scales as φ/L (a mean over learners; exact for E and σ²,
+    leading-order for the pair term) and that φ is shared by the run's architectures (they are
+    neighbours in one space on one task). None when no evaluation has three learners.
+    """
+    num = den = 0
+    for L, var in items:
+        if L >= 3 and var is not None:
+            num += (L - 1) * L * var
+            den += L - 1
+    return (num / den, den) if den else None
+
+
+def z_for(confidence: float, looks: int = 1) -> float:
+    """Two-sided normal quantile for ``confidence`` split over ``looks`` sequential looks
+    (Bonferroni: each look at level (1 − confidence)/looks, so the chance that any look calls a
+    wrong sign confident stays ≤ 1 − confidence). ``confidence`` 0 gives z = 0."""
+    if not 0.0 <= confidence < 1.0:
+        raise ValueError(f"confidence must be in [0, 1), got {confidence}")
+    if confidence == 0.0:
+        return 0.0
+    return float(norm.ppf(1.0 - (1.0 - confidence) / (2 * max(1, looks))))
+
+
+@dataclass(frozen=True)
+class GainEstimate:
+    """Predicted gain g = E_ens(π_old) − E_ens(π) at M (> 0: the candidate's ensemble is
+    better) and its standard error, split into the validation-sample and seed parts."""
+
+    gain: float
+    se_sample: float
+    se_seed: float | None  # None: no seed information at all (two learners and an empty pool)
+    learners_new: int
+    learners_old: int
+    seed_source: str  # "own", "pooled", "own+pooled" or "none", per side joined by "/"
+
+    @property
+    def se_total(self) -> float:
+        return float(np.hypot(self.se_sample, self.se_seed or 0.0))
+
+
+def _side_seed_var(eps: np.ndarray, M: int, pool: tuple[float, int] | None
+                   ) -> tuple[float | None, str]:
+    """Var_seed of one side's Ê_ens(M): its own jackknife (df L−1) and the pool (df ν), combined
+    with weights by degrees of freedom (partial pooling); either alone when the other is missing."""
+    L = eps.shape[0]
+    own = seed_variance(eps, M)
+    if own is None and pool is None:
+        return None, "none"
+    if pool is None:
+        return own, "own"
+    pooled = pool[0] / L
+    if own is None:
+        return pooled, "pooled"
+    nu_own, nu_pool = L - 1, pool[1]
+    return (nu_own * own + nu_pool * pooled) / (nu_own + nu_pool), "own+pooled"
+
+
+def gain_estimate(probs_new: np.ndarray, probs_old: np.ndarray, labels: np.ndarray, M: int, *,
+                  pool: tuple[float, int] | None = None, n_boot: int = 300,
+                  seed: int = 0) -> GainEstimate:
+    """Predicted gain E_ens(π_old) − E_ens(π) at ensemble size M with its standard error.
+
+    Estimator, with L_new and L_old learners evaluated on the same N validation samples:
+
+    * gain ĝ = Ê_ens,old(M) − Ê_ens,new(M), each side from all of its learners.
+    * sample part: SD of ĝ over a paired bootstrap of the validation samples (one multinomial
+      resample of the indices serves both sides, so the per-sample difficulty they share cancels),
+      learners held fixed.
+    * seed part: Var_seed,new + Var_seed,old, each side's from its own learners by the jackknife
+      (:func:`seed_variance`, L ≥ 3) partially pooled with the run-level φ/L
+      (:func:`pool_seed_variance`); with two learners and no pool the seed part is unknown
+      (``se_seed`` None) and only the sample part is reported.
+    * SE_total = √(SE_sample² + Var_seed,new + Var_seed,old).
+
+    Assumptions: the two parts are independent (the bootstrap conditions on the learners, the
+    jackknife on the samples; the sum is slightly conservative); the two sides' seed errors are
+    independent (both use the same seed numbers, whose shared data order can only correlate them
+    positively, so ignoring it overstates the SE); ĝ is roughly normal, so ĝ ± z·SE_total is an
+    interval for the expected gain over seeds and samples.
     """
     eps_new, eps_old = residuals(probs_new, labels), residuals(probs_old, labels)
-
-    def gain(idx: np.ndarray | slice) -> float:
-        new = predicted_ensemble_error(*_stats_from_residuals(eps_new[:, idx]), M)
-        old = predicted_ensemble_error(*_stats_from_residuals(eps_old[:, idx]), M)
-        return old - new
-
-    rng = np.random.default_rng(seed)
     n = eps_new.shape[1]
-    draws = np.array([gain(rng.integers(0, n, n)) for _ in range(n_boot)])
-    return float(gain(slice(None))), float(draws.std(ddof=1))
+    w_all = np.full((1, n), 1.0 / n)
+    gain = float(_ens(eps_old, M, w_all)[0] - _ens(eps_new, M, w_all)[0])
+    w = _boot_weights(n, n_boot, seed)
+    draws = _ens(eps_old, M, w) - _ens(eps_new, M, w)
+    var_new, src_new = _side_seed_var(eps_new, M, pool)
+    var_old, src_old = _side_seed_var(eps_old, M, pool)
+    se_seed = (None if var_new is None or var_old is None
+               else float(np.sqrt(max(0.0, var_new) + max(0.0, var_old))))
+    return GainEstimate(gain=gain, se_sample=float(draws.std(ddof=1)), se_seed=se_seed,
+                        learners_new=eps_new.shape[0], learners_old=eps_old.shape[0],
+                        seed_source=f"{src_new}/{src_old}")
 
 
 def brier(probs: np.ndarray, labels: np.ndarray) -> float:

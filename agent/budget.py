@@ -1,0 +1,92 @@
+"""The run's budgets in one place: iterations, wall seconds, device seconds, LLM dollars.
+
+Every figure is read from the :class:`~agent.state.SearchState` (so a resumed run counts what
+earlier sessions spent) and the :class:`~agent.config.RunConfig`; nothing here has state of its
+own except the Ctrl-C flag.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from agent.config import RunConfig
+from agent.proposers.base import Proposer
+from agent.state import SearchState
+
+__all__ = ["Budget", "StopRequested"]
+
+
+class StopRequested:
+    """A flag the SIGINT handler sets; the loop stops after the event in flight."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def set(self, *_: Any) -> None:
+        self.requested = True
+
+
+@dataclass
+class Budget:
+    config: RunConfig
+    state: SearchState
+    proposer: Proposer
+    stop: StopRequested
+
+    def stop_reason(self, next_iteration: int) -> str | None:
+        """Why no further iteration may start, or None."""
+        c, s = self.config, self.state
+        if self.stop.requested:
+            return "interrupted"
+        if next_iteration > c.iterations:
+            return "iterations"
+        if (reason := self.out_of_time()) is not None:
+            return reason
+        if c.max_cost_usd is not None and (
+                s.cost_usd + self.proposer.expected_call_cost_usd() > c.max_cost_usd):
+            return "max_cost_usd"
+        if self.proposer.exhausted():
+            return "proposer_exhausted"
+        return None
+
+    def wall_left(self) -> float | None:
+        """Seconds left of ``--max-wall-seconds`` (negative once spent); None without one."""
+        if self.config.max_wall_seconds is None:
+            return None
+        return self.config.max_wall_seconds - self.state.wall_s(time.time())
+
+    def out_of_time(self) -> str | None:
+        c, s = self.config, self.state
+        if (wall := self.wall_left()) is not None and wall <= 0:
+            return "max_wall_seconds"
+        if c.max_device_seconds is not None and s.device_s >= c.max_device_seconds:
+            return "max_device_seconds"
+        return None
+
+    def time_limit(self) -> tuple[float | None, bool]:
+        """Seconds the next training may take (``--eval-time-limit``, never past the wall
+        budget), and whether the wall budget is what sets them."""
+        own, wall = self.config.eval_time_limit, self.wall_left()
+        if wall is None:
+            return own, False
+        left = max(1.0, wall)
+        return (own, False) if own is not None and own <= left else (left, True)
+
+    def left(self) -> dict[str, float]:
+        """What is left of each budget, as the prompt shows it."""
+        c, s = self.config, self.state
+        left = {"iterations": float(c.iterations - s.iteration)}
+        if (wall := self.wall_left()) is not None:
+            left["wall_s"] = wall
+        if c.max_device_seconds is not None:
+            left["device_s"] = c.max_device_seconds - s.device_s
+        if c.max_cost_usd is not None:
+            left["cost_usd"] = c.max_cost_usd - s.cost_usd
+        return left
+
+    def deadline(self) -> float | None:
+        """Epoch seconds by which a proposer call must return (None: no wall budget)."""
+        wall = self.wall_left()
+        return None if wall is None else time.time() + wall
