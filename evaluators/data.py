@@ -20,7 +20,7 @@ from spaces.base import TaskInfo
 __all__ = ["Task", "DatasetUnavailable", "list_datasets", "load_task", "FASHION_MNIST_DIR"]
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-_DATASETS = ("mnist1d", "fashion-mnist", "cifar10", "cifar100", "digits")
+_DATASETS = ("mnist1d", "fashion-mnist", "cifar10", "cifar100", "digits", "synthetic-ctr", "criteo")
 
 
 class DatasetUnavailable(RuntimeError):
@@ -61,6 +61,11 @@ def load_task(name: str, *, device: str | torch.device = "cpu", data_dir: str | 
     that many, plus a quarter as many test samples); ``seed`` fixes generation and the
     validation split, which is carved from the training split.
     """
+    if name in ("synthetic-ctr", "criteo"):  # hashed categorical fields: evaluators/ctr
+        from evaluators.ctr.criteo import load_ctr_task
+
+        return load_ctr_task(name, device=device, data_dir=data_dir, n_samples=n_samples,
+                             seed=seed, val_fraction=val_fraction)
     loaders = {"mnist1d": _mnist1d, "fashion-mnist": _fashion_mnist, "cifar10": _cifar,
                "cifar100": _cifar, "digits": _digits}
     if name not in loaders:

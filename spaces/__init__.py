@@ -12,6 +12,7 @@ __all__ = ["SearchSpace", "SizeCap", "SpecTooLarge", "TaskInfo", "get_space", "l
 _REGISTRY: dict[str, str] = {
     "nb201": "spaces.nb201:NB201Space",
     "hierarchical": "spaces.hierarchical:HierarchicalSpace",
+    "ctr": "spaces.ctr:CTRSpace",
 }
 
 

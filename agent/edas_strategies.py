@@ -1,0 +1,133 @@
+"""The two continuous strategies of ``python -m agent.edas``, as sequences of logged steps.
+
+Seeds: the dual evaluations of every spec use the pair (1000·seed, 1000·seed + 1) (common random
+numbers, as the search loop does); the differentiable pool uses 1000·seed + 2 …; true
+M-ensembles use 1000·seed + 100 … (independent of everything the strategy saw).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+
+import numpy as np
+from rich.console import Console
+
+from agent.rule import Stats, decide
+from agent.trajectory import Trajectory
+
+__all__ = ["run_closed_form", "run_differentiable", "grid_verdict"]
+
+console = Console(stderr=True)
+
+
+def _seeds(args: argparse.Namespace) -> tuple[tuple[int, int], int, int]:
+    s0 = 1000 * args.seed
+    return (s0, s0 + 1), s0 + 2, s0 + 100
+
+
+def grid_verdict(r_star: float, checks: list[dict], grid: list[float], key: str) -> dict:
+    """Is the grid point nearest r* among the two grid points with the lowest true ``key``?"""
+    on_grid = sorted((c for c in checks if c["rate"] in grid), key=lambda c: c[key])
+    best_two = [c["rate"] for c in on_grid[:2]]
+    nearest = min(grid, key=lambda r: (abs(r - r_star), -r))
+    return {"best_two": best_two, "nearest_grid_rate": nearest, "within_best_two": nearest in best_two}
+
+
+def run_closed_form(args: argparse.Namespace, space, task, fidelity, base, log: Trajectory) -> dict:
+    """Strategy 1: dual learners at ``args.rates`` → fitted forms → r* (→ grid check)."""
+    from evaluators.edas.closed_form import fit_forms, optimal_rate
+    from evaluators.edas.common import dual_stats, true_ensemble
+
+    M, (pair, _, check_seed) = args.ensemble_size, _seeds(args)
+    observations, trainings = [], 0
+    for rate in args.rates:
+        spec = base.model_copy(update={"bagging_rate": rate, "field_probs": None})
+        d = dual_stats(spec, space, task, fidelity, pair)
+        trainings += 2
+        obs = {"rate": rate, **d.as_dict(), "predicted_ens": Stats(d.E, d.sigma2, d.rho).ens_error(M)}
+        observations.append(obs)
+        log.append("dual_evaluated", len(observations), **obs)
+        console.print(f"r={rate:.3f}: E={d.E:.4f} σ²={d.sigma2:.4f} ρ={d.rho:.3f} "
+                      f"E_ens({M})={obs['predicted_ens']:.4f}")
+    fit = fit_forms(observations)
+    r_star, curve = optimal_rate(fit, M)
+    log.append("forms_fitted", 0, theta=fit.theta, rms=fit.rms, rates=list(fit.rates))
+    predicted = fit.ensemble_error(r_star, M)
+    log.append("optimum", 0, r_star=r_star, predicted_ens=predicted, curve=curve)
+    console.print(f"r* = {r_star:.3f} (predicted E_ens({M}) = {predicted:.4f}; fit rms {fit.rms:.2e})")
+    result = {"strategy": "closed-form", "M": M, "r_star": r_star, "predicted_ens_at_r_star": predicted,
+              "theta": fit.theta, "fit_rms": fit.rms, "observations": observations, "curve": curve,
+              "trainings": trainings}
+    if args.check_grid:
+        checks, grid = [], sorted(set(args.check_grid))
+        for rate in sorted(set(grid) | {r_star}):
+            spec = base.model_copy(update={"bagging_rate": rate, "field_probs": None})
+            true = true_ensemble(spec, space, task, fidelity, M, check_seed)
+            check = {"rate": rate, "fitted_ens": fit.ensemble_error(rate, M), **true}
+            checks.append(check)
+            log.append("ensemble_checked", len(checks), **check)
+            console.print(f"check r={rate:.3f}: true E_ens({M}) val {true['true_ens']:.4f} "
+                          f"test {true['test_true_ens']:.4f}; fitted {check['fitted_ens']:.4f}")
+        result |= {"checks": checks, "check_trainings": M * len(checks),
+                   "grid_trainings": M * len(grid),
+                   "verdict_val": grid_verdict(r_star, checks, grid, "true_ens"),
+                   "verdict_test": grid_verdict(r_star, checks, grid, "test_true_ens")}
+    return result
+
+
+def run_differentiable(args: argparse.Namespace, space, task, fidelity, base, log: Trajectory) -> dict:
+    """Strategy 2: baseline duals + a random-mask pool → surrogate → constrained search → check."""
+    from evaluators.dual import train_spec
+    from evaluators.edas.common import dual_stats, learner_masks, true_ensemble
+    from evaluators.edas.differentiable import constrained_search, fit_surrogate
+    from spaces.ctr import N_FIELDS, kept_fields
+
+    M, (pair, pool_seed, check_seed) = args.ensemble_size, _seeds(args)
+    pi_old = (np.asarray(base.field_probs) if base.field_probs is not None
+              else np.full(N_FIELDS, kept_fields(base.bagging_rate) / N_FIELDS))
+    old = dual_stats(base, space, task, fidelity, pair)
+    log.append("dual_evaluated", 0, role="baseline", pi=pi_old.tolist(), **old.as_dict())
+    pool_spec = base.model_copy(update={"bagging_rate": 1.0,
+                                        "field_probs": (args.pool_rate,) * N_FIELDS})
+    pool_seeds = list(range(pool_seed, pool_seed + args.pool))
+    with console.status(f"training the pool: {args.pool} learners with random field masks"):
+        runs = train_spec(pool_spec, space, task, fidelity, pool_seeds)
+    masks = np.concatenate([old.masks, learner_masks(pool_spec, pool_seeds)])
+    probs = np.concatenate([old.probs, np.stack([r.val_probs for r in runs])])
+    labels = task.y_val.cpu().numpy()
+    surrogate = fit_surrogate(masks, probs, labels)
+    log.append("surrogate_fitted", 0, learners=len(masks), masks=masks.astype(int).tolist(),
+               coefficients=surrogate.as_dict())
+
+    def on_step(step) -> None:
+        log.append("step", step.step, **asdict(step))
+
+    pi_new, steps = constrained_search(surrogate, np.clip(pi_old, 0.05, 1.0), M, kappa=args.kappa,
+                                       steps=args.steps, on_step=on_step)
+    final = next(s for s in steps if np.allclose(s.pi, pi_new))
+    console.print(f"π: mean {pi_old.mean():.3f} → {pi_new.mean():.3f}; surrogate E_ens({M}) "
+                  f"{steps[0].ens:.4f} → {final.ens:.4f} (g = {final.constraint:.2e})")
+    new_spec = base.model_copy(update={"bagging_rate": 1.0,
+                                       "field_probs": tuple(round(float(p), 4) for p in pi_new)})
+    new = dual_stats(space.parse(new_spec.model_dump()), space, task, fidelity, pair)
+    decision = decide(Stats(new.E, new.sigma2, new.rho), Stats(old.E, old.sigma2, old.rho), M)
+    log.append("dual_evaluated", 0, role="final", pi=pi_new.tolist(), **new.as_dict())
+    log.append("decision", 0, **decision.to_dict())
+    console.print(f"rule: {decision.explanation}")
+    result = {"strategy": "differentiable", "M": M, "kappa": args.kappa,
+              "pi_old": pi_old.tolist(), "pi_final": pi_new.tolist(), "final_step": final.step,
+              "surrogate_ens_old": steps[0].ens, "surrogate_ens_final": final.ens,
+              "surrogate_constraint_final": final.constraint, "steps": [asdict(s) for s in steps],
+              "dual_old": old.as_dict(), "dual_final": new.as_dict(),
+              "decision": decision.to_dict(), "trainings": 2 + args.pool + 2,
+              "final_spec": new_spec.model_dump()}
+    if args.check:
+        checks = {}
+        for role, spec in (("old", base), ("final", new_spec)):
+            checks[role] = true_ensemble(spec, space, task, fidelity, M, check_seed)
+            log.append("ensemble_checked", 0, role=role, **checks[role])
+        result |= {"checks": checks, "check_trainings": 2 * M,
+                   "monotonic_val": checks["final"]["true_ens"] <= checks["old"]["true_ens"],
+                   "monotonic_test": checks["final"]["test_true_ens"] <= checks["old"]["test_true_ens"]}
+    return result

@@ -1,0 +1,76 @@
+"""What strategies 1 and 2 train: dual learners of one spec, and true M-ensembles.
+
+Both go through :func:`evaluators.dual.train_spec` (the search's own trainer) and the residual
+statistics of :mod:`evaluators.stats`; nothing here re-derives E, σ², ρ or E_ens(M).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from evaluators.data import Task
+from evaluators.dual import train_spec
+from evaluators.fidelity import Fidelity
+from evaluators.results import predicted_ensemble_error
+from evaluators.stats import ensemble_brier, residual_stats
+from spaces.base import SearchSpace
+
+__all__ = ["DualStats", "dual_stats", "true_ensemble", "learner_masks"]
+
+
+@dataclass(frozen=True)
+class DualStats:
+    """Two learners of one spec: E, σ², ρ on validation, their validation probabilities
+    ``probs`` (2, N, 2) and field masks ``masks`` (2, F) bool (``None`` for non-CTR specs)."""
+
+    E: float
+    sigma2: float
+    rho: float
+    probs: np.ndarray
+    masks: np.ndarray | None
+    seeds: tuple[int, int]
+
+    def as_dict(self) -> dict[str, float | list]:
+        return {"E": self.E, "sigma2": self.sigma2, "rho": self.rho, "seeds": list(self.seeds),
+                "masks": None if self.masks is None else self.masks.astype(int).tolist()}
+
+
+def learner_masks(spec, seeds: list[int]) -> np.ndarray | None:
+    """(L, F) bool field masks of the learners with ``seeds`` (CTR specs only)."""
+    from spaces.ctr import CTRSpec, learner_mask
+
+    if not isinstance(spec, CTRSpec):
+        return None
+    return np.stack([learner_mask(spec, s) for s in seeds])
+
+
+def dual_stats(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
+               seeds: tuple[int, int]) -> DualStats:
+    """Train two learners (``seeds``) and return their statistics on the validation split."""
+    runs = train_spec(spec, space, task, fidelity, list(seeds))
+    probs = np.stack([r.val_probs for r in runs])
+    s = residual_stats(probs, task.y_val.cpu().numpy())
+    return DualStats(s.E, s.sigma2, s.rho, probs, learner_masks(spec, list(seeds)),
+                     (int(seeds[0]), int(seeds[1])))
+
+
+def true_ensemble(spec, space: SearchSpace, task: Task, fidelity: Fidelity, M: int,
+                  seed0: int) -> dict[str, float]:
+    """Train M learners (seeds seed0 … seed0+M−1) and return, on validation and test
+    (``test_`` prefix): ``true_ens`` the M-ensemble's Brier error (2-class, the rule's E),
+    ``predicted_ens`` the dual prediction E_ens(M) from learners 0–1 alone, and ``single`` their
+    mean single-learner error E."""
+    if M < 2:
+        raise ValueError(f"ensemble size M must be >= 2, got {M}")
+    runs = train_spec(spec, space, task, fidelity, [seed0 + i for i in range(M)])
+    out: dict[str, float] = {}
+    for prefix, probs, labels in (("", [r.val_probs for r in runs], task.y_val),
+                                  ("test_", [r.test_probs for r in runs], task.y_test)):
+        probs, labels = np.stack(probs), labels.cpu().numpy()
+        s = residual_stats(probs[:2], labels)
+        out[f"{prefix}true_ens"] = ensemble_brier(probs, labels)
+        out[f"{prefix}predicted_ens"] = predicted_ensemble_error(s.E, s.sigma2, s.rho, M)
+        out[f"{prefix}single"] = s.E
+    return out
