@@ -148,7 +148,8 @@ def load_ctr_task(name: str, *, device: str | torch.device = "cpu", data_dir: st
         x, y = read_criteo(find_criteo_file(data_dir), max_rows=n + n // 4)
         if len(y) < 10:
             raise DatasetUnavailable(f"criteo: only {len(y)} examples under {data_dir}; need >= 10")
-        n = min(n, len(y) * 4 // 5)
+        if len(y) < n + n // 4:  # a short file: keep a fifth of it for the test
+            n = len(y) * 4 // 5
     pool, test = np.arange(n), np.arange(n, len(y))
     order = np.random.default_rng(seed).permutation(pool)
     n_val = max(1, int(round(n * val_fraction)))

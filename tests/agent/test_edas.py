@@ -1,0 +1,107 @@
+"""End-to-end runs of ``python -m agent.edas`` (strategies 1–3) and ``python -m agent.run --space
+ctr`` on tiny synthetic CTR settings, and their one-line refusals of bad input."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.trajectory import read_events
+
+ROOT = Path(__file__).parents[2]
+FIXTURE = ROOT / "tests" / "evaluators" / "data" / "criteo_tiny.txt"
+TINY = ["--n-samples", "200", "--ensemble-size", "2"]
+
+
+def run(module: str, *args, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, text=True,
+                          capture_output=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "120", "OMP_NUM_THREADS": "1"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def run_dir_of(proc) -> Path:
+    return Path(re.search(r"run folder: (\S+)", proc.stderr).group(1))
+
+
+@pytest.mark.slow
+def test_closed_form_end_to_end(tmp_path):
+    proc = run("agent.edas", "--strategy", "closed-form", *TINY, "--rates", "0.5,1.0",
+               "--check-grid", "0.5,1.0", "--out", tmp_path)
+    run_dir = run_dir_of(proc)
+    result = json.loads((run_dir / "result.json").read_text())
+    assert 0 < result["r_star"] <= 1 and len(result["curve"]) == 39
+    assert result["trainings"] == 4 and result["grid_trainings"] == 4
+    events = [e["event"] for e in read_events(run_dir).events]
+    assert events.count("dual_evaluated") == 2 and "optimum" in events
+    assert events.count("ensemble_checked") == len({0.5, 1.0, result["r_star"]})
+    assert events[0] == "run_started" and events[-1] == "run_finished"
+    assert (run_dir / "report" / "closed_form_curve.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_differentiable_end_to_end_logs_every_step(tmp_path):
+    proc = run("agent.edas", "--strategy", "differentiable", *TINY, "--pool", "3", "--steps", "5",
+               "--check", "--out", tmp_path)
+    run_dir = run_dir_of(proc)
+    events = read_events(run_dir).events
+    steps = [e for e in events if e["event"] == "step"]
+    assert [s["iteration"] for s in steps] == list(range(6))  # step 0 is π_old
+    assert all(len(s["pi"]) == 39 and "constraint" in s and "multiplier" in s for s in steps)
+    decision = next(e for e in events if e["event"] == "decision")
+    assert decision["M"] == 2 and isinstance(decision["accepted"], bool)
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["surrogate_constraint_final"] <= 0 and result["trainings"] == 7
+    assert set(result["checks"]) == {"old", "final"}
+    assert (run_dir / "report" / "constraint_path.png").is_file()
+
+
+@pytest.mark.slow
+def test_search_loop_runs_on_the_ctr_space(tmp_path):
+    proc = run("agent.run", "--space", "ctr", "--dataset", "synthetic-ctr", "--model", "builtin",
+               "--n-samples", "200", "--iterations", "1", "--proposals", "2", "--keep", "1",
+               "--predictor", "none", "--ensemble-size", "8", "--out", tmp_path)
+    events = read_events(run_dir_of(proc)).events
+    assert any(e["event"] == "decision" for e in events)
+    assert events[-1]["event"] == "run_finished"
+
+
+@pytest.mark.slow
+def test_llm_strategy_is_the_search_loop(tmp_path):
+    proc = run("agent.edas", "--strategy", "llm", "--model", "builtin", "--iterations", "1",
+               *TINY, "--out", tmp_path)
+    config = json.loads((run_dir_of(proc) / "config.json").read_text())["config"]
+    assert config["space"] == "ctr" and config["dataset"] == "synthetic-ctr"
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--rates", "0,2"], "rates must lie in (0, 1]"),
+    (["--rates", "0.5"], "--rates needs >= 2 distinct rates"),
+    (["--ensemble-size", "1"], "--ensemble-size must be >= 2"),
+])
+def test_bad_flags_are_one_line_errors(tmp_path, args, needle):
+    proc = run("agent.edas", "--strategy", "closed-form", *args, "--out", tmp_path, check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0]
+
+
+@pytest.mark.parametrize("module", ["agent.edas", "agent.run"])
+def test_a_bad_criteo_file_is_one_line_naming_file_and_line(tmp_path, module):
+    bad = tmp_path / "train.txt"
+    rows = FIXTURE.read_text().splitlines()
+    bad.write_text("\n".join(rows[:4] + ["1\tseven" + "\t" * 38] + rows[4:]) + "\n")
+    extra = ["--strategy", "closed-form"] if module == "agent.edas" else ["--space", "ctr", "--model", "builtin"]
+    proc = run(module, *extra, "--dataset", "criteo", "--data-dir", tmp_path, "--out", tmp_path / "runs",
+               check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert f"{bad}:5: integer field I1 is not an integer: 'seven'" in lines[0]
+    assert not (tmp_path / "runs").exists()  # refused before any run folder
