@@ -97,7 +97,8 @@ def test_a_bad_criteo_file_is_one_line_naming_file_and_line(tmp_path, module):
     bad = tmp_path / "train.txt"
     rows = FIXTURE.read_text().splitlines()
     bad.write_text("\n".join(rows[:4] + ["1\tseven" + "\t" * 38] + rows[4:]) + "\n")
-    extra = ["--strategy", "closed-form"] if module == "agent.edas" else ["--space", "ctr", "--model", "builtin"]
+    extra = (["--strategy", "closed-form"] if module == "agent.edas"
+             else ["--space", "ctr", "--model", "builtin"])
     proc = run(module, *extra, "--dataset", "criteo", "--data-dir", tmp_path, "--out", tmp_path / "runs",
                check=False)
     assert proc.returncode == 2

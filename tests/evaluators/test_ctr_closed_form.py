@@ -12,7 +12,8 @@ PAIRS = np.array(list(combinations(range(N_FIELDS), 2)))
 
 
 def _masks(rate: float, n: int, start: int = 0) -> np.ndarray:
-    return np.stack([learner_mask(CTRSpec(bagging_rate=rate), s) for s in range(start, start + n)]).astype(float)
+    spec = CTRSpec(bagging_rate=rate)
+    return np.stack([learner_mask(spec, s) for s in range(start, start + n)]).astype(float)
 
 
 @pytest.mark.parametrize("rate", [0.3, 0.6, 0.9])
