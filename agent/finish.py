@@ -1,15 +1,95 @@
 """End of a run: the optional true-ensemble validation, ``best_spec.json``, ``run_finished``
-and the report."""
+and the report — and, when a budget cut evaluations short, what was cut and the exact command
+that finishes them."""
 
 from __future__ import annotations
 
 import json
+import math
+import shlex
 import time
+from dataclasses import dataclass, field
 
-from agent.rule import predicted_ens_error
 from agent.trajectory import BEST_SPEC
 
-__all__ = ["validate_baselines", "finish_run"]
+__all__ = ["validate_baselines", "finish_run", "end_reason", "pending_evaluations",
+           "cut_evaluations", "CutReport", "finishing_budget"]
+
+#: reasons under which evaluations left in flight were cut by a budget, and its flag
+_BUDGET_FLAGS = {"max_wall_seconds": "--max-wall-seconds",
+                 "max_device_seconds": "--max-device-seconds"}
+
+
+def pending_evaluations(state) -> list[str]:
+    """Proposal ids the search meant to train and has no evaluation for (the baseline, and
+    candidates the filter kept), in log order."""
+    out = []
+    for pid in state.order:
+        c = state.candidates[pid]
+        if not c.evaluated and not c.rejected and (pid == "baseline" or c.kept):
+            out.append(pid)
+    return out
+
+
+def end_reason(loop, reason: str) -> str:
+    """The reason that actually ended the run: the loop reports ``iterations`` when the last
+    iteration was reached, even if the wall budget had cut its evaluations; then the budget
+    is the reason."""
+    if reason == "iterations" and pending_evaluations(loop.state):
+        return loop.out_of_time() or "max_wall_seconds"
+    return reason
+
+
+def finishing_budget(spent_s: float, estimates_s: list[float | None]) -> int:
+    """A budget (whole run, seconds, rounded up to 10) that fits what was spent plus each cut
+    evaluation trained again from the start with 25 % slack and 30 s for start-up; an
+    evaluation with no estimate counts as twice what was spent."""
+    need = spent_s + 30.0 + 1.25 * sum(e if e is not None else 2 * spent_s for e in estimates_s)
+    return int(math.ceil(need / 10.0) * 10)
+
+
+@dataclass
+class CutReport:
+    """Evaluations a budget cut, where each one was, and the command that finishes them."""
+
+    reason: str
+    items: list[dict] = field(default_factory=list)  # proposal_id, where (or None), estimate_s
+    command: str = ""
+
+    def to_dict(self) -> dict:
+        return {"budget": self.reason, "evaluations": self.items, "resume_command": self.command}
+
+    def text(self) -> str:
+        parts = [f"{i['proposal_id']} ({i['where']})" for i in self.items]
+        return (f"{self.reason} cut {len(self.items)} evaluation(s) short: {', '.join(parts)}. "
+                f"To finish: {self.command}")
+
+
+def cut_evaluations(loop, reason: str, progress=None) -> CutReport | None:
+    """What the budget named by ``reason`` cut (None when it cut nothing). ``progress``: the
+    :class:`~agent.progress.LiveProgress` whose ``last_ticks`` say where each evaluation was."""
+    flag = _BUDGET_FLAGS.get(reason)
+    pending = pending_evaluations(loop.state) if flag else []
+    if not pending:
+        return None
+    ticks = getattr(progress, "last_ticks", {}) or {}
+    logged = [c.result.wall_s for c in loop.state.candidates.values()
+              if c.result is not None and c.result.wall_s]
+    typical = sum(logged) / len(logged) if logged else None
+    items = []
+    for pid in pending:
+        t = ticks.get(pid)
+        estimate = (t.full_s if t is not None else None) or typical
+        where = (f"cut after {t.tick.where()}" if t is not None else
+                 "cut during its first epoch" if pid in getattr(progress, "started", ())
+                 else "not started")
+        items.append({"proposal_id": pid, "where": where,
+                      "estimate_s": None if estimate is None else round(estimate, 1)})
+    now = time.time()
+    spent = loop.state.wall_s(now) if reason == "max_wall_seconds" else loop.state.device_s
+    budget = finishing_budget(spent, [i["estimate_s"] for i in items])
+    command = f"python -m agent.run --resume {shlex.quote(str(loop.run_dir))} {flag} {budget}"
+    return CutReport(reason, items, command)
 
 
 def validate_baselines(loop, console) -> None:
@@ -19,16 +99,17 @@ def validate_baselines(loop, console) -> None:
     from evaluators.ensemble import validate_ensemble
 
     state, M = loop.state, loop.config.ensemble_size
-    done = {e["spec_hash"] for e in state.validated}
+    done = {e.spec_hash for e in state.validated}
     for pid in dict.fromkeys([state.first_baseline_id, state.baseline_id]):
         cand = state.candidates.get(pid) if pid else None
         if cand is None or cand.spec_hash in done or loop.stop.requested:
             continue
         console.print(f"validating {pid}: training the real {M}-ensemble …")
         v = validate_ensemble(loop.space.parse(cand.spec), loop.space, loop.task, loop.fidelity,
-                              M, seed0=loop.config.seeds[0], compile_model=loop.config.compile)
+                              M, seed0=loop.config.learner_seeds(1)[0],
+                              compile_model=loop.config.compile)
         loop.log("validated", 0, proposal_id=pid, spec_hash=cand.spec_hash, M=M,
-                 predicted_ens_brier=predicted_ens_error(cand.stats, M),
+                 predicted_ens_brier=cand.stats.ens_error(M),
                  true_ens_brier=v.true_ens_brier, true_ens_error01=v.true_ens_error01,
                  test_predicted_ens_brier=v.test_predicted_ens_brier,
                  test_true_ens_brier=v.test_true_ens_brier,
@@ -37,25 +118,27 @@ def validate_baselines(loop, console) -> None:
         done.add(cand.spec_hash)
 
 
-def finish_run(loop, reason: str, console) -> str | None:
-    """Write ``best_spec.json`` and ``run_finished``, then the report; returns the report path."""
+def finish_run(loop, reason: str, console, cut: CutReport | None = None) -> str | None:
+    """Write ``best_spec.json`` and ``run_finished`` (with ``cut`` when a budget cut
+    evaluations short), then the report; returns the report path."""
     state, config = loop.state, loop.config
     best = state.baseline
     if best is not None:
-        ev = best.evaluation
-        test_accs = [l.get("test_acc") for l in ev.get("learners", []) if l.get("test_acc") is not None]
+        ev = best.result
+        test_accs = [l.test_acc for l in ev.learners if l.test_acc is not None]
         (loop.run_dir / BEST_SPEC).write_text(json.dumps({
             "space": config.space, "proposal_id": best.proposal_id, "spec_hash": best.spec_hash,
-            "spec": best.spec, "E": ev["E"], "sigma2": ev["sigma2"], "rho": ev["rho"],
-            "M": config.ensemble_size,
-            "predicted_ens_error": predicted_ens_error(best.stats, config.ensemble_size),
+            "spec": best.spec, "E": ev.E, "sigma2": ev.sigma2, "rho": ev.rho,
+            "learners": len(ev.learners), "M": config.ensemble_size,
+            "predicted_ens_error": ev.stats.ens_error(config.ensemble_size),
             "test_acc": sum(test_accs) / len(test_accs) if test_accs else None,
             "dataset": config.dataset, "fidelity": config.fidelity}, indent=2))
     loop.log("run_finished", 0, reason=reason, iterations=state.iteration,
              evaluations=state.evaluations, accepted=state.accepted,
              best_spec_hash=best.spec_hash if best else None, device_s=state.device_s,
              wall_s=state.wall_s(time.time()), tokens_in=state.tokens_in,
-             tokens_out=state.tokens_out, cost_usd=state.cost_usd)
+             tokens_out=state.tokens_out, cost_usd=state.cost_usd,
+             **({"cut": cut.to_dict()} if cut is not None else {}))
     loop.trajectory.close()
     try:
         from agent.report import write_report

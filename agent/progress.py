@@ -1,32 +1,97 @@
-"""The live progress display (stderr) and the end-of-run summary table."""
+"""The live progress display (stderr) and the end-of-run summary table.
+
+Two rows: the iterations of the search, and — while an evaluation trains — its learners and
+epochs with an ETA (``LiveProgress.training(label)`` gives the ``on_epoch`` callback that
+``evaluators.train.train_learners`` calls), so a slow dataset never looks stuck on
+"baseline: pending". The last tick of each evaluation is kept (``last_ticks``): when the wall
+budget cuts an evaluation, the summary says where it was cut.
+"""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agent.rule import predicted_ens_error
+from agent.rule import verdict_text
 
-__all__ = ["LiveProgress", "summary_table"]
+if TYPE_CHECKING:
+    from evaluators.train import EpochTick
+
+__all__ = ["LiveProgress", "summary_table", "TrainingTick", "eta_seconds"]
+
+
+@dataclass(frozen=True)
+class TrainingTick:
+    """The last finished epoch of one evaluation and the seconds it had trained by then."""
+
+    label: str
+    tick: EpochTick
+    elapsed_s: float
+
+    @property
+    def full_s(self) -> float | None:
+        """Estimated seconds the whole evaluation takes (elapsed / fraction done)."""
+        f = self.tick.fraction
+        return self.elapsed_s / f if f > 0 else None
+
+
+def eta_seconds(elapsed_s: float, fraction: float) -> float | None:
+    """Seconds left when ``fraction`` of the work took ``elapsed_s`` (None before any)."""
+    return elapsed_s * (1 - fraction) / fraction if fraction > 0 else None
 
 
 def _baseline_text(state, M: int) -> str:
     base = state.baseline
     if base is None or base.stats is None:
         return "baseline: pending"
-    return f"baseline {base.proposal_id}: E_ens({M})={predicted_ens_error(base.stats, M):.4f}"
+    return (f"baseline {base.proposal_id}: E_ens({M})={base.stats.ens_error(M):.4f} "
+            f"({len(base.result.learners)} learners)")
 
 
 class LiveProgress:
     """Iteration bar plus budget used and the current baseline, refreshed on every event."""
 
     def __init__(self, console: Console, config):
-        self.progress = Progress(TextColumn("[bold]iteration"), BarColumn(),
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                  TextColumn("{task.completed}/{task.total}"),
                                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                                  console=console, transient=False)
-        self.task_id = self.progress.add_task("search", total=max(1, config.iterations), info="")
+        self.task_id = self.progress.add_task("iteration", total=max(1, config.iterations), info="")
+        self.train_id = None
+        self.last_ticks: dict[str, TrainingTick] = {}
+        self.started: set[str] = set()  # labels whose training began
+
+    def training(self, label: str) -> Callable[[EpochTick], None]:
+        """The ``on_epoch`` callback for the evaluation of ``label`` (a proposal id): each tick
+        shows learner i/L, epoch e/E and the ETA on the training row, and is remembered."""
+        started = time.monotonic()
+        self.started.add(label)
+        if self.train_id is None:
+            self.train_id = self.progress.add_task("training %", total=100,
+                                                   info=f"{label}: starting")
+        else:
+            self.progress.reset(self.train_id, total=100, info=f"{label}: starting")
+
+        def on_epoch(tick: EpochTick) -> None:
+            self.last_ticks[label] = TrainingTick(label, tick, time.monotonic() - started)
+            self.progress.update(self.train_id, completed=round(100 * tick.fraction),
+                                 info=self.training_text(label))
+
+        return on_epoch
+
+    def training_text(self, label: str) -> str:
+        """``baseline: learner 1/2, epoch 3/10 · ETA 42 s`` for the last tick of ``label``."""
+        t = self.last_ticks.get(label)
+        if t is None:
+            return f"{label}: starting"
+        eta = eta_seconds(t.elapsed_s, t.tick.fraction)
+        return f"{label}: {t.tick.where()}" + (f" · ETA {eta:.0f} s" if eta is not None else "")
 
     def __enter__(self):
         self.progress.start()
@@ -36,8 +101,11 @@ class LiveProgress:
         self.progress.stop()
 
     def update(self, state, config) -> None:
+        decisions = state.decisions()
+        undecided = sum(1 for d in decisions if d.verdict == "undecided")
         info = (f"{_baseline_text(state, config.ensemble_size)} · evals {state.evaluations} · "
-                f"accepted {state.accepted} · device {state.device_s:.0f}s")
+                f"accepted {state.accepted} · undecided {undecided} of {len(decisions)} · "
+                f"learners {state.learners_trained} · device {state.device_s:.0f}s")
         if state.cost_usd:
             info += f" · ${state.cost_usd:.4f}"
         done = max(0, state.iteration - 1) if state.finished is None else state.iteration
@@ -47,26 +115,32 @@ class LiveProgress:
 def summary_table(state, config, reason: str, wall_s: float) -> Table:
     M = config.ensemble_size
     table = Table(title=f"search finished: {reason}")
-    for col in ("proposal", "iteration", "E", "σ²", "ρ", f"E_ens(M={M})", "decision"):
+    for col in ("proposal", "iteration", "learners", "E", "σ²", "ρ", f"E_ens(M={M})",
+                "gain ± SE", "decision"):
         table.add_column(col)
     for pid in state.order:
         c = state.candidates[pid]
-        if c.stats is None and c.evaluation is None:
+        if not c.evaluated:
             continue
         if c.stats is None:
-            table.add_row(pid, str(c.iteration), "-", "-", "-", "-",
-                          f"failed: {c.evaluation['failure']['kind']}")
+            table.add_row(pid, str(c.iteration), "-", "-", "-", "-", "-", "-",
+                          f"failed: {c.failure.kind}")
             continue
         d = c.decision
-        verdict = ("baseline" if pid == "baseline" else
-                   ("accepted" if d and d["accepted"] else "rejected") +
-                   (" (near tie)" if d and d.get("near_tie") else ""))
+        verdict = "baseline" if pid == "baseline" else (verdict_text(d) if d else "pending")
         if pid == state.baseline_id:
             verdict += " ★"
+        gain = (f"{d.gain:+.4f} ± {d.gain_se_total:.4f}" if d and d.gain_se_total is not None
+                else "-")
         s = c.stats
-        table.add_row(pid, str(c.iteration), f"{s.E:.4f}", f"{s.sigma2:.4f}", f"{s.rho:.3f}",
-                      f"{predicted_ens_error(s, M):.4f}", verdict)
-    table.caption = (f"{state.evaluations} evaluations, {state.accepted} accepted, "
+        table.add_row(pid, str(c.iteration), str(len(c.result.learners)), f"{s.E:.4f}",
+                      f"{s.sigma2:.4f}", f"{s.rho:.3f}", f"{s.ens_error(M):.4f}", gain, verdict)
+    decisions = state.decisions()
+    confident = sum(1 for d in decisions if d.confident and d.verdict != "undecided")
+    undecided = sum(1 for d in decisions if d.verdict == "undecided")
+    table.caption = (f"{len(decisions)} decisions: {confident} confident, {undecided} undecided; "
+                     f"{state.learners_trained} learners trained; "
+                     f"{state.evaluations} evaluations, {state.accepted} accepted, "
                      f"device {state.device_s:.1f}s, wall {wall_s:.1f}s"
                      + (f", ${state.cost_usd:.4f}" if state.cost_usd else ""))
     return table

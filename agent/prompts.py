@@ -1,8 +1,13 @@
-"""Prompt templates: jinja2 files in ``prompts/`` rendered with ``StrictUndefined``.
+"""Prompt templates: jinja2 files in ``prompts/`` rendered in a sandbox with ``StrictUndefined``.
 
 ``--prompt DIR`` swaps any of ``system.j2``, ``propose.j2``, ``repair.j2`` (missing ones fall back
-to the defaults); ``--prompt FILE`` swaps ``propose.j2`` only. Every template is checked at
-start-up: a variable that is not in the context below fails with its name.
+to the defaults); ``--prompt FILE`` swaps ``propose.j2`` only. Templates are meant to be shared,
+so they are untrusted: they render in :class:`jinja2.sandbox.ImmutableSandboxedEnvironment` (no
+``_``-attributes, no mutation, no Python internals), and every template is checked at start-up:
+parsed, scanned for ``_``-names (one clear line instead of a sandbox error mid-run), checked for
+unknown variables, and rendered against a full sample context (every variable and every
+attribute below, with and without optional values), so ``{{ baseline.nosuch }}`` fails before
+anything trains. An empty template is accepted with a note (``PromptSet.notes``).
 
 Context of every template:
 
@@ -33,9 +38,13 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2 import meta
+from jinja2 import meta, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-__all__ = ["PromptSet", "PromptTemplateError", "prompt_context", "DEFAULT_DIR", "CONTEXT_VARS"]
+from agent.proposers.base import HistoryItem
+
+__all__ = ["PromptSet", "PromptTemplateError", "prompt_context", "sample_contexts", "DEFAULT_DIR",
+           "CONTEXT_VARS"]
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "prompts"
 NAMES = ("system.j2", "propose.j2", "repair.j2")
@@ -49,6 +58,54 @@ class PromptTemplateError(ValueError):
     """A template that cannot be used: missing, unparsable, or naming an unknown variable."""
 
 
+#: how much of a template error is quoted (errors name the template, so a line is enough)
+_MAX_ERROR = 300
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= _MAX_ERROR else text[:_MAX_ERROR] + " …"
+
+
+def _private_names(ast: nodes.Template) -> list[str]:
+    """``_``-attributes and dunder strings a template names (``x.__class__``,
+    ``x['__init__']``, ``x|attr('__globals__')``): the sandbox would refuse them mid-run (or
+    they only render because the branch was not taken); we refuse them at start-up."""
+    found = [n.attr for n in ast.find_all(nodes.Getattr) if n.attr.startswith("_")]
+    found += [n.value for n in ast.find_all(nodes.Const)
+              if isinstance(n.value, str) and n.value.startswith("__")]
+    return sorted(set(found))
+
+
+def _sample_item(n: int, stats: bool = True) -> dict[str, Any]:
+    spec = {"example_field": "example_value", "n": n}
+    item = HistoryItem(proposal_id=f"it1-p{n}", spec=spec, E=0.2 if stats else None,
+                       sigma2=0.1 if stats else None, rho=0.5 if stats else None,
+                       predicted_ens_error=0.15 if stats else None, accepted=stats,
+                       explanation="sample explanation")
+    return _item(item)
+
+
+def sample_contexts(name: str) -> list[dict[str, Any]]:
+    """Two contexts with every variable of :data:`CONTEXT_VARS` (and the repair extras): one
+    with every optional value present (histories, all budgets), one with them absent or None,
+    as the first iteration of a run without budgets sees them."""
+    common = {"space_name": "nb201", "space_description": "sample description",
+              "spec_schema": "{}", "task": {"name": "mnist1d", "input_shape": [1, 40],
+                                            "num_classes": 10},
+              "rule": "sample rule", "M": 50, "baseline": _sample_item(0), "k": 2, "iteration": 1}
+    full = common | {"best_accepted": [_sample_item(1), _sample_item(2)],
+                     "last_rejected": [_sample_item(3), _sample_item(4, stats=False)],
+                     "budget_left": {"iterations": 3.0, "wall_s": 100.0, "device_s": 50.0,
+                                     "cost_usd": 1.0}}
+    sparse = common | {"best_accepted": [], "last_rejected": [],
+                       "budget_left": {"iterations": 1.0}}
+    if name in EXTRA_VARS:
+        full |= {"error": "sample error", "reply": "sample reply"}
+        sparse |= {"error": "", "reply": ""}
+    return [full, sparse]
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text()
@@ -57,7 +114,8 @@ def _read(path: Path) -> str:
 
 
 class PromptSet:
-    """The three templates, loaded and checked once."""
+    """The three templates, loaded and checked once; ``notes`` holds one line per template that
+    was accepted but looks like a mistake (an empty file)."""
 
     def __init__(self, prompt: str | None = None):
         sources = {name: DEFAULT_DIR / name for name in NAMES}
@@ -69,11 +127,15 @@ class PromptSet:
                 sources["propose.j2"] = path
             else:
                 raise PromptTemplateError(f"--prompt {prompt}: no such file or folder")
-        self.env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
-                                      keep_trailing_newline=True)
+        self.env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined,
+                                                 autoescape=False, keep_trailing_newline=True)
         self.templates: dict[str, jinja2.Template] = {}
+        self.notes: list[str] = []
         for name, path in sources.items():
             text = _read(path)
+            if not text.strip():
+                self.notes.append(f"prompt template {path} is empty: the model gets an empty "
+                                  f"{name.removesuffix('.j2')} message")
             try:
                 ast = self.env.parse(text)
             except jinja2.TemplateSyntaxError as err:
@@ -84,13 +146,34 @@ class PromptSet:
                 raise PromptTemplateError(
                     f"prompt template {path} uses undefined variable(s) {', '.join(sorted(unknown))}; "
                     f"available: {', '.join(sorted(CONTEXT_VARS | EXTRA_VARS.get(name, frozenset())))}")
+            if private := _private_names(ast):
+                raise PromptTemplateError(
+                    f"prompt template {path} reaches for Python internals "
+                    f"({', '.join(private)}); templates may use only the documented variables")
             self.templates[name] = self.env.from_string(text)
+            for sample in sample_contexts(name):
+                try:
+                    self.templates[name].render(**sample)
+                except Exception as err:  # any failure on a sample would recur mid-run
+                    raise PromptTemplateError(
+                        f"prompt template {path} fails on a sample context: "
+                        f"{_error_text(err)}") from None
 
     def render(self, name: str, context: dict[str, Any]) -> str:
+        """The rendered template; any failure (undefined name, sandbox refusal, a filter's
+        error) is a :class:`PromptTemplateError` naming the template."""
         try:
             return self.templates[name].render(**context).strip()
-        except jinja2.UndefinedError as err:
-            raise PromptTemplateError(f"prompt template {name}: {err.message}") from None
+        except Exception as err:
+            raise PromptTemplateError(f"prompt template {name}: {_error_text(err)}") from None
+
+
+def _error_text(err: Exception) -> str:
+    if isinstance(err, SecurityError):
+        return _one_line(f"refused by the sandbox: {err}")
+    if isinstance(err, jinja2.TemplateError):
+        return _one_line(err.message or type(err).__name__)
+    return _one_line(f"{type(err).__name__}: {err}")
 
 
 def _item(h) -> dict[str, Any]:

@@ -12,20 +12,38 @@ from pathlib import Path
 
 from rich.console import Console
 
-from agent.cli import UsageError, build_parser, checked_config, config_from_args
+from agent.cli import UsageError, build_parser, config_from_args
 from agent.config import RunConfig, package_versions
+from agent.lock import RunFolderBusy, RunFolderLock, RunFolderUnwritable
 from agent.loop import SearchLoop, StopRequested
 from agent.progress import LiveProgress, summary_table
+from agent.redact import redact, redact_tree
+from agent.resume import explicit_flags, reopen
 from agent.state import SearchState
-from agent.trajectory import CONFIG, RunFolderError, Trajectory, read_events
+from agent.trajectory import CONFIG, EVALS, Trajectory
 
 __all__ = ["main"]
 
-console = Console(stderr=True)
+
+class _RedactingStream:
+    """stderr as the console sees it, with every write redacted (a second line of defence:
+    messages are redacted where they are made, this catches what is printed as-is)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(redact(text))
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+console = Console(file=_RedactingStream(sys.stderr))
 
 
 def _fail(message: str) -> int:
-    print(f"error: {' '.join(message.split())}", file=sys.stderr)  # one line, never wrapped
+    print(f"error: {redact(' '.join(message.split()))}", file=sys.stderr)  # one line, never wrapped
     return 2
 
 
@@ -33,6 +51,9 @@ def new_run_dir(config: RunConfig) -> Path:
     out = Path(config.out)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     base = f"{stamp}-{config.space}-{config.dataset}-s{config.seed}"
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"--out {out}: {parent} is a file, not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
         for n in range(1000):
@@ -96,22 +117,12 @@ def prepare(argv: list[str] | None):
     from spaces import get_space
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, given = explicit_flags(parser, argv)
     if args.resume:
-        run_dir = Path(args.resume)
-        try:
-            read = read_events(run_dir)
-            config = RunConfig(**json.loads((run_dir / CONFIG).read_text())["config"])
-        except (RunFolderError, OSError, ValueError, KeyError) as err:
-            raise UsageError(f"--resume {run_dir}: not a resumable run ({err})") from None
-        overrides = {}
-        for name in ("iterations", "max_wall_seconds", "max_device_seconds", "max_cost_usd"):
-            value = getattr(args, name)
-            if value is not None and value != parser.get_default(name):
-                overrides[name] = value
-        config = checked_config(config.model_dump() | overrides)  # overrides obey the same bounds
+        resumed = reopen(Path(args.resume), args, given)
+        config = resumed.config
     else:
-        config, read = config_from_args(args), None
+        config, resumed = config_from_args(args), None
     try:
         space = get_space(config.space)
     except ValueError as err:
@@ -129,16 +140,25 @@ def prepare(argv: list[str] | None):
         raise UsageError(f"--fidelity: {err}") from None
     if config.keep > config.proposals:
         raise UsageError(f"--keep {config.keep} must not exceed --proposals {config.proposals}")
-    if read is None and config.baseline:
+    if resumed is None and config.baseline:
         config.baseline_spec = load_baseline(config.baseline, space).model_dump()
     if config.prompt:  # checked whatever the model, so a mistyped path never passes unnoticed
         from agent.prompts import PromptSet, PromptTemplateError
 
         try:
-            PromptSet(config.prompt)
+            for note in PromptSet(config.prompt).notes:
+                console.print(f"[yellow]note:[/] {note}")
         except PromptTemplateError as err:
             raise UsageError(str(err)) from None
-    return args, config, read, space, fidelity
+    return args, config, resumed, space, fidelity
+
+
+def lock_new_run(run_dir: Path) -> RunFolderLock:
+    """A fresh run folder is owned by this process from the moment it exists."""
+    try:
+        return RunFolderLock(run_dir).acquire()
+    except (RunFolderBusy, RunFolderUnwritable) as err:
+        raise UsageError(f"--out: {err}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     from evaluators.data import DatasetUnavailable, load_task
 
     try:
-        args, config, read, space, fidelity = prepare(argv)
+        args, config, resumed, space, fidelity = prepare(argv)
         device = resolve_device(config.device)
         try:
             task = load_task(config.dataset, device=device, data_dir=config.data_dir,
@@ -159,7 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         if why:
             console.print(f"[yellow]note:[/] {why}")
         cand_filter, filter_note = make_filter(config, space, task.info)
-        run_dir = Path(args.resume) if read else new_run_dir(config)
+        if resumed is None:
+            run_dir = new_run_dir(config)
+            lock = lock_new_run(run_dir)
+        else:
+            run_dir, lock = Path(args.resume), resumed.lock
     except UsageError as err:
         return _fail(str(err))
     except Exception as err:  # e.g. ProposerFatal or a template error at start-up
@@ -168,16 +192,16 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[yellow]note:[/] {filter_note}")
 
     trajectory = Trajectory(run_dir)
-    if read is None:
-        (run_dir / CONFIG).write_text(json.dumps(
+    if resumed is None:
+        (run_dir / CONFIG).write_text(json.dumps(redact_tree(
             {"config": config.safe_dump(), "versions": package_versions(),
-             "device": device, "command": ["python", "-m", "agent.run", *(argv or sys.argv[1:])]},
+             "device": device, "command": ["python", "-m", "agent.run", *(argv or sys.argv[1:])]}),
             indent=2))
         state = SearchState()
         trajectory.open()
         loop_state_event = ("run_started", {"config": config.safe_dump()})
     else:
-        state = SearchState.from_events(read.events)
+        state, read = resumed.state, resumed.read
         trajectory.open(truncate_to=read.valid_bytes)
         loop_state_event = ("resumed", {"from_event": len(read.events),
                                         "truncated_line": read.truncated_line})
@@ -186,30 +210,36 @@ def main(argv: list[str] | None = None) -> int:
     stop = StopRequested()
     previous = signal.signal(signal.SIGINT, stop.set)
     progress = LiveProgress(console, config)
+    from evaluators.evaluator import LocalEvaluator
+
+    evaluator = LocalEvaluator(space, task, run_dir / EVALS, config.ensemble_size,
+                               cap=config.size_cap, compile_model=config.compile)
     loop = SearchLoop(config, run_dir, space, task, fidelity, proposer, cand_filter, trajectory,
-                      state, stop, progress)
+                      state, stop, evaluator, progress)
     for cand in state.candidates.values():  # a resumed predictor relearns what the log holds
         if cand.stats is not None:
-            cand_filter.observe(space.parse(cand.spec), cand.evaluation["predicted_ens_error"])
+            cand_filter.observe(space.parse(cand.spec), cand.stats.ens_error(config.ensemble_size))
     loop.log(loop_state_event[0], 0, **loop_state_event[1])
-    started = time.time()
+    from agent.finish import cut_evaluations, end_reason, finish_run, validate_baselines
+
     try:
         with progress:
             reason = loop.run(baseline_spec)
+        reason = end_reason(loop, reason)
         if reason != "interrupted" and not reason.startswith("proposer_error"):
-            from agent.finish import validate_baselines
-
             validate_baselines(loop, console)
     finally:
         signal.signal(signal.SIGINT, previous)
         proposer.close()
-    from agent.finish import finish_run
-
-    report_path = finish_run(loop, reason, console)
-    console.print(summary_table(state, config, reason, time.time() - started))
+    cut = cut_evaluations(loop, reason, progress)
+    report_path = finish_run(loop, reason, console, cut)
+    console.print(summary_table(state, config, reason, state.wall_s(time.time())))
+    if cut is not None:
+        console.print(cut.text(), soft_wrap=True)  # one unwrapped command to copy
     if report_path:
         console.print(f"report: {report_path}")
     console.print(f"run folder: {run_dir}")
+    lock.release()
     if reason.startswith(("proposer_error", "baseline_failed")):
         return 1
     return 130 if reason == "interrupted" else 0

@@ -3,16 +3,19 @@
 ``runs/<run_id>/`` holds ``config.json``, ``trajectory.jsonl`` (one event per line, appended,
 flushed and fsynced per event), ``evals/*.npz``, ``best_spec.json`` and ``report/``. Reading
 tolerates a torn last line (a crash mid-write): it is reported and cut off before appending.
+Every string of every event is redacted (``agent.redact``) before it is written.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from agent.redact import redact_tree
 
 __all__ = ["Trajectory", "RunFolderError", "read_events", "ReadResult", "now_iso",
            "TRAJECTORY", "CONFIG", "EVALS", "BEST_SPEC", "REPORT"]
@@ -34,6 +37,7 @@ class ReadResult:
     events: list[dict[str, Any]]
     truncated_line: str | None = None  # the torn tail, if any
     valid_bytes: int = 0  # file length up to the last complete event
+    lines: list[int] = field(default_factory=list)  # the file's line number of each event
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:
@@ -64,6 +68,7 @@ def read_events(run_dir: str | Path) -> ReadResult:
             raise RunFolderError(f"{path}: line {number} is not a JSON event; the run cannot "
                                  "be read safely")
         result.events.append(event)
+        result.lines.append(number)
     result.valid_bytes = len(data) - len(tail)
     if tail.strip():
         event = _parse(tail)
@@ -71,6 +76,7 @@ def read_events(run_dir: str | Path) -> ReadResult:
             result.truncated_line = tail.decode("utf-8", "replace")
         else:  # complete JSON whose newline never reached the disk
             result.events.append(event)
+            result.lines.append(len(complete) + 1)
             result.valid_bytes = len(data)
     return result
 
@@ -97,8 +103,9 @@ class Trajectory:
     def append(self, event: str, iteration: int, **fields: Any) -> dict[str, Any]:
         if self._file is None:
             raise RuntimeError("trajectory is not open")
-        record = {"event": event, "time": now_iso(), "iteration": iteration, **fields}
-        self._file.write(json.dumps(record, default=_jsonable, allow_nan=True) + "\n")
+        record = redact_tree({"event": event, "time": now_iso(), "iteration": iteration, **fields},
+                             default=_jsonable)
+        self._file.write(json.dumps(record, allow_nan=True) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
         return record

@@ -5,7 +5,8 @@ Data stays on the device; each learner has its own seed for initialisation *and*
 with ``torch.func`` (stacked parameters and batch-norm buffers, ``vmap`` over learners), which
 pays on a GPU. Both give the same learners up to floating-point reassociation.
 ``compile_model=True`` runs the training forward through ``torch.compile`` (pays on a GPU for
-long trainings; the first steps are slower while it compiles).
+long trainings; the first steps are slower while it compiles). ``on_epoch`` is called with an
+:class:`EpochTick` after every epoch (progress display; ETA from the fraction done).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["LearnerRun", "TrainingDiverged", "TimeLimitExceeded", "train_learners",
-           "TrainData"]
+           "TrainData", "EpochTick"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -31,7 +32,58 @@ class TrainingDiverged(RuntimeError):
 
 
 class TimeLimitExceeded(RuntimeError):
-    """Training ran past its wall-clock limit."""
+    """Training ran past its wall-clock limit; ``tick`` is the last epoch finished (None when
+    the first epoch was cut)."""
+
+    def __init__(self, message: str, tick: EpochTick | None = None):
+        super().__init__(message)
+        self.tick = tick
+
+
+@dataclass(frozen=True)
+class EpochTick:
+    """One finished epoch: of learner ``learner`` (1-based) of ``learners``, epoch ``epoch``
+    (1-based) of ``epochs``. ``packed``: all learners train at once, so ``learner`` is
+    ``learners`` and ``epoch`` counts for every learner."""
+
+    learner: int
+    learners: int
+    epoch: int
+    epochs: int
+    packed: bool = False
+
+    @property
+    def fraction(self) -> float:
+        """Fraction of the evaluation's learner-epochs done, in (0, 1]."""
+        if self.packed:
+            return self.epoch / self.epochs
+        return ((self.learner - 1) * self.epochs + self.epoch) / (self.learners * self.epochs)
+
+    def where(self) -> str:
+        """``learner 1/2, epoch 3/10`` (``learners 1-2`` when packed)."""
+        who = f"learners 1-{self.learners}" if self.packed else f"learner {self.learner}/{self.learners}"
+        return f"{who}, epoch {self.epoch}/{self.epochs}"
+
+
+class _Clock:
+    """The wall-clock limit and the last finished epoch, for a timeout message that says both."""
+
+    def __init__(self, deadline: float | None, on_epoch: Callable[[EpochTick], None] | None):
+        self.deadline, self.on_epoch = deadline, on_epoch
+        self.limit_s = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self.last: EpochTick | None = None
+
+    def check(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            done = f"after {self.last.where()}" if self.last else "during the first epoch"
+            limit = f"{self.limit_s:.1f}" if self.limit_s >= 1 else f"{self.limit_s:.2g}"
+            raise TimeLimitExceeded(f"training ran past its time limit of {limit} s ({done})",
+                                    self.last)
+
+    def tick(self, tick: EpochTick) -> None:
+        self.last = tick
+        if self.on_epoch is not None:
+            self.on_epoch(tick)
 
 
 @dataclass(frozen=True)
@@ -94,23 +146,28 @@ def train_learners(factory: Callable[[], nn.Module], data: TrainData, *, seeds: 
                    epochs: int, batch_size: int, lr: float, weight_decay: float = 5e-4,
                    packed: bool = False, deadline: float | None = None,
                    use_amp: bool = False, threads: int | None = None,
-                   compile_model: bool = False) -> list[LearnerRun]:
-    """Train one learner per seed with AdamW and a warm-up + cosine schedule.
+                   compile_model: bool = False,
+                   on_epoch: Callable[[EpochTick], None] | None = None) -> list[LearnerRun]:
+    """Train one learner per seed (L = ``len(seeds)``) with AdamW and a warm-up + cosine schedule.
 
-    ``deadline`` is a ``time.monotonic()`` value; passing it raises :class:`TimeLimitExceeded`.
-    A NaN/inf loss raises :class:`TrainingDiverged`. ``threads`` fixes the CPU intra-op thread
-    count for the duration (results on CPU are reproducible for a given thread count).
+    ``deadline`` is a ``time.monotonic()`` value; passing it raises :class:`TimeLimitExceeded`,
+    whose message states the limit and the last epoch finished. A NaN/inf loss raises
+    :class:`TrainingDiverged`. ``threads`` fixes the CPU intra-op thread count for the duration
+    (results on CPU are reproducible for a given thread count). ``on_epoch`` gets an
+    :class:`EpochTick` after each epoch (learner i/L, epoch e/E).
     """
+    clock = _Clock(deadline, on_epoch)
     with cpu_threads(threads if data.x_train.device.type == "cpu" else None):
         if packed:
             return _train_packed(factory, data, seeds, epochs, batch_size, lr, weight_decay,
-                                 deadline, use_amp, compile_model)
-        return [_train_one(factory, data, [s], epochs, batch_size, lr, weight_decay, deadline,
-                           use_amp, compile_model)[0] for s in seeds]
+                                 clock, use_amp, compile_model)
+        return [_train_one(factory, data, [s], epochs, batch_size, lr, weight_decay, clock,
+                           use_amp, compile_model, (i, len(seeds)))[0]
+                for i, s in enumerate(seeds, start=1)]
 
 
-def _train_one(factory, data: TrainData, seeds, epochs, batch_size, lr, weight_decay, deadline,
-               use_amp, compile_model) -> list[LearnerRun]:
+def _train_one(factory, data: TrainData, seeds, epochs, batch_size, lr, weight_decay, clock,
+               use_amp, compile_model, position=(1, 1)) -> list[LearnerRun]:
     seed, device = seeds[0], data.x_train.device
     model = _init(factory, seed, device)
     if use_amp and device.type == "cuda":
@@ -122,7 +179,7 @@ def _train_one(factory, data: TrainData, seeds, epochs, batch_size, lr, weight_d
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(steps))
     order_rng = torch.Generator(device="cpu").manual_seed(seed + 7919)
     curves = {"train_loss": [], "val_acc": [], "grad_norm": []}
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         model.train()
         perm = torch.randperm(n, generator=order_rng).to(device)
         losses, norms = [], []
@@ -136,8 +193,7 @@ def _train_one(factory, data: TrainData, seeds, epochs, batch_size, lr, weight_d
             opt.step()
             sched.step()
             losses.append(loss.detach())
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeLimitExceeded("training ran past its time limit")
+            clock.check()
         epoch_loss = torch.stack(losses).mean().item()
         if not math.isfinite(epoch_loss):
             raise TrainingDiverged(f"training loss became {epoch_loss} (seed {seed})")
@@ -146,6 +202,7 @@ def _train_one(factory, data: TrainData, seeds, epochs, batch_size, lr, weight_d
         curves["grad_norm"].append(torch.stack(norms).mean().item())
         val_probs = _predict(model, data.x_val)
         curves["val_acc"].append(_accuracy(val_probs, data.y_val))
+        clock.tick(EpochTick(position[0], position[1], epoch, epochs))
     test_probs = _predict(model, data.x_test)
     return [LearnerRun(seed, val_probs.cpu().numpy().astype(np.float32),
                        test_probs.cpu().numpy().astype(np.float32), **curves)]
@@ -156,7 +213,7 @@ def _accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def _train_packed(factory, data: TrainData, seeds, epochs, batch_size, lr, weight_decay,
-                  deadline, use_amp, compile_model) -> list[LearnerRun]:
+                  clock, use_amp, compile_model) -> list[LearnerRun]:
     """All learners at once: parameters and buffers stacked on a leading learner axis."""
     from torch.func import functional_call, stack_module_state, vmap
 
@@ -178,7 +235,7 @@ def _train_packed(factory, data: TrainData, seeds, epochs, batch_size, lr, weigh
         train_fwd = torch.compile(train_fwd)
     eval_fwd = vmap(forward, in_dims=(0, 0, None))
     curves = [{"train_loss": [], "val_acc": [], "grad_norm": []} for _ in seeds]
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         base.train()
         perms = torch.stack([torch.randperm(n, generator=g) for g in order_rngs]).to(device)
         losses, norms = [], []
@@ -196,8 +253,7 @@ def _train_packed(factory, data: TrainData, seeds, epochs, batch_size, lr, weigh
             opt.step()
             sched.step()
             losses.append(per_learner.detach())
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeLimitExceeded("training ran past its time limit")
+            clock.check()
         epoch_loss = torch.stack(losses).mean(0)
         if not torch.isfinite(epoch_loss).all():
             raise TrainingDiverged(f"training loss became {epoch_loss.tolist()} (seeds {seeds})")
@@ -208,6 +264,7 @@ def _train_packed(factory, data: TrainData, seeds, epochs, batch_size, lr, weigh
             curves[l]["train_loss"].append(epoch_loss[l].item())
             curves[l]["grad_norm"].append(grad_norm[l].item())
             curves[l]["val_acc"].append(_accuracy(val_probs[l], data.y_val))
+        clock.tick(EpochTick(L, L, epoch, epochs, packed=True))
     test_probs = _predict(lambda x: eval_fwd(params, buffers, x), data.x_test)
     return [LearnerRun(seeds[l], val_probs[l].cpu().numpy().astype(np.float32),
                        test_probs[l].cpu().numpy().astype(np.float32), **curves[l])

@@ -16,9 +16,9 @@ before ``ProposalContext.deadline``, no retry starts past it, and running out ra
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
-import re
 import time
 from typing import Any
 
@@ -30,14 +30,34 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from agent.prompts import PromptSet, prompt_context
+from agent.prompts import PromptSet, PromptTemplateError, prompt_context
 from agent.proposers.base import Proposal, ProposalContext, Proposer, ProposerFatal, ProposerOutOfTime
 from agent.proposers.parse import ParsedItem, parse_reply
+from agent.redact import redact
 
-__all__ = ["LLMProposer", "make_llm_proposer", "redact", "reply_schema", "strict_schema"]
+__all__ = ["LLMProposer", "make_llm_proposer", "redact", "reply_schema", "strict_schema",
+           "stored_reply", "MAX_STORED_REPLY", "MAX_QUOTED_REPLY", "MAX_ERROR"]
 
 FORMS = ("json_schema", "json_object", "text")
-_KEY_PATTERN = re.compile(r"(sk|pk|key|gsk|xai)-[A-Za-z0-9_\-\*]{6,}")
+#: a reply longer than this is logged as its first MAX_STORED_REPLY characters + size + sha256
+MAX_STORED_REPLY = 8_000
+#: the repair turn quotes at most this much of the rejected reply (and of its error)
+MAX_QUOTED_REPLY = 2_000
+MAX_ERROR = 1_000
+
+
+def stored_reply(text: str, limit: int = MAX_STORED_REPLY) -> str:
+    """``text`` itself, or when longer than ``limit`` its first ``limit`` characters followed by
+    one line with the full size and sha256 (so a 1 MB reply costs the log a few kB, and anyone
+    holding the reply can still check it is the one that was cut)."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{text[:limit]}\n… [cut: the reply has {len(text):,} characters, sha256 {digest}]"
+
+
+def _bounded(text: str, limit: int = MAX_ERROR) -> str:
+    return text if len(text) <= limit else text[:limit] + f" … [{len(text):,} characters]"
 
 
 def _litellm():
@@ -51,14 +71,6 @@ def _litellm():
     for name in ("LiteLLM", "litellm", "LiteLLM Router", "LiteLLM Proxy", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
     return litellm
-
-
-def redact(text: str) -> str:
-    """Remove API keys (values of *KEY*/*TOKEN*/*SECRET* variables, and sk-… patterns)."""
-    for name, value in os.environ.items():
-        if value and len(value) >= 8 and any(m in name.upper() for m in ("KEY", "TOKEN", "SECRET")):
-            text = text.replace(value, "[redacted]")
-    return _KEY_PATTERN.sub("[redacted]", text)
 
 
 def reply_schema(spec_schema: dict[str, Any], k: int | None = None) -> dict[str, Any]:
@@ -219,11 +231,12 @@ class LLMProposer(Proposer):
                                         "provider's API key in the environment") from None
                 if self._transient(err):
                     raise ProposerFatal(f"{self.model}: still failing after {self.max_retries} "
-                                        f"attempts ({message})") from None
+                                        f"attempts of at most {self.timeout_s:g} s each "
+                                        f"({message})") from None
                 raise ProposerFatal(f"{self.model}: request refused ({message})") from None
             break
         self.calls += 1
-        text = response.choices[0].message.content or ""
+        text = redact(response.choices[0].message.content or "")  # a reply may echo a key
         usage = getattr(response, "usage", None)
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
         tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -245,11 +258,17 @@ class LLMProposer(Proposer):
         except ValueError as err:
             return [], f"the reply is not usable JSON: {err}"
 
+    def _render(self, name: str, variables: dict[str, Any]) -> str:
+        try:
+            return self.prompts.render(name, variables)
+        except PromptTemplateError as err:  # e.g. the sandbox refused a branch the check missed
+            raise ProposerFatal(str(err)) from None
+
     def propose(self, context: ProposalContext, k: int) -> list[Proposal]:
         variables = prompt_context(context, k)
         schema = reply_schema(context.space.json_schema(), k)
-        messages = [{"role": "system", "content": self.prompts.render("system.j2", variables)},
-                    {"role": "user", "content": self.prompts.render("propose.j2", variables)}]
+        messages = [{"role": "system", "content": self._render("system.j2", variables)},
+                    {"role": "user", "content": self._render("propose.j2", variables)}]
         call_id = f"{self.source}-{self.calls + 1}"
         text, t_in, t_out, cost = self.complete(messages, schema, context.deadline)
         items, whole_error = self._parse(text, context)
@@ -258,10 +277,12 @@ class LLMProposer(Proposer):
         errors = ([whole_error] if whole_error else []) + [i.error for i in items if i.error]
         missing = k - len(valid)
         if missing > 0:
-            error = "; ".join(errors) or f"the reply held {len(valid)} valid spec(s); {k} were asked for"
-            repair_vars = variables | {"error": error, "reply": text[:4000], "k": missing}
-            repair = messages + [{"role": "assistant", "content": text or "(empty)"},
-                                 {"role": "user", "content": self.prompts.render("repair.j2", repair_vars)}]
+            error = _bounded("; ".join(errors)
+                             or f"the reply held {len(valid)} valid spec(s); {k} were asked for")
+            quoted = stored_reply(text, MAX_QUOTED_REPLY)  # never the whole of a huge reply
+            repair_vars = variables | {"error": error, "reply": quoted, "k": missing}
+            repair = messages + [{"role": "assistant", "content": quoted or "(empty)"},
+                                 {"role": "user", "content": self._render("repair.j2", repair_vars)}]
             repair_id = f"{self.source}-{self.calls + 1}"
             try:
                 text2, r_in, r_out, r_cost = self.complete(
@@ -275,7 +296,8 @@ class LLMProposer(Proposer):
                 still = f"not repaired: the run's wall budget ended during the repair turn ({error})"
             fixed = [i for i in items2 if i.spec is not None][:missing]
             repaired = [self._proposal(repair_id, i, text2) for i in fixed]
-            repaired += [Proposal(source=self.source, call_id=repair_id, raw=text2 or text, error=still)
+            repaired += [Proposal(source=self.source, call_id=repair_id,
+                                  raw=stored_reply(text2 or text), error=_bounded(still))
                          for _ in range(missing - len(fixed))]
             for p in repaired:
                 p.repairs.append(error)
@@ -287,7 +309,7 @@ class LLMProposer(Proposer):
         return out
 
     def _proposal(self, call_id: str, item: ParsedItem, text: str) -> Proposal:
-        raw = json.dumps(item.raw) if item.raw is not None else text
+        raw = stored_reply(json.dumps(item.raw) if item.raw is not None else text)
         return Proposal(source=self.source, call_id=call_id, raw=raw, spec=item.spec,
                         spec_hash=item.spec_hash)
 

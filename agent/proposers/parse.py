@@ -1,5 +1,7 @@
-"""Reply text → validated specs. LLM output is untrusted: sizes are bounded, JSON is parsed (never
-evaluated), every spec is validated by the space's pydantic model and size-capped."""
+"""Reply text → validated specs. LLM output is untrusted: sizes and nesting depth are bounded
+(before parsing, so no reply can exhaust the stack), JSON is parsed (never evaluated), every spec
+is validated by the space's pydantic model and size-capped, and a validation error quotes the
+values that were sent (bounded)."""
 
 from __future__ import annotations
 
@@ -12,10 +14,16 @@ from pydantic import BaseModel, ValidationError
 
 from spaces.base import SearchSpace, SizeCap, SpecTooLarge, TaskInfo
 
-__all__ = ["ParsedItem", "parse_reply", "extract_json", "MAX_REPLY_CHARS", "MAX_SPECS"]
+__all__ = ["ParsedItem", "parse_reply", "extract_json", "nesting_depth", "sent_values",
+           "MAX_REPLY_CHARS", "MAX_SPECS", "MAX_DEPTH"]
 
 MAX_REPLY_CHARS = 200_000
 MAX_SPECS = 64
+#: deepest JSON nesting read: {"proposals": [spec]} with the hierarchical space's lists is ~6
+MAX_DEPTH = 32
+#: how many places in a prose reply a JSON value is looked for
+MAX_STARTS = 200
+_QUOTE_CHARS = 60
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 
 
@@ -29,27 +37,102 @@ class ParsedItem:
     error: str | None = None
 
 
+def nesting_depth(text: str) -> int:
+    """The deepest bracket nesting of ``text``, counting ``[``/``{`` outside JSON strings
+    (a linear scan; prose around the JSON counts too, which only errs towards deeper)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def _value_depth(value: Any) -> int:
+    """Nesting depth of a parsed value, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, d)
+            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+class _TooDeep(ValueError):
+    pass
+
+
+def _loads(text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise _TooDeep(f"the JSON nests deeper than {MAX_DEPTH} levels") from None
+    if _value_depth(value) > MAX_DEPTH:
+        raise _TooDeep(f"the JSON nests deeper than {MAX_DEPTH} levels")
+    return value
+
+
 def extract_json(text: str) -> Any:
-    """The first JSON value in ``text``: the whole text, a fenced block, or embedded in prose."""
+    """The first JSON value in ``text``: the whole text, a fenced block, or embedded in prose.
+
+    Raises ``ValueError`` for text that nests brackets deeper than :data:`MAX_DEPTH` (checked
+    before parsing) or holds no JSON object or list."""
+    if (depth := nesting_depth(text)) > MAX_DEPTH:
+        raise ValueError(f"the reply nests brackets {depth} levels deep; at most {MAX_DEPTH} are read")
     stripped = text.strip()
     try:
-        return json.loads(stripped)
+        return _loads(stripped)
+    except _TooDeep:
+        raise
     except ValueError:
         pass
     for block in _FENCE.findall(text):
         try:
-            return json.loads(block)
+            return _loads(block)
         except ValueError:
             continue
     decoder = json.JSONDecoder()
-    for m in re.finditer(r"[\[{]", text):
+    for n, m in enumerate(re.finditer(r"[\[{]", text)):
+        if n >= MAX_STARTS:
+            break
         try:
             value, _ = decoder.raw_decode(text, m.start())
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
-        if isinstance(value, (dict, list)):
+        if isinstance(value, (dict, list)) and _value_depth(value) <= MAX_DEPTH:
             return value
     raise ValueError("the reply holds no JSON object or list")
+
+
+def _quote(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _QUOTE_CHARS else text[:_QUOTE_CHARS] + "…"
+
+
+def sent_values(err: ValidationError) -> str:
+    """``field='value'`` for each invalid value of a validation error (missing fields have
+    none), each quoted up to 60 characters: the model sees what it wrote, not only what is
+    allowed."""
+    parts = []
+    for e in err.errors():
+        if e.get("type") == "missing" or "input" not in e:
+            continue
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        parts.append(f"{loc}={_quote(e['input'])}")
+    return ", ".join(dict.fromkeys(parts[:8]))
 
 
 def _items(value: Any) -> list[Any]:
@@ -83,7 +166,9 @@ def parse_reply(text: str, space: SearchSpace, task: TaskInfo, cap: SizeCap | No
             space.check_size(item.spec, task, cap, width_mult)
             item.spec_hash = space.canonical_hash(item.spec)
         except ValidationError as err:
-            item.spec, item.error = None, f"invalid spec: {space.validation_error_text(err)}"
+            sent = sent_values(err)
+            item.spec, item.error = None, (f"invalid spec: {space.validation_error_text(err)}"
+                                           + (f" (sent: {sent})" if sent else ""))
         except SpecTooLarge as err:
             item.spec, item.error = None, str(err)
         except ValueError as err:

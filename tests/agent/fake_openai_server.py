@@ -1,9 +1,10 @@
 """A tiny OpenAI-compatible HTTP server on 127.0.0.1 with scripted replies, for tests.
 
 Each POST /v1/chat/completions pops the next scripted reply: (status, headers, body[, delay_s])
-where a ``str`` body becomes the assistant message content of a normal completion and
-``delay_s`` holds the reply back that long (a slow model). Every request body is
-recorded in ``requests``. Run as a script, it serves a JSON script file: ``python -m
+where a ``str`` body becomes the assistant message content of a normal completion, a callable
+body is called with (request body, request headers) and its result used the same way (a server
+that echoes what it was sent), and ``delay_s`` holds the reply back that long (a slow model).
+Every request body is recorded in ``requests``. Run as a script, it serves a JSON script file: ``python -m
 tests.agent.fake_openai_server SCRIPT.json PORTFILE``.
 """
 
@@ -48,6 +49,8 @@ class FakeServer:
                 status, headers, payload, *delay = server.script.pop(0)
                 if delay:
                     time.sleep(delay[0])
+                if callable(payload):
+                    payload = payload(body, dict(self.headers))
                 if isinstance(payload, str):
                     payload = completion(payload)
                 self._send(status, headers, payload)
