@@ -30,9 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--api-base", default=None, help="OpenAI-compatible server URL")
     a("--prompt", default=None, help="folder with system.j2/propose.j2/repair.j2, or one "
       "propose template file")
-    a("--space", default=d.space, help="search space: nb201 | hierarchical")
-    a("--dataset", default=d.dataset, help="mnist1d | fashion-mnist | cifar10 | cifar100 | digits")
-    a("--data-dir", default=None, help="dataset folder (fashion-mnist, cifar)")
+    a("--space", default=d.space, help="search space: nb201 | hierarchical | ctr")
+    a("--dataset", default=d.dataset, help="mnist1d | fashion-mnist | cifar10 | cifar100 | digits | "
+      "synthetic-ctr | criteo (the last two for --space ctr)")
+    a("--data-dir", default=None, help="dataset folder (fashion-mnist, cifar) or Criteo-format "
+      "file/folder with train.txt (criteo)")
     a("--download", action="store_true", help="let torchvision download CIFAR into --data-dir")
     a("--n-samples", type=int, default=None, help="cap on training+validation samples")
     a("--device", default=d.device, help="cpu | cuda | auto (cuda when available)")
