@@ -1,0 +1,184 @@
+"""EDAS strategies 1–3 on the synthetic CTR task, checked against true M-ensembles.
+
+For each seed:
+
+1. **closed-form** (``python -m agent.edas --strategy closed-form``): dual learners at r ∈
+   {0.25, 0.5, 0.75, 1} (8 trainings) → r*; the true M-ensemble on the grid r = 0.1, …, 1.0 and
+   at r* (what a grid search would have cost: 10·M trainings). Passes when the grid point
+   nearest r* is one of the two best grid points of the true curve.
+2. **differentiable** (``--strategy differentiable --check``): baseline duals (π_old = every
+   field) + 10 random-mask learners + final duals (14 trainings) → π; the true M-ensembles of
+   π_old and π. Passes when E_ens_true(π) ≤ E_ens_true(π_old) (the monotonic condition).
+3. **llm** (``python -m agent.run --space ctr`` with the builtin proposer, 2 learners per
+   candidate, 3 iterations × 2 candidates = 14 trainings, the budget of strategy 2; the
+   point-estimate rule, ``--confidence 0``, as strategy 2's check uses) → the final baseline;
+   its true M-ensemble.
+
+Every true ensemble uses the seeds 1000·seed + 100 … (never seen by a strategy); errors are the
+2-class Brier error (= 2 × the binary Brier score) on the held-out test split and on validation.
+
+    nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/ctr_strategies.py --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+GRID = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0"
+
+
+def _newest(out: Path, pattern: str) -> Path:
+    return max(out.glob(pattern), key=lambda p: p.stat().st_mtime)
+
+
+def _strategy3(seed: int, M: int, out: Path, n_samples: int | None) -> dict:
+    from agent.run import main as run_main
+    from evaluators.data import load_task
+    from evaluators.edas.common import true_ensemble
+    from evaluators.fidelity import get_fidelity
+    from spaces import get_space
+
+    argv = ["--space", "ctr", "--dataset", "synthetic-ctr", "--model", "builtin", "--seed", str(seed),
+            "--iterations", "3", "--proposals", "2", "--keep", "2", "--learners", "2:2",
+            "--confidence", "0",
+            "--predictor", "none", "--ensemble-size", str(M), "--out", str(out),
+            "--max-wall-seconds", "3000"]
+    if n_samples:
+        argv += ["--n-samples", str(n_samples)]
+    if run_main(argv) != 0:
+        raise RuntimeError(f"agent.run failed for seed {seed}")
+    run_dir = _newest(out, f"*-ctr-synthetic-ctr-s{seed}")
+    space = get_space("ctr")
+    spec = space.parse(json.loads((run_dir / "best_spec.json").read_text())["spec"])
+    task = load_task("synthetic-ctr", seed=seed, n_samples=n_samples)
+    events = [json.loads(line) for line in (run_dir / "trajectory.jsonl").read_text().splitlines()]
+    per_candidate: dict[str, int] = {}  # learners trained = the most seeds a candidate reached
+    for e in events:
+        if e["event"] in ("evaluated", "extended") and e.get("seeds"):
+            per_candidate[e["proposal_id"]] = max(per_candidate.get(e["proposal_id"], 0), len(e["seeds"]))
+    learners = sum(per_candidate.values())
+    true = true_ensemble(spec, space, task, get_fidelity("low"), M, 1000 * seed + 100)
+    return {"run_dir": str(run_dir), "spec": spec.model_dump(), "trainings": learners, **true}
+
+
+def run_seed(seed: int, M: int, out: Path, n_samples: int | None) -> dict:
+    from agent.edas import main as edas_main
+
+    common = ["--seed", str(seed), "--ensemble-size", str(M), "--out", str(out)]
+    if n_samples:
+        common += ["--n-samples", str(n_samples)]
+    assert edas_main(["--strategy", "closed-form", "--check-grid", GRID, *common]) == 0
+    s1_dir = _newest(out, f"*-edas-closed-form-*-s{seed}")
+    s1 = json.loads((s1_dir / "result.json").read_text())
+    assert edas_main(["--strategy", "differentiable", "--check", *common]) == 0
+    s2_dir = _newest(out, f"*-edas-differentiable-*-s{seed}")
+    s2 = json.loads((s2_dir / "result.json").read_text())
+    s3 = _strategy3(seed, M, out, n_samples)
+    at_star = next(c for c in s1["checks"] if c["rate"] == s1["r_star"])
+    grid = [c for c in s1["checks"] if c["rate"] in [float(r) for r in GRID.split(",")]]
+    best = {k: min(c[k] for c in grid) for k in ("true_ens", "test_true_ens")}
+    return {
+        "seed": seed,
+        "s1": {"run_dir": str(s1_dir), "r_star": s1["r_star"], "trainings": s1["trainings"],
+               "grid_trainings": s1["grid_trainings"],
+               "within_best_two_val": s1["verdict_val"]["within_best_two"],
+               "within_best_two_test": s1["verdict_test"]["within_best_two"],
+               "best_two_test": s1["verdict_test"]["best_two"], "true_ens": at_star["true_ens"],
+               "test_true_ens": at_star["test_true_ens"], "grid_best_val": best["true_ens"],
+               "grid_best_test": best["test_true_ens"],
+               "curve_test": [(c["rate"], c["test_true_ens"]) for c in grid]},
+        "s2": {"run_dir": str(s2_dir), "trainings": s2["trainings"],
+               "mean_pi": float(np.mean(s2["pi_final"])),
+               "rule_accepted": s2["decision"]["accepted"], "monotonic_val": s2["monotonic_val"],
+               "monotonic_test": s2["monotonic_test"], "true_ens": s2["checks"]["final"]["true_ens"],
+               "test_true_ens": s2["checks"]["final"]["test_true_ens"],
+               "old_true_ens": s2["checks"]["old"]["true_ens"],
+               "old_test_true_ens": s2["checks"]["old"]["test_true_ens"]},
+        "s3": s3,
+    }
+
+
+def _mean_sd(values: list[float]) -> str:
+    a = np.asarray(values, dtype=float)
+    return f"{a.mean():.4f} ± {a.std(ddof=1) if len(a) > 1 else 0.0:.4f}"
+
+
+def summarise(rows: list[dict], M: int) -> str:
+    lines = ["| seed | baseline r=1 | S1 r* | S1 at r* | grid best | S1 in best two (val/test) | "
+             "S2 mean π | S2 | S2 monotonic (val/test) | S3 |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        s1, s2, s3 = r["s1"], r["s2"], r["s3"]
+        lines.append(f"| {r['seed']} | {s2['old_test_true_ens']:.4f} | {s1['r_star']:.3f} | "
+                     f"{s1['test_true_ens']:.4f} | {s1['grid_best_test']:.4f} | "
+                     f"{s1['within_best_two_val']}/{s1['within_best_two_test']} | {s2['mean_pi']:.3f} | "
+                     f"{s2['test_true_ens']:.4f} | {s2['monotonic_val']}/{s2['monotonic_test']} | "
+                     f"{s3['test_true_ens']:.4f} |")
+    lines.append(f"| mean ± sd | {_mean_sd([r['s2']['old_test_true_ens'] for r in rows])} | | "
+                 f"{_mean_sd([r['s1']['test_true_ens'] for r in rows])} | "
+                 f"{_mean_sd([r['s1']['grid_best_test'] for r in rows])} | | | "
+                 f"{_mean_sd([r['s2']['test_true_ens'] for r in rows])} | | "
+                 f"{_mean_sd([r['s3']['test_true_ens'] for r in rows])} |")
+    t = rows[0]
+    lines.append(f"\nTrue {M}-ensemble Brier error (2-class) on the test split. Trainings per seed: "
+                 f"S1 {t['s1']['trainings']} (grid: {t['s1']['grid_trainings']}), "
+                 f"S2 {t['s2']['trainings']}, S3 {t['s3']['trainings']}.")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path, M: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, r in enumerate(rows):
+        rates, errs = zip(*r["s1"]["curve_test"], strict=True)
+        ax.plot(rates, errs, "o-", color=f"C{i}", alpha=0.6, label=f"seed {r['seed']}: true grid")
+        ax.plot([r["s1"]["r_star"]], [r["s1"]["test_true_ens"]], "*", color=f"C{i}", ms=14)
+        ax.axhline(r["s2"]["test_true_ens"], color=f"C{i}", ls="--", lw=1)
+        ax.axhline(r["s3"]["test_true_ens"], color=f"C{i}", ls=":", lw=1)
+    ax.set_xlabel("feature-bagging rate r")
+    ax.set_ylabel(f"true {M}-ensemble Brier error (test)")
+    ax.set_title("★ strategy 1's r*; -- strategy 2's π; ··· strategy 3's final spec", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--ensemble-size", type=int, default=8)
+    p.add_argument("--n-samples", type=int, default=None)
+    p.add_argument("--out", default="runs/bench-ctr")
+    p.add_argument("--figure", default=None, help="also write the summary PNG here")
+    args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [run_seed(s, args.ensemble_size, out, args.n_samples) for s in args.seeds]
+    (out / "summary.json").write_text(json.dumps(rows, indent=2))
+    table = summarise(rows, args.ensemble_size)
+    (out / "summary.md").write_text(table + "\n")
+    plot(rows, out / "summary.png", args.ensemble_size)
+    if args.figure:
+        plot(rows, Path(args.figure), args.ensemble_size)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
