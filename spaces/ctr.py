@@ -218,10 +218,7 @@ class CTRSpace(SearchSpace):
         for _ in range(20):
             name = names[int(rng.integers(len(names)))]
             values = [v for v in options[name] if v != getattr(spec, name)]
-            update = base | {name: values[int(rng.integers(len(values)))]}
-            if name != "bagging_rate" and spec.field_probs is not None:
-                update["bagging_rate"] = 1.0
-            candidate = CTRSpec.model_validate(update)
+            candidate = CTRSpec.model_validate(base | {name: values[int(rng.integers(len(values)))]})
             if self.canonical_hash(candidate) != old:
                 break
         return candidate
