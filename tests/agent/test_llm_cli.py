@@ -4,7 +4,7 @@ import json
 import time
 
 from tests.agent.fake_openai_server import FakeServer, error
-from tests.agent.test_cli import TINY, events_of, run_cli, run_dir_of
+from tests.agent.runcli import TINY, events_of, run_cli, run_dir_of
 from tests.agent.test_llm_proposer import SECRET, good
 
 ARGS = [a for a in TINY if a not in ("--model", "builtin")] + ["--iterations", "1", "--proposals", "2",
@@ -15,7 +15,8 @@ def test_llm_run_logs_repairs_tokens_and_no_key(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     with FakeServer([(200, {}, "no JSON here, sorry"), (200, {}, good(2))]) as fake:
         proc = run_cli("agent.run", "--model", "openai/test", "--api-base", fake.url, *ARGS,
-                       "--out", tmp_path)
+                       "--out", tmp_path, env={"OPENAI_API_KEY": SECRET})
+    assert fake.headers_seen[0]["Authorization"] == f"Bearer {SECRET}"
     run_dir = run_dir_of(proc)
     events = events_of(run_dir)
     props = [e for e in events if e["event"] == "proposal" and e["proposal_id"] != "baseline"]
@@ -37,7 +38,7 @@ def test_llm_auth_error_ends_the_run_with_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     with FakeServer([error(401, f"Incorrect API key provided: {SECRET}")]) as fake:
         proc = run_cli("agent.run", "--model", "openai/test", "--api-base", fake.url, *ARGS,
-                       "--out", tmp_path, check=False)
+                       "--out", tmp_path, check=False, env={"OPENAI_API_KEY": SECRET})
     assert proc.returncode == 1
     assert "authentication failed" in proc.stderr and SECRET not in proc.stderr
     events = events_of(run_dir_of(proc))
@@ -59,3 +60,30 @@ def test_a_slow_model_cannot_hold_the_run_past_its_wall_budget(tmp_path, monkeyp
     if any(e["event"] == "evaluated" for e in events):  # the baseline trained: the call was cut
         assert len(fake.requests) == 1
         assert not [e for e in events if e["event"] == "proposal" and e["proposal_id"] != "baseline"]
+
+
+def test_a_hostile_server_cannot_crash_the_run_bloat_the_log_or_leak_the_key(tmp_path, monkeypatch):
+    """An echoed Authorization header inside a 1 MB reply, then a 100k-deep JSON reply to the
+    repair turn: both proposals end as logged rejections and the run finishes normally."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+
+    def echo_huge(body, headers):
+        return f"Authorization: {headers.get('Authorization')} " + "x" * 1_000_000
+
+    with FakeServer([(200, {}, echo_huge), (200, {}, "[" * 100_000)]) as fake:
+        proc = run_cli("agent.run", "--model", "openai/test", "--api-base", fake.url, *ARGS,
+                       "--out", tmp_path, env={"OPENAI_API_KEY": SECRET})
+        repair_request = json.dumps(fake.requests[1])
+    run_dir = run_dir_of(proc)
+    events = events_of(run_dir)
+    assert events[-1]["event"] == "run_finished" and events[-1]["reason"] == "iterations"
+    rejected = [e for e in events if e["event"] == "proposal_rejected"]
+    assert len(rejected) == 2 and all("nests brackets" in e["reason"] for e in rejected)
+    assert "Traceback" not in proc.stderr
+    assert (run_dir / "trajectory.jsonl").stat().st_size < 100_000  # not 2 x 1 MB
+    assert len(repair_request) < len(json.dumps(fake.requests[0])) + 10_000
+    assert SECRET not in repair_request
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    assert SECRET not in proc.stderr + proc.stdout

@@ -1,0 +1,71 @@
+"""A budget that ends before anything is learned is said plainly (issue 15): the default wall
+budget belongs to the default task only, the end reason names what ended the run, and the
+summary says what was cut, where, and the command that finishes it."""
+
+import re
+import shlex
+from types import SimpleNamespace
+
+import pytest
+
+from agent.cli import build_parser, config_from_args
+from agent.finish import end_reason, finishing_budget, pending_evaluations
+from tests.agent.runcli import events_of, run_cli, run_dir_of
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], 150.0),
+    (["--dataset", "fashion-mnist"], None),
+    (["--space", "hierarchical"], None),
+    (["--fidelity", "medium"], None),
+    (["--dataset", "fashion-mnist", "--max-wall-seconds", "30"], 30.0),
+    (["--max-wall-seconds", "400"], 400.0),
+])
+def test_the_default_wall_budget_applies_to_the_default_task_only(flags, expected):
+    assert config_from_args(build_parser().parse_args(flags)).max_wall_seconds == expected
+
+
+def cand(kept=True, evaluated=False, rejected=None):
+    return SimpleNamespace(kept=kept, evaluated=evaluated, rejected=rejected)
+
+
+def test_iterations_is_not_the_reason_when_the_wall_budget_cut_kept_candidates():
+    state = SimpleNamespace(order=["baseline", "it1-p1", "it1-p2", "it1-p3"], candidates={
+        "baseline": cand(kept=None, evaluated=True), "it1-p1": cand(evaluated=True),
+        "it1-p2": cand(), "it1-p3": cand(kept=False)})
+    loop = SimpleNamespace(state=state, out_of_time=lambda: "max_wall_seconds")
+    assert pending_evaluations(state) == ["it1-p2"]
+    assert end_reason(loop, "iterations") == "max_wall_seconds"
+    state.candidates["it1-p2"].evaluated = True
+    assert end_reason(loop, "iterations") == "iterations"
+    assert end_reason(loop, "interrupted") == "interrupted"
+
+
+def test_the_finishing_budget_covers_what_was_spent_plus_the_cut_evaluations():
+    assert finishing_budget(150.0, [400.0]) == 680  # 150 + 30 + 1.25 * 400, rounded up to 10
+    assert finishing_budget(100.0, [None]) == 380  # no estimate: twice what was spent
+
+
+@pytest.mark.slow
+def test_a_cut_baseline_is_named_with_its_epoch_and_the_printed_command_finishes_it(tmp_path):
+    args = ["--model", "builtin", "--dataset", "mnist1d", "--n-samples", "4000", "--predictor",
+            "none", "--iterations", "0", "--out", tmp_path]
+    proc = run_cli("agent.run", *args, "--max-wall-seconds", "8")
+    run_dir = run_dir_of(proc)
+    finished = events_of(run_dir)[-1]
+    assert finished["reason"] == "max_wall_seconds" and finished["evaluations"] == 0
+    cut = finished["cut"]["evaluations"]
+    assert [c["proposal_id"] for c in cut] == ["baseline"]
+    assert re.fullmatch(r"cut after learner \d+/\d+, epoch \d+/\d+", cut[0]["where"]), cut
+    text = " ".join(proc.stderr.split())
+    assert "baseline (cut after learner" in text
+    command = re.search(r"To finish: (python -m agent\.run --resume \S+ --max-wall-seconds \d+)",
+                        text).group(1)
+    assert command == finished["cut"]["resume_command"]
+    argv = shlex.split(command)[3:]
+    assert float(argv[-1]) > 8
+    run_cli("agent.run", *argv, timeout=600)
+    events = events_of(run_dir)
+    evaluated = [e for e in events if e["event"] == "evaluated"]
+    assert len(evaluated) == 1 and not evaluated[0].get("failure")
+    assert events[-1]["reason"] == "iterations"
