@@ -1,9 +1,11 @@
 """``python -m agent.replay RUN_DIR``: re-decide a logged run with no LLM call and no training.
 
-The logged statistics (E, σ², ρ) and the saved probabilities (for the gain's standard error)
-are enough to apply the rule again with another M, rule form or margin; the baseline moves as
-the new decisions say, so later comparisons may pair other candidates. ``--reevaluate``
-instead retrains the logged proposals into a new run (``--model replay:RUN_DIR``).
+The logged learners' saved probabilities are enough to apply the rule again with another M,
+rule form, margin, ``--confidence`` or ``--learners MIN:MAX``: for each logged decision the
+sequential rule is replayed on the first L learners of each side, adding learners as the live
+run would, and where it would need more learners than the log holds the replay says so. The
+baseline moves as the new decisions say, so later comparisons may pair other candidates.
+``--reevaluate`` instead retrains the logged proposals into a new run (``--model replay:RUN_DIR``).
 """
 
 from __future__ import annotations
@@ -12,55 +14,98 @@ import argparse
 import json
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from agent.loop import gain_and_se
-from agent.rule import Stats, decide
-from agent.trajectory import CONFIG, RunFolderError, read_events
+from agent.cli import UsageError, parse_learners
+from agent.config import BASELINE_LEARNERS
+from agent.events import DecisionEvent
+from agent.rule import Decision, decide, learner_schedule, next_learners, verdict_text
+from agent.state import SearchState
+from agent.trajectory import CONFIG, EVALS, RunFolderError, read_events
+from evaluators.evaluator import load_probs
+from evaluators.stats import (
+    gain_estimate,
+    pool_seed_variance,
+    residual_stats,
+    residuals,
+    seed_variance,
+)
 
-__all__ = ["redecide", "main"]
+__all__ = ["Replayed", "redecide", "main"]
 
 
-def redecide(run_dir: Path, M: int, rule: str, margin: float) -> list[dict]:
-    """Decisions for every successfully evaluated candidate, in logged order, under new settings.
+@dataclass(frozen=True)
+class Replayed:
+    """One decision replayed: the new decision, against which baseline, whether the sequential
+    rule wanted more learners than the log holds, and the logged decision."""
 
-    Returns one dict per candidate: proposal_id, new ``Decision`` fields, the new baseline id,
-    and the logged decision (or None) for comparison.
-    """
-    events = read_events(run_dir).events
-    evaluated = {e["proposal_id"]: e for e in events
-                 if e["event"] == "evaluated" and not e.get("failure")}
-    logged = {e["proposal_id"]: e for e in events if e["event"] == "decision"}
-    if "baseline" not in evaluated:
+    proposal_id: str
+    baseline_id: str
+    decision: Decision
+    needs_more: bool
+    logged: DecisionEvent | None
+
+
+def replay_pool(run_dir: Path, state: SearchState, M: int) -> tuple[float, int] | None:
+    """The pooled seed variance at ``M`` from every logged evaluation with three or more
+    learners (all of them, as the run ended: the live run's pool grew as it went)."""
+    items = []
+    for result in state.results.values():
+        if len(result.seeds) >= 3:
+            probs, labels = load_probs(run_dir / EVALS, result)
+            items.append((len(probs), seed_variance(residuals(probs, labels), M)))
+    return pool_seed_variance(items)
+
+
+def redecide(run_dir: Path, M: int, rule: str, margin: float, confidence: float,
+             learners: tuple[int, int]) -> list[Replayed]:
+    """Every logged decision, in logged order, re-made under new settings from logged learners."""
+    state = SearchState.from_events(read_events(run_dir).events)
+    if state.candidates.get("baseline") is None or state.candidates["baseline"].result is None:
         raise RunFolderError(f"{run_dir}: the baseline was never evaluated")
+    lo, hi = learners
+    looks = len(learner_schedule(lo, hi))
+    pool = replay_pool(run_dir, state, M)
     baseline_id, out = "baseline", []
-    order = [e["proposal_id"] for e in events if e["event"] == "decision"]
-    for pid in order:
-        new_ev, old_ev = evaluated[pid], evaluated[baseline_id]
-        _, gain_se = gain_and_se(run_dir, new_ev, old_ev, M)
-        d = decide(Stats(new_ev["E"], new_ev["sigma2"], new_ev["rho"]),
-                   Stats(old_ev["E"], old_ev["sigma2"], old_ev["rho"]), M, rule, margin, gain_se)
-        out.append({"proposal_id": pid, "baseline_id": baseline_id, **d.to_dict(),
-                    "logged": logged.get(pid)})
+    for logged in state.decisions():
+        new, old = state.candidates[logged.proposal_id], state.candidates[baseline_id]
+        p_new, labels = load_probs(run_dir / EVALS, new.result)
+        p_old, _ = load_probs(run_dir / EVALS, old.result)
+        L = lo
+        while True:  # the live loop's looks, on the first L learners of each side
+            L_old = max(L, max(lo, BASELINE_LEARNERS) if baseline_id == "baseline" else lo)
+            short = len(p_new) < L or len(p_old) < L_old
+            a, b = p_new[:L], p_old[:L_old]
+            more = next_learners(L, lo, hi)
+            d = decide(residual_stats(a, labels), residual_stats(b, labels), M, rule, margin,
+                       gain_estimate(a, b, labels, M, pool=pool), confidence=confidence,
+                       looks=looks, final=more is None or short)
+            if d.confident or more is None or short:
+                break
+            L = more
+        out.append(Replayed(logged.proposal_id, baseline_id, d, short and not d.confident, logged))
         if d.accepted:
-            baseline_id = pid
+            baseline_id = logged.proposal_id
     return out
 
 
-def _table(rows: list[dict], M: int, rule: str) -> Table:
+def _table(rows: list[Replayed], M: int, rule: str) -> Table:
     t = Table(title=f"replayed decisions (M={M}, rule={rule})")
-    for col in ("proposal", "vs (replay)", "vs (logged)", "replay", "logged", "near tie", "changed"):
+    for col in ("proposal", "vs (replay)", "vs (logged)", "replay", "logged", "learners",
+                "gain ± SE", "changed"):
         t.add_column(col)
     for r in rows:
-        logged = r["logged"]
-        was = "accepted" if logged and logged["accepted"] else "rejected"
-        now = "accepted" if r["accepted"] else "rejected"
-        changed = (now != was) or (logged and logged["baseline_id"] != r["baseline_id"])
-        t.add_row(r["proposal_id"], r["baseline_id"], logged["baseline_id"] if logged else "-",
-                  now, was, "yes" if r["near_tie"] else "", "[bold]yes[/]" if changed else "")
+        d, logged = r.decision, r.logged
+        changed = d.verdict != logged.verdict or logged.baseline_id != r.baseline_id
+        now = verdict_text(d) + (" (needs more learners than logged)" if r.needs_more else "")
+        t.add_row(r.proposal_id, r.baseline_id, logged.baseline_id, now, verdict_text(logged),
+                  f"{d.learners}/{d.learners_old}",
+                  f"{d.gain:+.4f} ± {d.gain_se_total:.4f}" if d.gain_se_total is not None else "-",
+                  "[bold]yes[/]" if changed else "")
     return t
 
 
@@ -68,11 +113,11 @@ def reevaluate(run_dir: Path, config: dict, args) -> int:
     """Retrain every logged proposal at another fidelity/dataset into a new run folder."""
     from agent.run import main as run_main
 
-    events = read_events(run_dir).events
-    base = next(e for e in events if e["event"] == "proposal" and e["proposal_id"] == "baseline")
-    n = sum(1 for e in events if e["event"] == "proposal" and e["proposal_id"] != "baseline")
+    state = SearchState.from_events(read_events(run_dir).events)
+    base = state.candidates["baseline"]
+    n = sum(1 for pid in state.order if pid != "baseline")
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(base["spec"], f)
+        json.dump(base.spec, f)
     per_call = max(1, int(config["proposals"]))
     argv = ["--model", f"replay:{run_dir}", "--space", config["space"],
             "--dataset", args.dataset or config["dataset"],
@@ -82,10 +127,14 @@ def reevaluate(run_dir: Path, config: dict, args) -> int:
             "--predictor", "none", "--proposals", str(per_call), "--keep", str(per_call),
             "--iterations", str(-(-n // per_call)), "--baseline", f.name, "--seed",
             str(config["seed"]), "--out", args.out]
-    if config.get("n_samples"):
-        argv += ["--n-samples", str(config["n_samples"])]
-    if config.get("data_dir"):
-        argv += ["--data-dir", config["data_dir"]]
+    for flag, key in (("--n-samples", "n_samples"), ("--data-dir", "data_dir")):
+        if config.get(key):
+            argv += [flag, str(config[key])]
+    if args.learners or "min_learners" in config:
+        argv += ["--learners", args.learners or f"{config['min_learners']}:{config['max_learners']}"]
+    if args.confidence is not None or "confidence" in config:
+        argv += ["--confidence", str(config["confidence"] if args.confidence is None
+                                     else args.confidence)]
     return run_main(argv)
 
 
@@ -95,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ensemble-size", type=int, default=None, help="M (default: the run's)")
     p.add_argument("--rule", choices=["exact", "paper"], default=None, help="default: the run's")
     p.add_argument("--margin", type=float, default=None, help="z (default: the run's)")
+    p.add_argument("--confidence", type=float, default=None, help="default: the run's")
+    p.add_argument("--learners", default=None, metavar="MIN:MAX", help="default: the run's")
     p.add_argument("--json", action="store_true", help="print one JSON object per decision")
     p.add_argument("--reevaluate", action="store_true", help="retrain the logged proposals")
     p.add_argument("--fidelity", default=None, help="with --reevaluate")
@@ -110,25 +161,30 @@ def main(argv: list[str] | None = None) -> int:
         M = args.ensemble_size or config["ensemble_size"]
         rule = args.rule or config["rule"]
         margin = config["margin"] if args.margin is None else args.margin
-        if M < 2 or margin < 0:
-            raise ValueError("--ensemble-size must be >= 2 and --margin >= 0")
-        rows = redecide(run_dir, M, rule, margin)
-    except (RunFolderError, OSError, KeyError, ValueError) as err:
+        confidence = config.get("confidence", 0.0) if args.confidence is None else args.confidence
+        learners = (parse_learners(args.learners) if args.learners else
+                    (config.get("min_learners", 2), config.get("max_learners", 2)))
+        if M < 2 or margin < 0 or not 0 <= confidence < 1:
+            raise ValueError("--ensemble-size must be >= 2, --margin >= 0 and --confidence in [0, 1)")
+        rows = redecide(run_dir, M, rule, margin, confidence, learners)
+    except (RunFolderError, OSError, KeyError, ValueError, UsageError) as err:
         print(f"error: {args.run_dir}: cannot replay ({err})", file=sys.stderr)
         return 2
-    final = next((r["proposal_id"] for r in reversed(rows) if r["accepted"]), "baseline")
-    logged_final = next((r["proposal_id"] for r in reversed(rows)
-                         if r["logged"] and r["logged"]["accepted"]), "baseline")
+    final = next((r.proposal_id for r in reversed(rows) if r.decision.accepted), "baseline")
+    logged_final = next((r.proposal_id for r in reversed(rows) if r.logged.accepted), "baseline")
     if args.json:
         for r in rows:
-            print(json.dumps({k: v for k, v in r.items() if k != "logged"}
-                             | {"logged_accepted": bool(r["logged"] and r["logged"]["accepted"])}))
+            print(json.dumps(r.decision.to_dict() | {
+                "proposal_id": r.proposal_id, "baseline_id": r.baseline_id,
+                "needs_more_learners": r.needs_more, "logged_verdict": r.logged.verdict}))
         print(json.dumps({"final_baseline": final, "logged_final_baseline": logged_final}))
         return 0
     console.print(_table(rows, M, rule))
-    changed = sum(1 for r in rows if bool(r["accepted"]) != bool(r["logged"] and r["logged"]["accepted"]))
-    console.print(f"{changed} of {len(rows)} decisions differ; final baseline: {final} "
-                  f"(logged: {logged_final}){' — differs' if final != logged_final else ''}")
+    changed = sum(1 for r in rows if r.decision.verdict != r.logged.verdict)
+    short = sum(1 for r in rows if r.needs_more)
+    console.print(f"{changed} of {len(rows)} decisions differ; {short} would have needed more "
+                  f"learners than the log holds; final baseline: {final} (logged: {logged_final})"
+                  f"{' — differs' if final != logged_final else ''}")
     return 0
 
 

@@ -175,8 +175,8 @@ def explain(new: Stats, old: Stats, M: int, verdict: Verdict, gain: float, se: f
         why = f"accuracy gain {accuracy:.4f} {word} diversity loss {-diversity:.4f}"
     sure = f"gain {gain:.4f} ± {se:.4f}" if se is not None else f"gain {gain:.4f}, SE unknown"
     if verdict == "undecided":
-        return (f"undecided ({sure}, needs |gain| > {z:.2f} SE): {why} at M={M}; "
-                "the baseline stays")
+        return (f"undecided ({sure}; a confident call needs the gain beyond ±{z:.2f} SE): "
+                f"{why} at M={M}; the baseline stays")
     text = f"{verdict}: {why} at M={M}"
     if margin > 0 and verdict == "rejected" and gain > 0 and confident:
         text += f" (gain {gain:.4f} within the safety margin {margin:.4f})"

@@ -3,15 +3,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.rule import Stats, decide, paper_threshold, predicted_ens_error
+from agent.rule import Stats, decide, learner_schedule, next_learners, paper_threshold
+from evaluators.stats import GainEstimate
 
 stats = st.builds(Stats, E=st.floats(0.01, 1.5), sigma2=st.floats(1e-3, 1.0), rho=st.floats(-0.5, 1.0))
 
 
 def test_predicted_ensemble_error_by_hand():
     s = Stats(E=0.30, sigma2=0.20, rho=0.60)
-    assert predicted_ens_error(s, 50) == pytest.approx(0.30 - 0.20 * 0.40 * 49 / 50)
-    assert predicted_ens_error(s, 2) == pytest.approx(0.30 - 0.20 * 0.40 / 2)
+    assert s.ens_error(50) == pytest.approx(0.30 - 0.20 * 0.40 * 49 / 50)
+    assert s.ens_error(2) == pytest.approx(0.30 - 0.20 * 0.40 / 2)
 
 
 def test_paper_threshold_by_hand():
@@ -49,18 +50,43 @@ def test_forms_disagree_when_variances_differ():
     assert "M=50" in d.explanation
 
 
-def test_margin_and_near_tie():
-    new, old = Stats(0.29, 0.2, 0.6), Stats(0.30, 0.2, 0.6)
-    assert decide(new, old, 50).accepted
-    d = decide(new, old, 50, margin_z=2.0, gain_se=0.01)
-    assert not d.accepted and d.near_tie and d.margin == pytest.approx(0.02)
-    assert d.explanation.startswith("near tie")
-    sure = decide(new, old, 50, margin_z=2.0, gain_se=0.001)
-    assert sure.accepted and not sure.near_tie
+def _estimate(gain_se_sample, gain_se_seed, L=(2, 4)):
+    return GainEstimate(gain=0.0, se_sample=gain_se_sample, se_seed=gain_se_seed,
+                        learners_new=L[0], learners_old=L[1], seed_source="test")
+
+
+def test_margin_confidence_and_undecided():
+    new, old = Stats(0.29, 0.2, 0.6), Stats(0.30, 0.2, 0.6)  # gain 0.01
+    assert decide(new, old, 50).accepted  # confidence 0: the point estimate decides
+    loose = _estimate(0.003, 0.004)  # SE_total 0.005 → 2 SE
+    d = decide(new, old, 50, margin_z=2.5, estimate=loose)
+    assert not d.accepted and d.verdict == "rejected" and d.margin == pytest.approx(0.0125)
+    close = decide(new, old, 50, estimate=loose, confidence=0.99, final=True)
+    assert close.verdict == "undecided" and not close.accepted and not close.confident
+    assert close.gain_se_total == pytest.approx(0.005) and close.z == pytest.approx(2.5758, abs=1e-4)
+    assert close.explanation.startswith("undecided") and "baseline stays" in close.explanation
+    not_yet = decide(new, old, 50, estimate=loose, confidence=0.99, final=False)
+    assert not not_yet.confident and not not_yet.accepted
+    sure = decide(new, old, 50, estimate=_estimate(0.001, 0.002), confidence=0.95, looks=3)
+    assert sure.confident and sure.accepted and sure.verdict == "accepted"
+    assert (sure.learners, sure.learners_old) == (2, 4)
+    no_seed = decide(new, old, 50, estimate=_estimate(0.0001, None), confidence=0.95)
+    assert no_seed.verdict == "undecided"  # the seed part is unknown: never confident
+    worse = decide(old, new, 50, estimate=_estimate(0.001, 0.002), confidence=0.95)
+    assert worse.confident and worse.verdict == "rejected"
     with pytest.raises(ValueError):
         decide(new, old, 50, margin_z=1.0)
     with pytest.raises(ValueError):
         decide(new, old, 1)
+
+
+def test_learner_schedule():
+    assert learner_schedule(2, 8) == [2, 3, 4, 6, 8]
+    assert learner_schedule(2, 16) == [2, 3, 4, 6, 9, 13, 16]
+    assert learner_schedule(2, 2) == [2]
+    assert next_learners(3, 2, 8) == 4 and next_learners(8, 2, 8) is None
+    with pytest.raises(ValueError, match="MIN"):
+        learner_schedule(5, 3)
 
 
 def test_explanation_names_the_tradeoff():

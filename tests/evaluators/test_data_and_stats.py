@@ -6,7 +6,6 @@ import pytest
 
 from evaluators.data import DatasetUnavailable, list_datasets, load_task
 from evaluators.fidelity import PRESETS, get_fidelity
-from evaluators.stats import bootstrap_stats, paired_gain_se, residual_stats
 
 
 def test_mnist1d_is_generated_locally_with_a_validation_split():
@@ -60,33 +59,3 @@ def test_fidelity_presets_and_cost():
     assert low.learner_epochs(2) == 2 * low.learner_epochs(1)
     with pytest.raises(ValueError, match="low"):
         get_fidelity("ultra")
-
-
-def _random_probs(rng, L, N, K, noise):
-    logits = rng.normal(size=(1, N, K)) + noise * rng.normal(size=(L, N, K))
-    p = np.exp(logits)
-    return p / p.sum(-1, keepdims=True)
-
-
-def test_identical_learners_have_rho_one_and_bootstrap_brackets_the_estimate():
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 4, 300)
-    p = _random_probs(rng, 1, 300, 4, 0.0)
-    same = residual_stats(np.concatenate([p, p]), labels)
-    assert same["rho"] == pytest.approx(1.0)
-    probs = _random_probs(rng, 2, 300, 4, 1.0)
-    stats = residual_stats(probs, labels)
-    ci, se = bootstrap_stats(probs, labels, n_boot=100)
-    for k in ("E", "sigma2", "rho"):
-        assert ci[k][0] <= stats[k] <= ci[k][1] and se[k] > 0
-
-
-def test_paired_gain_has_smaller_se_than_unpaired_noise():
-    rng = np.random.default_rng(1)
-    labels = rng.integers(0, 3, 400)
-    a = _random_probs(rng, 2, 400, 3, 0.5)
-    gain, se = paired_gain_se(a, a, labels, M=50, n_boot=50)
-    assert gain == 0.0 and se == 0.0  # a candidate never beats itself
-    b = _random_probs(rng, 2, 400, 3, 1.5)
-    gain, se = paired_gain_se(b, a, labels, M=50, n_boot=50)
-    assert se > 0
