@@ -65,15 +65,6 @@ class Budget:
             return "max_device_seconds"
         return None
 
-    def time_limit(self) -> tuple[float | None, bool]:
-        """Seconds the next training may take (``--eval-time-limit``, never past the wall
-        budget), and whether the wall budget is what sets them."""
-        own, wall = self.config.eval_time_limit, self.wall_left()
-        if wall is None:
-            return own, False
-        left = max(1.0, wall)
-        return (own, False) if own is not None and own <= left else (left, True)
-
     def left(self) -> dict[str, float]:
         """What is left of each budget, as the prompt shows it."""
         c, s = self.config, self.state

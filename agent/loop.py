@@ -10,6 +10,7 @@ done again.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from agent.rule import decide, learner_schedule, next_learners
 from agent.state import Candidate, SearchState
 from agent.trajectory import EVALS, Trajectory
 from evaluators.data import Task
-from evaluators.evaluator import Evaluator, gain_between
+from evaluators.evaluator import EvalJob, Evaluator, gain_between
 from evaluators.fidelity import Fidelity
 from evaluators.predictor.base import CandidateFilter
 from evaluators.results import EvalFailure, EvalResult
@@ -79,7 +80,7 @@ class SearchLoop:
                      tokens_in=0, tokens_out=0, cost_usd=0.0)
             cand = self.state.candidates["baseline"]
         if not cand.evaluated:
-            self.evaluate(cand, self.config.baseline_learners)
+            self.evaluate([cand], self.config.baseline_learners)
 
     def context(self, iteration: int) -> ProposalContext:
         M = self.config.ensemble_size
@@ -136,51 +137,52 @@ class SearchLoop:
                      predicted_mean=score.predicted_mean, predicted_std=score.predicted_std,
                      score=score.score, kept=score.kept, note=score.note)
 
-    def _train(self, cand: Candidate, learners: int) -> EvalResult | EvalFailure | None:
-        """Train ``cand`` up to ``learners`` learners (only the seeds it lacks); None when the
-        run's wall budget, not the candidate, cut the training (it stays resumable)."""
-        limit, budget_bound = self.budget.time_limit()
-        on_epoch = self.progress.training(cand.proposal_id) if self.progress is not None else None
-        result = self.evaluator.evaluate(
-            self.space.parse(cand.spec), self.fidelity, self.config.learner_seeds(learners),
-            previous=cand.result, time_limit_s=limit, on_epoch=on_epoch)
-        if isinstance(result, EvalFailure) and result.kind == "timeout" and budget_bound:
-            return None
-        return result
+    def _train(self, cands: list[Candidate], learners: int
+               ) -> Iterator[tuple[Candidate, EvalResult | EvalFailure]]:
+        """Train each of ``cands`` up to ``learners`` learners (only the seeds it lacks) as one
+        batch of independent jobs, yielding each result as it arrives; a job the run's wall
+        budget cut (not the candidate) yields nothing and stays resumable."""
+        jobs = [EvalJob(c.proposal_id, self.space.parse(c.spec), c.spec_hash, self.fidelity,
+                        self.config.learner_seeds(learners), c.result,
+                        self.config.eval_time_limit, self.budget.deadline()) for c in cands]
+        progress = self.progress.training if self.progress is not None else None
+        for i, result in self.evaluator.evaluate_many(jobs, on_epoch=progress):
+            if not (isinstance(result, EvalFailure) and result.by_deadline):
+                yield cands[i], result
 
-    def evaluate(self, cand: Candidate, learners: int) -> None:
-        """Train ``learners`` learners of ``cand`` (or reuse a logged evaluation of the same
-        architecture at this fidelity) and log the ``evaluated`` event."""
-        logged = self.state.results.get((cand.spec_hash, self.fidelity.name))
-        if logged is not None:
+    def evaluate(self, cands: list[Candidate], learners: int) -> None:
+        """Train ``learners`` learners of each of ``cands`` at once (or reuse a logged evaluation
+        of the same architecture at this fidelity); log each ``evaluated`` event as it comes."""
+        todo = []
+        for cand in cands:
+            logged = self.state.results.get((cand.spec_hash, self.fidelity.name))
+            if logged is None:
+                todo.append(cand)
+                continue
             self.log("evaluated", cand.iteration, **_statistics(cand, logged, self.config),
                      learners=logged.learners, params=logged.params, flops=logged.flops,
                      cached=True)
-            return
-        result = self._train(cand, learners)
-        if result is None:
-            return
-        if isinstance(result, EvalFailure):
-            self.log("evaluated", cand.iteration, **_failure(cand, result))
-            return
-        self.log("evaluated", cand.iteration, **_statistics(cand, result, self.config),
-                 learners=result.learners, params=result.params, flops=result.flops)
-        self.cand_filter.observe(self.space.parse(cand.spec),
-                                 result.stats.ens_error(self.config.ensemble_size))
+        for cand, result in self._train(todo, learners) if todo else ():
+            if isinstance(result, EvalFailure):
+                self.log("evaluated", cand.iteration, **_failure(cand, result))
+                continue
+            self.log("evaluated", cand.iteration, **_statistics(cand, result, self.config),
+                     learners=result.learners, params=result.params, flops=result.flops)
+            self.cand_filter.observe(self.space.parse(cand.spec),
+                                     result.stats.ens_error(self.config.ensemble_size))
 
     def extend(self, cand: Candidate, learners: int) -> bool:
         """Grow ``cand``'s evaluation to ``learners`` learners and log ``extended``; False when
         the wall budget cut it (nothing logged) — a failure is logged and returns True."""
         before = len(cand.result.learners)
-        result = self._train(cand, learners)
-        if result is None:
-            return False
-        if isinstance(result, EvalFailure):
-            self.log("extended", cand.iteration, **_failure(cand, result))
+        for _, result in self._train([cand], learners):
+            if isinstance(result, EvalFailure):
+                self.log("extended", cand.iteration, **_failure(cand, result))
+            else:
+                self.log("extended", cand.iteration, **_statistics(cand, result, self.config),
+                         new_learners=result.learners[before:])
             return True
-        self.log("extended", cand.iteration, **_statistics(cand, result, self.config),
-                 new_learners=result.learners[before:])
-        return True
+        return False
 
     def decide(self, cand: Candidate) -> None:
         """The sequential rule: look at the gain with the learners both sides have; while it is
@@ -224,13 +226,15 @@ class SearchLoop:
         if self.stop.requested:
             return
         self.filter(iteration)
-        for cand in self.state.in_iteration(iteration):
-            if not cand.kept or cand.rejected:
-                continue
+        kept = [c for c in self.state.in_iteration(iteration) if c.kept and not c.rejected]
+        pending = [c for c in kept if not c.evaluated]
+        if pending:  # independent trainings: one batch (parallel where the evaluator can)
+            if self.stop.requested or self.out_of_time() is not None:
+                return
+            self.evaluate(pending, self.config.min_learners)
+        for cand in kept:  # decisions in proposal order, against the baseline as it stands then
             if not cand.evaluated:
-                if self.stop.requested or self.out_of_time() is not None:
-                    return
-                self.evaluate(cand, self.config.min_learners)
+                return  # cut by the wall budget: stays in flight
             if cand.stats is not None and cand.decision is None:
                 if self.stop.requested or self.out_of_time() is not None:
                     return

@@ -10,8 +10,9 @@ decisions and replays need no training.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,11 +27,57 @@ from evaluators.stats import GainEstimate, gain_estimate
 from evaluators.train import EpochTick
 from spaces.base import SearchSpace, SizeCap
 
-__all__ = ["Evaluator", "LocalEvaluator", "load_probs", "gain_between"]
+__all__ = ["Evaluator", "EvalJob", "LocalEvaluator", "run_job", "load_probs", "gain_between"]
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """One training request: ``spec`` at ``fidelity`` for ``seeds`` (only those ``previous``
+    lacks); ``label`` names it in progress and errors. It may train ``time_limit_s`` seconds
+    (``--eval-time-limit``) and never past ``deadline`` (epoch seconds: the run's wall budget)."""
+
+    label: str
+    spec: object
+    spec_hash: str
+    fidelity: Fidelity
+    seeds: tuple[int, ...]
+    previous: EvalResult | None = None
+    time_limit_s: float | None = None
+    deadline: float | None = None
+
+    def limit(self) -> tuple[float | None, bool]:
+        """Seconds it may train if it starts now, and whether the deadline sets them."""
+        if self.deadline is None:
+            return self.time_limit_s, False
+        left = self.deadline - time.time()
+        if self.time_limit_s is not None and self.time_limit_s <= left:
+            return self.time_limit_s, False
+        return left, True
+
+
+def run_job(evaluator: Evaluator, job: EvalJob,
+            on_epoch: Callable[[EpochTick], None] | None = None) -> EvalResult | EvalFailure:
+    """Run one job now: a deadline already past or cutting the training gives a timeout
+    failure marked ``by_deadline``."""
+    limit, by_deadline = job.limit()
+    if by_deadline and limit <= 0:
+        return EvalFailure(spec_hash=job.spec_hash,
+                           fidelity=job.fidelity.name, seeds=job.seeds, kind="timeout",
+                           message="the run's wall budget ended before it started",
+                           by_deadline=True)
+    result = evaluator.evaluate(job.spec, job.fidelity, job.seeds, previous=job.previous,
+                                time_limit_s=limit, on_epoch=on_epoch)
+    if isinstance(result, EvalFailure) and result.kind == "timeout" and by_deadline:
+        return result.model_copy(update={"by_deadline": True})
+    return result
 
 
 class Evaluator(ABC):
-    """Trains learners of specs; the loop's only way to get statistics."""
+    """Trains learners of specs; the loop's only way to get statistics.
+
+    :meth:`evaluate` is synchronous; :meth:`evaluate_many` takes independent jobs at once and
+    returns their results in the jobs' order (here one after the other; a distributed evaluator
+    runs them in parallel)."""
 
     @abstractmethod
     def evaluate(self, spec, fidelity: Fidelity, seeds: Sequence[int], *,
@@ -40,6 +87,15 @@ class Evaluator(ABC):
         """Statistics of one learner per seed of ``spec`` at ``fidelity``; with ``previous``
         (same spec and fidelity, its seeds a prefix of ``seeds``) only the new seeds train.
         ``on_epoch`` is called as training goes (progress)."""
+
+    def evaluate_many(self, jobs: Sequence[EvalJob],
+                      on_epoch: Callable[[str], Callable[[EpochTick], None]] | None = None
+                      ) -> Iterator[tuple[int, EvalResult | EvalFailure]]:
+        """(index, result) of every job as each finishes (here one after the other; a
+        distributed evaluator runs them at once and yields in completion order).
+        ``on_epoch(label)`` gives a job's progress callback where progress can be shown."""
+        for i, job in enumerate(jobs):
+            yield i, run_job(self, job, on_epoch(job.label) if on_epoch else None)
 
 
 @dataclass

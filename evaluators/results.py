@@ -104,8 +104,11 @@ class EvalResult(EvalKey):
 
 
 class EvalFailure(EvalKey):
-    """An evaluation that ended without statistics, and why. Failures are results, not crashes."""
+    """An evaluation that ended without statistics, and why. Failures are results, not crashes.
+    ``by_deadline``: a timeout set by the run's wall budget, not by the candidate (the caller
+    keeps it in flight instead of logging a failure)."""
 
     kind: FailureKind
     message: str
     wall_s: float = 0.0
+    by_deadline: bool = False
