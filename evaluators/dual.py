@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -33,8 +34,8 @@ from evaluators.train import (
 )
 from spaces.base import SearchSpace, SizeCap, SpecTooLarge
 
-__all__ = ["evaluate", "train_spec", "prepare_data", "choose_packed", "choose_threads",
-           "npz_name", "SMALL_STEP_FLOPS"]
+__all__ = ["evaluate", "train_new_learners", "summarise", "TrainedLearners", "train_spec",
+           "prepare_data", "choose_packed", "choose_threads", "npz_name", "SMALL_STEP_FLOPS"]
 
 # Below this many forward FLOPs per training step, CPU ops last microseconds and intra-op
 # threads cost more in synchronisation than they save; on a shared machine they are much worse
@@ -116,22 +117,34 @@ def classify_failure(err: BaseException) -> tuple[str, str]:
     return "error", f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
 
 
-def evaluate(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
-             seeds: Sequence[int] = (0, 1), *, npz_dir: str | Path, M: int = 50,
-             previous: EvalResult | None = None,
-             time_limit_s: float | None = None, cap: SizeCap | None = None,
-             packed: bool | Literal["auto"] = "auto", n_boot: int = 200,
-             threads: int | None | Literal["auto"] = "auto",
-             compile_model: bool = False,
-             on_epoch: Callable[[EpochTick], None] | None = None) -> EvalResult | EvalFailure:
-    """Train one learner of ``spec`` per seed and return the statistics of all of them, or why
-    that failed.
+@dataclass
+class TrainedLearners:
+    """The new learners of one evaluation before any statistics: what a training process (this
+    one, or a remote worker) hands back. ``seeds`` are all the evaluation's seeds (the earlier
+    ones first), ``runs`` the new learners only; ``labels``/``y_test`` are the validation and
+    test labels; ``wall_s``/``device_s`` the seconds spent so far and training."""
 
-    ``previous``: an earlier evaluation of the same spec and fidelity to extend; only the seeds
-    it lacks are trained, its saved probabilities are read back from ``npz_dir``, and the result
-    (saved as a new ``.npz``) covers every learner. ``M``: the ensemble size for ``seed_var``.
-    ``threads``: CPU intra-op threads while training (see :func:`choose_threads`);
-    ``compile_model``: ``torch.compile`` the training forward; ``on_epoch``: progress callback."""
+    spec_hash: str
+    fidelity: Fidelity
+    seeds: tuple[int, ...]
+    runs: list[LearnerRun]
+    labels: np.ndarray
+    y_test: np.ndarray
+    cost: dict[str, int]
+    wall_s: float
+    device_s: float
+
+
+def train_new_learners(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
+                       seeds: Sequence[int], *, previous: EvalResult | None = None,
+                       time_limit_s: float | None = None, cap: SizeCap | None = None,
+                       packed: bool | Literal["auto"] = "auto",
+                       threads: int | None | Literal["auto"] = "auto",
+                       compile_model: bool = False,
+                       on_epoch: Callable[[EpochTick], None] | None = None
+                       ) -> TrainedLearners | EvalFailure:
+    """The training half of :func:`evaluate`: train the seeds ``previous`` lacks; reads and
+    writes no file."""
     spec_hash = space.canonical_hash(spec)
     seeds = tuple(int(s) for s in seeds)
     old_seeds = tuple(previous.seeds) if previous is not None else ()
@@ -154,18 +167,28 @@ def evaluate(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
         kind, message = classify_failure(err)
         return EvalFailure(spec_hash=spec_hash, fidelity=fidelity.name, seeds=seeds, kind=kind,
                            message=message, wall_s=time.monotonic() - start)
+    return TrainedLearners(spec_hash, fidelity, seeds, runs,
+                           task.y_val.cpu().numpy().astype(np.int64), task.y_test.cpu().numpy(),
+                           cost, time.monotonic() - start, device_s)
 
-    labels = task.y_val.cpu().numpy().astype(np.int64)
+
+def summarise(trained: TrainedLearners, *, npz_dir: str | Path, M: int = 50,
+              previous: EvalResult | None = None, n_boot: int = 200) -> EvalResult:
+    """The statistics half of :func:`evaluate`: join ``previous``'s saved probabilities (read
+    from ``npz_dir``) with the new learners', save all of them as the new ``.npz`` and compute
+    E, σ², ρ, their CIs and the seed variance at ensemble size ``M``."""
+    start = time.monotonic()
+    seeds, labels, runs = trained.seeds, trained.labels, trained.runs
     probs = np.stack([r.val_probs for r in runs]).astype(np.float32)
     if previous is not None:
         with np.load(Path(npz_dir) / previous.npz) as saved:
             probs = np.concatenate([saved["probs"], probs])
-    name = npz_name(spec_hash, fidelity, seeds)
+    name = npz_name(trained.spec_hash, trained.fidelity, seeds)
     Path(npz_dir).mkdir(parents=True, exist_ok=True)
     np.savez(Path(npz_dir) / name, probs=probs, labels=labels)
     stats = residual_stats(probs, labels)
     ci, se = bootstrap_stats(probs, labels, n_boot=n_boot, seed=seeds[0])
-    y_test = task.y_test.cpu().numpy()
+    y_test = trained.y_test
     learners = [LearnerResult(
         seed=r.seed, val_acc=float(np.mean(r.val_probs.argmax(1) == labels)),
         val_nll=float(-np.mean(np.log(np.clip(r.val_probs[np.arange(len(labels)), labels],
@@ -174,9 +197,34 @@ def evaluate(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
         test_acc=float(np.mean(r.test_probs.argmax(1) == y_test)),
         curves=Curves(train_loss=r.train_loss, val_acc=r.val_acc, grad_norm=r.grad_norm),
     ) for r in runs]
-    return EvalResult(spec_hash=spec_hash, fidelity=fidelity.name, seeds=seeds, E=stats.E,
-                      sigma2=stats.sigma2, rho=stats.rho, ci=ci, se=se,
+    return EvalResult(spec_hash=trained.spec_hash, fidelity=trained.fidelity.name, seeds=seeds,
+                      E=stats.E, sigma2=stats.sigma2, rho=stats.rho, ci=ci, se=se,
                       seed_var=seed_variance(residuals(probs, labels), M),
                       learners=(list(previous.learners) if previous else []) + learners,
-                      npz=name, wall_s=time.monotonic() - start, device_s=device_s,
-                      params=cost["params"], flops=cost["flops"])
+                      npz=name, wall_s=trained.wall_s + time.monotonic() - start,
+                      device_s=trained.device_s, params=trained.cost["params"],
+                      flops=trained.cost["flops"])
+
+
+def evaluate(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
+             seeds: Sequence[int] = (0, 1), *, npz_dir: str | Path, M: int = 50,
+             previous: EvalResult | None = None,
+             time_limit_s: float | None = None, cap: SizeCap | None = None,
+             packed: bool | Literal["auto"] = "auto", n_boot: int = 200,
+             threads: int | None | Literal["auto"] = "auto",
+             compile_model: bool = False,
+             on_epoch: Callable[[EpochTick], None] | None = None) -> EvalResult | EvalFailure:
+    """Train one learner of ``spec`` per seed and return the statistics of all of them, or why
+    that failed (:func:`train_new_learners`, then :func:`summarise`).
+
+    ``previous``: an earlier evaluation of the same spec and fidelity to extend; only the seeds
+    it lacks are trained, its saved probabilities are read back from ``npz_dir``, and the result
+    (saved as a new ``.npz``) covers every learner. ``M``: the ensemble size for ``seed_var``.
+    ``threads``: CPU intra-op threads while training (see :func:`choose_threads`);
+    ``compile_model``: ``torch.compile`` the training forward; ``on_epoch``: progress callback."""
+    trained = train_new_learners(spec, space, task, fidelity, seeds, previous=previous,
+                                 time_limit_s=time_limit_s, cap=cap, packed=packed,
+                                 threads=threads, compile_model=compile_model, on_epoch=on_epoch)
+    if isinstance(trained, EvalFailure):
+        return trained
+    return summarise(trained, npz_dir=npz_dir, M=M, previous=previous, n_boot=n_boot)
