@@ -7,7 +7,8 @@ What is replaced by ``[redacted]``:
 * the value of every environment variable whose name says it holds a secret (``*_API_KEY``,
   ``*KEY*``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``; values of 8+ characters);
 * obvious key shapes: ``sk-…``/``pk-…``/``rk-…``/``gsk-…``/``xai-…`` keys, ``Bearer …``
-  credentials, ``AIza…`` (Google) and ``AKIA…`` (AWS) ids, ``ghp_…`` (GitHub) tokens;
+  credentials, the value after ``Authorization:``/``api_key=``/``x-api-key:`` (any scheme),
+  ``AIza…`` (Google) and ``AKIA…`` (AWS) ids, ``ghp_…`` (GitHub) tokens;
 * in URLs: the user-info (``user:pass@``) and every query-string value (``?key=…``).
 """
 
@@ -22,12 +23,15 @@ __all__ = ["redact", "redact_url", "redact_tree", "REDACTED", "secret_values"]
 
 REDACTED = "[redacted]"
 _SECRET_NAMES = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
-_PATTERNS = [
-    re.compile(r"\b(?:sk|pk|rk|gsk|xai)-[A-Za-z0-9_\-]{8,}"),
-    re.compile(r"\b(?:Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]{6,}", re.I),
-    re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),
-    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
-    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"),
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    # a credential after its header or field name: "Authorization: Basic …", "api_key": "…"
+    (re.compile(r"(?i)\b(authorization|api[-_]?key|x-api-key|access[-_]?token)(\"?'?\s*[:=]\s*\"?'?)"
+                r"(?:(?:bearer|basic|token)\s+)?[A-Za-z0-9._~+/=\-]{8,}"), r"\1\2" + REDACTED),
+    (re.compile(r"\bBearer\s+[A-Za-z0-9._~+/=\-]{8,}"), "Bearer " + REDACTED),
+    (re.compile(r"\b(?:sk|pk|rk|gsk|xai)-[A-Za-z0-9_\-]{8,}"), REDACTED),
+    (re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"), REDACTED),
+    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), REDACTED),
+    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), REDACTED),
 ]
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s\"'<>`]+")
 
@@ -67,9 +71,8 @@ def redact(text: str, secrets: list[str] | None = None) -> str:
     for value in secret_values() if secrets is None else secrets:
         if value in text:
             text = text.replace(value, REDACTED)
-    for pattern in _PATTERNS:
-        text = pattern.sub(lambda m: (m.group(0).split()[0] + " " + REDACTED)
-                           if " " in m.group(0) else REDACTED, text)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
     if "://" in text:
         text = _URL.sub(lambda m: redact_url(m.group(0)), text)
     return text

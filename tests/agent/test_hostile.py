@@ -57,7 +57,10 @@ def test_redact_hides_env_keys_key_shapes_and_url_credentials(monkeypatch):
                    "alice", "pw-9999", "QQQ"):
         assert secret not in out, secret
     assert "example.com:8080/v1?api_key=[redacted]&x=[redacted]#frag" in out
-    assert redact("monkey-business and sk-local stay") == "monkey-business and sk-local stay"
+    assert redact("Authorization: Basic dXNlcjpwYXNzd29yZA==") == "Authorization: [redacted]"
+    assert redact('{"api_key": "abcd1234efgh"}') == '{"api_key": "[redacted]"}'
+    prose = "monkey-business, a basic building block, a Bearer bond, and sk-local stay"
+    assert redact(prose) == prose
     assert redact_tree({"a": [("http://u:p@h/x",)], "n": 1.5}) == {"a": [["http://[redacted]@h/x"]],
                                                                    "n": 1.5}
 
