@@ -3,6 +3,8 @@
 import json
 import time
 
+import pytest
+
 from tests.agent.fake_openai_server import FakeServer, error
 from tests.agent.runcli import TINY, events_of, run_cli, run_dir_of
 from tests.agent.test_llm_proposer import SECRET, good
@@ -62,6 +64,7 @@ def test_a_slow_model_cannot_hold_the_run_past_its_wall_budget(tmp_path, monkeyp
         assert not [e for e in events if e["event"] == "proposal" and e["proposal_id"] != "baseline"]
 
 
+@pytest.mark.slow
 def test_a_hostile_server_cannot_crash_the_run_bloat_the_log_or_leak_the_key(tmp_path, monkeypatch):
     """An echoed Authorization header inside a 1 MB reply, then a 100k-deep JSON reply to the
     repair turn: both proposals end as logged rejections and the run finishes normally."""

@@ -16,6 +16,8 @@ import pytest
 from agent.lock import RunFolderBusy, RunFolderLock
 from tests.agent.runcli import ROOT, TINY, events_of, run_cli, run_dir_of
 
+pytestmark = pytest.mark.slow  # each test starts the real entry point (seconds of imports)
+
 HOLD = ("import sys, time; from agent.lock import RunFolderLock; "
         "RunFolderLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)")
 
