@@ -4,20 +4,29 @@ from __future__ import annotations
 
 from evaluators.predictor.base import CandidateFilter, FilterScore, PassThroughFilter
 
-__all__ = ["list_predictors", "make_filter", "CandidateFilter", "FilterScore", "PassThroughFilter"]
+__all__ = ["PREDICTORS", "list_predictors", "make_filter", "CandidateFilter", "FilterScore",
+           "PassThroughFilter"]
+
+#: ``--predictor`` name -> the ensemble's GIN (``EnsemblePredictor(gnn=...)``); ``none`` filters nothing
+PREDICTORS: dict[str, str | None] = {
+    "gnn-ensemble": "scratch",   # forest + boosted trees + a GIN trained from random weights
+    "dcl-ensemble": "pretrained",  # the GIN starts from the stage-1 contrastive encoder (DCL-ENAS)
+    "none": None,
+}
 
 
 def list_predictors() -> list[str]:
-    return ["gnn-ensemble", "none"]
+    return list(PREDICTORS)
 
 
 def make_filter(name: str, space, task_info, *, refit_every: int = 20, min_labels: int = 8,
                 seed: int = 0, total_iterations: int = 10) -> CandidateFilter:
-    if name == "none":
+    """The filter ``--predictor name`` selects (UCB over the ensemble's mean and std)."""
+    if name not in PREDICTORS:
+        raise ValueError(f"unknown predictor {name!r}; choose one of: {', '.join(list_predictors())}")
+    if PREDICTORS[name] is None:
         return PassThroughFilter()
-    if name == "gnn-ensemble":
-        from evaluators.predictor.filter import UCBFilter
+    from evaluators.predictor.filter import UCBFilter
 
-        return UCBFilter(space, task_info, refit_every=refit_every, min_labels=min_labels,
-                         seed=seed, total_iterations=total_iterations)
-    raise ValueError(f"unknown predictor {name!r}; choose one of: {', '.join(list_predictors())}")
+    return UCBFilter(space, task_info, refit_every=refit_every, min_labels=min_labels, seed=seed,
+                     total_iterations=total_iterations, gnn=PREDICTORS[name])

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
 
+from evaluators.predictor.contrastive import PretrainConfig, load_or_pretrain
 from evaluators.predictor.features import curve_features, static_features
 from evaluators.predictor.gnn import GINRanker
 
@@ -32,12 +33,25 @@ class Record:
 
 
 class EnsemblePredictor:
+    """``gnn``: which GIN rankers join the forest and the boosted trees: ``scratch`` (random
+    initialisation), ``pretrained`` (the stage-1 contrastive encoder, fine-tuned: DCL-ENAS),
+    ``both``, or ``none``. ``use_trees=False`` leaves the forest and the boosted trees out."""
+
+    GNN_MODES = ("scratch", "pretrained", "both", "none")
+
     def __init__(self, space, task_info=None, *, use_low_fidelity: bool = False,
                  use_curves: bool = False, seed: int = 0, gnn_epochs: int = 150,
-                 use_gnn: bool = True):
+                 use_gnn: bool = True, gnn: str = "scratch", use_trees: bool = True,
+                 pretrain: PretrainConfig | None = None):
+        if gnn not in self.GNN_MODES:
+            raise ValueError(f"gnn mode {gnn!r}: choose one of {', '.join(self.GNN_MODES)}")
+        if not use_trees and (gnn == "none" or not use_gnn):
+            raise ValueError("a predictor with neither trees nor a GIN predicts nothing")
         self.space, self.task_info, self.seed = space, task_info, seed
         self.use_low_fidelity, self.use_curves = use_low_fidelity, use_curves
-        self.gnn_epochs, self.use_gnn = gnn_epochs, use_gnn
+        self.gnn_epochs, self.use_trees = gnn_epochs, use_trees
+        self.gnn_mode = gnn if use_gnn else "none"
+        self.pretrain = pretrain or PretrainConfig()
         self._cache: dict[str, np.ndarray] = {}
         self.fitted = False
 
@@ -76,31 +90,45 @@ class EnsemblePredictor:
         low = [r.low_fidelity for r in records] if self.use_low_fidelity else None
         curves = [r.curves for r in records] if self.use_curves else None
         X, extra, graphs = self._design(specs, low, curves)
-        self.forest = RandomForestRegressor(n_estimators=200, min_samples_leaf=1, max_features=0.5,
-                                            random_state=self.seed, n_jobs=1).fit(X, y)
-        self.boost = GradientBoostingRegressor(n_estimators=150, max_depth=3, learning_rate=0.05,
-                                               subsample=0.8, random_state=self.seed).fit(X, y)
-        self.gnn = None
-        if self.use_gnn and len(records) >= 4:
-            self.gnn = GINRanker(epochs=self.gnn_epochs, seed=self.seed).fit(graphs, extra, y)
-            score, _ = self.gnn.predict(graphs, extra)
-            A = np.stack([score, np.ones_like(score)], 1)
-            self.calib = np.linalg.lstsq(A, y, rcond=None)[0]  # target ≈ a·score + b
+        if self.use_trees:
+            self.forest = RandomForestRegressor(n_estimators=200, min_samples_leaf=1, max_features=0.5,
+                                                random_state=self.seed, n_jobs=1).fit(X, y)
+            self.boost = GradientBoostingRegressor(n_estimators=150, max_depth=3, learning_rate=0.05,
+                                                   subsample=0.8, random_state=self.seed).fit(X, y)
+        self.gnns: list[tuple[GINRanker, np.ndarray]] = []
+        if len(records) >= 4 or not self.use_trees:
+            for state in self._encoder_states():
+                gnn = GINRanker(hidden=self.pretrain.hidden, layers=self.pretrain.layers,
+                                dropout=self.pretrain.dropout, bidirectional=self.pretrain.bidirectional,
+                                epochs=self.gnn_epochs,
+                                seed=self.seed, encoder_state=state).fit(graphs, extra, y)
+                score, _ = gnn.predict(graphs, extra)
+                A = np.stack([score, np.ones_like(score)], 1)
+                self.gnns.append((gnn, np.linalg.lstsq(A, y, rcond=None)[0]))  # target ≈ a·score + b
         self.y_std = float(y.std()) or 1.0
         self.fitted = True
         return self
+
+    def _encoder_states(self) -> list[dict | None]:
+        states: list[dict | None] = []
+        if self.gnn_mode in ("scratch", "both"):
+            states.append(None)
+        if self.gnn_mode in ("pretrained", "both"):
+            states.append(load_or_pretrain(self.space, self.pretrain).state)
+        return states
 
     def predict(self, specs, low_fidelity=None, curves=None) -> tuple[np.ndarray, np.ndarray]:
         """Predicted target (mean) and uncertainty (std) per spec."""
         if not self.fitted:
             raise RuntimeError("predict before fit")
         X, extra, graphs = self._design(specs, low_fidelity, curves)
-        trees = np.stack([t.predict(X) for t in self.forest.estimators_])
-        preds = [trees.mean(0), self.boost.predict(X)]
-        variances = [trees.var(0)]
-        if self.gnn is not None:
-            score, mc_std = self.gnn.predict(graphs, extra)
-            a, b = self.calib
+        preds, variances = [], []
+        if self.use_trees:
+            trees = np.stack([t.predict(X) for t in self.forest.estimators_])
+            preds += [trees.mean(0), self.boost.predict(X)]
+            variances.append(trees.var(0))
+        for gnn, (a, b) in self.gnns:
+            score, mc_std = gnn.predict(graphs, extra)
             preds.append(a * score + b)
             variances.append((a * mc_std) ** 2)
         preds = np.stack(preds)

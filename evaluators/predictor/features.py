@@ -14,7 +14,8 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["encode_spec", "graph_features", "cost_features", "curve_features", "static_features"]
+__all__ = ["schema_slots", "encode_spec", "graph_features", "cost_features", "curve_features",
+           "static_features"]
 
 
 def _resolve(schema: dict, node: dict) -> dict:
@@ -41,13 +42,17 @@ def _slots(space_name: str, schema_text: str) -> list[tuple[str, int | None, tup
     return slots
 
 
-def encode_spec(space, spec) -> np.ndarray:
+def schema_slots(space) -> list[tuple[str, int | None, tuple]]:
+    """Every categorical choice of the space's specs: (field, list index or None, values)."""
     import json
 
-    slots = _slots(space.name, json.dumps(space.json_schema(), sort_keys=True))
+    return _slots(space.name, json.dumps(space.json_schema(), sort_keys=True))
+
+
+def encode_spec(space, spec) -> np.ndarray:
     data = spec.model_dump()
     out = []
-    for name, index, values in slots:
+    for name, index, values in schema_slots(space):
         value = data[name] if index is None else data[name][index]
         out += [float(value == v) for v in values]
     return np.asarray(out, dtype=np.float32)

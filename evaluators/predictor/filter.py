@@ -3,7 +3,9 @@
 Score for a quantity to minimise: ``score = −μ + β(t)·σ`` (higher is better), with
 β(t) = β₀·(1 − t/T) decaying over the run (explore early, exploit late). Below ``min_labels``
 labelled records it passes proposals through (first k) and says so; it refits after every
-``refit_every`` new records, and when ``min_labels`` is first reached.
+``refit_every`` new records, and when ``min_labels`` is first reached. ``gnn`` picks the
+ensemble's GIN (see :class:`~evaluators.predictor.ensemble.EnsemblePredictor`): ``pretrained``
+loads (or, the first time for a space, trains and caches) the stage-1 contrastive encoder.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ def ucb_scores(mean: np.ndarray, std: np.ndarray, beta: float) -> np.ndarray:
 
 class UCBFilter:
     def __init__(self, space, task_info=None, *, refit_every: int = 20, min_labels: int = 8,
-                 seed: int = 0, total_iterations: int = 10, beta0: float = 1.0, gnn_epochs: int = 150):
-        self.space, self.task_info = space, task_info
+                 seed: int = 0, total_iterations: int = 10, beta0: float = 1.0, gnn_epochs: int = 150,
+                 gnn: str = "scratch"):
+        self.space, self.task_info, self.gnn = space, task_info, gnn
         self.refit_every, self.min_labels = refit_every, min_labels
         self.total_iterations, self.beta0, self.seed = max(1, total_iterations), beta0, seed
         self.gnn_epochs = gnn_epochs
@@ -41,7 +44,7 @@ class UCBFilter:
         first = self.predictor is None and len(self.records) >= self.min_labels
         if first or (self.predictor is not None and self._since_fit >= self.refit_every):
             self.predictor = EnsemblePredictor(self.space, self.task_info, seed=self.seed,
-                                               gnn_epochs=self.gnn_epochs).fit(self.records)
+                                               gnn_epochs=self.gnn_epochs, gnn=self.gnn).fit(self.records)
             self._since_fit = 0
 
     def keep(self, specs, k: int, iteration: int) -> list[FilterScore]:
