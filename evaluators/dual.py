@@ -141,10 +141,11 @@ def train_new_learners(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
                        packed: bool | Literal["auto"] = "auto",
                        threads: int | None | Literal["auto"] = "auto",
                        compile_model: bool = False,
-                       on_epoch: Callable[[EpochTick], None] | None = None
-                       ) -> TrainedLearners | EvalFailure:
-    """The training half of :func:`evaluate`: train the seeds ``previous`` lacks; reads and
-    writes no file."""
+                       on_epoch: Callable[[EpochTick], None] | None = None,
+                       only: Sequence[int] | None = None) -> TrainedLearners | EvalFailure:
+    """The training half of :func:`evaluate`: train the seeds ``previous`` lacks (``only``: just
+    these of them, a part of the evaluation trained apart from the rest); reads and writes no
+    file."""
     spec_hash = space.canonical_hash(spec)
     seeds = tuple(int(s) for s in seeds)
     old_seeds = tuple(previous.seeds) if previous is not None else ()
@@ -153,6 +154,10 @@ def train_new_learners(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
     new_seeds = list(seeds[len(old_seeds):])
     if len(seeds) < 2 or not new_seeds:
         raise ValueError(f"an evaluation needs >= 2 learners and new seeds, got {seeds}")
+    if only is not None:
+        if not only or not set(only) <= set(new_seeds):
+            raise ValueError(f"seeds {tuple(only)} are not among the new seeds {tuple(new_seeds)}")
+        new_seeds = [s for s in new_seeds if s in set(only)]
     start = time.monotonic()
     try:
         cost = space.check_size(spec, task.info, cap, width_mult=fidelity.width_mult)

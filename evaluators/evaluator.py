@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -27,7 +27,10 @@ from evaluators.stats import GainEstimate, gain_estimate
 from evaluators.train import EpochTick
 from spaces.base import SearchSpace, SizeCap
 
-__all__ = ["Evaluator", "EvalJob", "LocalEvaluator", "run_job", "load_probs", "gain_between"]
+__all__ = ["Evaluator", "EvalJob", "LocalEvaluator", "run_job", "within_limit", "load_probs",
+           "gain_between"]
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -59,14 +62,22 @@ def run_job(evaluator: Evaluator, job: EvalJob,
             on_epoch: Callable[[EpochTick], None] | None = None) -> EvalResult | EvalFailure:
     """Run one job now: a deadline already past or cutting the training gives a timeout
     failure marked ``by_deadline``."""
+    return within_limit(job, lambda limit: evaluator.evaluate(
+        job.spec, job.fidelity, job.seeds, previous=job.previous, time_limit_s=limit,
+        on_epoch=on_epoch))
+
+
+def within_limit(job: EvalJob, train: Callable[[float | None], R]) -> R | EvalFailure:
+    """``train(seconds it may take)`` under ``job``'s limits, started now (here or on a remote
+    worker): a deadline already past or cutting the training gives a timeout failure marked
+    ``by_deadline``."""
     limit, by_deadline = job.limit()
     if by_deadline and limit <= 0:
         return EvalFailure(spec_hash=job.spec_hash,
                            fidelity=job.fidelity.name, seeds=job.seeds, kind="timeout",
                            message="the run's wall budget ended before it started",
                            by_deadline=True)
-    result = evaluator.evaluate(job.spec, job.fidelity, job.seeds, previous=job.previous,
-                                time_limit_s=limit, on_epoch=on_epoch)
+    result = train(limit)
     if isinstance(result, EvalFailure) and result.kind == "timeout" and by_deadline:
         return result.model_copy(update={"by_deadline": True})
     return result
