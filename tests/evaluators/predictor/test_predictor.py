@@ -73,15 +73,21 @@ def test_filter_passes_through_then_keeps_exactly_k_with_scores(table):
         make_filter("oracle", SPACE, None)
 
 
-def test_predictor_works_for_the_hierarchical_space():
+@pytest.mark.parametrize("gnn", ["scratch", "pretrained"])
+def test_predictor_works_for_the_hierarchical_space(gnn, tmp_path, monkeypatch):
+    from evaluators.predictor import contrastive
+
+    monkeypatch.setenv("EDAS_CACHE", str(tmp_path))
     space = get_space("hierarchical")
     rng = np.random.default_rng(0)
     specs = [space.sample(rng) for _ in range(12)]
     y = np.array([s.depth / 50 + (s.activation == "relu") for s in specs], dtype=float)
     records = [Record(s, t) for s, t in zip(specs, y, strict=True)]
-    p = EnsemblePredictor(space, seed=0, gnn_epochs=30).fit(records)
+    tiny = contrastive.PretrainConfig(specs=64, epochs=2, batch=32)
+    p = EnsemblePredictor(space, seed=0, gnn_epochs=30, gnn=gnn, pretrain=tiny).fit(records)
     mean, std = p.predict(specs[:4])
     assert mean.shape == (4,) and np.all(std >= 0)
+    assert (tmp_path / "predictor").exists() == (gnn == "pretrained")
 
 
 @pytest.mark.slow
