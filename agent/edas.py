@@ -7,7 +7,8 @@
 * ``--strategy differentiable`` (strategy 2): dual learners of the baseline (π_old: every field)
   plus a pool of learners with random field masks → per-field surrogate → constrained gradient
   search over π (:mod:`evaluators.edas.differentiable`), every step logged; the final π is checked
-  with dual learners and the acceptance rule (and with true M-ensembles with ``--check``).
+  with dual learners and the acceptance rule, which has the last word (a rejected π leaves the
+  baseline in place: ``returned``), and with true M-ensembles with ``--check``.
 * ``--strategy llm`` (strategy 3): the search loop, ``python -m agent.run --space ctr``.
 
 Each run writes ``config.json``, ``trajectory.jsonl`` (``agent.trajectory.Trajectory``),

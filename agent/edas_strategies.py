@@ -114,20 +114,26 @@ def run_differentiable(args: argparse.Namespace, space, task, fidelity, base, lo
     decision = decide(Stats(new.E, new.sigma2, new.rho), Stats(old.E, old.sigma2, old.rho), M)
     log.append("dual_evaluated", 0, role="final", pi=pi_new.tolist(), **new.as_dict())
     log.append("decision", 0, **decision.to_dict())
-    console.print(f"rule: {decision.explanation}")
+    console.print(f"rule: {decision.explanation}" + ("" if decision.accepted else
+                                                      " — π is not adopted, the baseline stays"))
     result = {"strategy": "differentiable", "M": M, "kappa": args.kappa,
               "pi_old": pi_old.tolist(), "pi_final": pi_new.tolist(), "final_step": final.step,
               "surrogate_ens_old": steps[0].ens, "surrogate_ens_final": final.ens,
               "surrogate_constraint_final": final.constraint, "steps": [asdict(s) for s in steps],
               "dual_old": old.as_dict(), "dual_final": new.as_dict(),
               "decision": decision.to_dict(), "trainings": 2 + args.pool + 2,
-              "final_spec": new_spec.model_dump()}
+              "final_spec": new_spec.model_dump(),
+              # the rule has the last word: a rejected π leaves the baseline in place
+              "returned": "final" if decision.accepted else "baseline",
+              "returned_spec": (new_spec if decision.accepted else base).model_dump()}
     if args.check:
         checks = {}
         for role, spec in (("old", base), ("final", new_spec)):
             checks[role] = true_ensemble(spec, space, task, fidelity, M, check_seed)
             log.append("ensemble_checked", 0, role=role, **checks[role])
+        kept = checks["final"] if decision.accepted else checks["old"]
         result |= {"checks": checks, "check_trainings": 2 * M,
                    "monotonic_val": checks["final"]["true_ens"] <= checks["old"]["true_ens"],
-                   "monotonic_test": checks["final"]["test_true_ens"] <= checks["old"]["test_true_ens"]}
+                   "monotonic_test": checks["final"]["test_true_ens"] <= checks["old"]["test_true_ens"],
+                   "returned_true_ens": kept["true_ens"], "returned_test_true_ens": kept["test_true_ens"]}
     return result

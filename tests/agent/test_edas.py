@@ -59,6 +59,9 @@ def test_differentiable_end_to_end_logs_every_step(tmp_path):
     result = json.loads((run_dir / "result.json").read_text())
     assert result["surrogate_constraint_final"] <= 0 and result["trainings"] == 7
     assert set(result["checks"]) == {"old", "final"}
+    assert result["returned"] == ("final" if decision["accepted"] else "baseline")
+    kept = result["checks"]["final" if decision["accepted"] else "old"]
+    assert result["returned_test_true_ens"] == kept["test_true_ens"]
     assert (run_dir / "report" / "constraint_path.png").is_file()
 
 
