@@ -1,4 +1,5 @@
-"""The run's budgets in one place: iterations, wall seconds, device seconds, LLM dollars.
+"""The run's budgets in one place: iterations, wall seconds, device seconds, learner-epochs,
+LLM dollars.
 
 Every figure is read from the :class:`~agent.state.SearchState` (so a resumed run counts what
 earlier sessions spent) and the :class:`~agent.config.RunConfig`; nothing here has state of its
@@ -44,6 +45,8 @@ class Budget:
             return "iterations"
         if (reason := self.out_of_time()) is not None:
             return reason
+        if c.max_learner_epochs is not None and s.learner_epochs_spent >= c.max_learner_epochs:
+            return "max_learner_epochs"
         if c.max_cost_usd is not None and (
                 s.cost_usd + self.proposer.expected_call_cost_usd() > c.max_cost_usd):
             return "max_cost_usd"
@@ -75,6 +78,8 @@ class Budget:
             left["device_s"] = c.max_device_seconds - s.device_s
         if c.max_cost_usd is not None:
             left["cost_usd"] = c.max_cost_usd - s.cost_usd
+        if c.max_learner_epochs is not None:
+            left["learner_epochs"] = c.max_learner_epochs - s.learner_epochs_spent
         return left
 
     def deadline(self) -> float | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from agent.config import RunConfig
+from agent.config import DEFAULT_SCHEDULE, RunConfig
 
 __all__ = ["build_parser", "config_from_args", "checked_config", "UsageError", "default_wall_seconds"]
 
@@ -38,7 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     a("--download", action="store_true", help="let torchvision download CIFAR into --data-dir")
     a("--n-samples", type=int, default=None, help="cap on training+validation samples")
     a("--device", default=d.device, help="cpu | cuda | auto (cuda when available)")
-    a("--fidelity", default=d.fidelity, help="low | medium | high")
+    a("--fidelity", default=None, help="low | medium | high: one rung, every decision there "
+      "(default: low; on the embedded default task the schedule " + DEFAULT_SCHEDULE + ")")
+    a("--fidelity-schedule", default=None, metavar="RUNGS", help="progressive fidelity, lowest "
+      "rung first, e.g. low,medium,high or low:3,medium:12,high:40 (custom epochs): candidates "
+      "enter the first rung, are compared with the baseline at each rung, and only a decision "
+      "at the top rung (or the highest the budget allowed) moves the baseline")
+    a("--eta", type=int, default=d.eta, help="successive halving: the top 1/eta of a rung's "
+      "candidates are promoted")
+    a("--max-learner-epochs", type=float, default=None, help="budget in full-width learner-"
+      "epochs; under 20 %% left, no new first-rung work starts (conservative rule)")
     a("--ensemble-size", type=int, default=d.ensemble_size, help="M, the ensemble the rule decides about")
     a("--rule", default=d.rule, choices=["exact", "paper"], help="acceptance rule form")
     a("--margin", type=float, default=d.margin, help="z: accept only if the predicted gain "
@@ -50,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--confidence", type=float, default=d.confidence, help="a decision is confident when "
       "|predicted gain| exceeds the two-sided bound at this level (split over the looks); 0 = "
       "decide on the point estimate with MIN learners")
-    a("--predictor", default=d.predictor, help="gnn-ensemble | none")
+    a("--predictor", default=d.predictor,
+      help="gnn-ensemble (GIN from scratch) | dcl-ensemble (GIN from the contrastive encoder, "
+           "pretrained once per space and cached) | none")
     a("--predictor-refit", type=int, default=d.predictor_refit, help="refit after n new labels")
     a("--predictor-min-labels", type=int, default=d.predictor_min_labels,
       help="pass proposals through until this many labels exist")
@@ -68,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
       "--max-wall-seconds either)")
     a("--compile", action="store_true", help="torch.compile the training step (pays on a GPU "
       "for long trainings; compiling takes its own time, counted in each evaluation)")
+    a("--executor", default=d.executor, choices=["local", "ray"], help="where learners train: "
+      "this process, or Ray tasks (an iteration's candidates and learners at once; needs the "
+      "[ray] extra)")
+    a("--ray-address", default=None, metavar="ADDR", help="with --executor ray: empty starts a "
+      "local Ray on this machine; 'auto' or host:port joins a running cluster (ray start --head)")
+    a("--gpus-per-learner", type=float, default=None, metavar="G", help="with --executor ray: "
+      "GPUs one learner asks for (fractions share a GPU; a task asks min(1, G x its learners)); "
+      "default 1/MIN learners on CUDA, 0 on CPU")
+    a("--max-concurrent", type=int, default=None, metavar="N", help="with --executor ray: Ray "
+      "tasks in flight at most (default: as many as the cluster's resources allow)")
     a("--max-params", type=int, default=d.max_params, help="refuse specs with more parameters")
     a("--max-flops", type=int, default=d.max_flops, help="refuse specs with more FLOPs per sample")
     a("--baseline", default=None, help="JSON file with the first baseline spec")
@@ -117,7 +138,16 @@ def default_wall_seconds(space: str, dataset: str, fidelity: str) -> float | Non
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     fields = {k: v for k, v in vars(args).items() if k not in ("resume", "validate", "learners")}
     fields["validate_ensemble"] = args.validate
+    if args.fidelity is None:
+        fields["fidelity"] = RunConfig().fidelity
+        if args.fidelity_schedule is None and (args.space, args.dataset) == (
+                RunConfig().space, RunConfig().dataset):
+            fields["fidelity_schedule"] = DEFAULT_SCHEDULE  # the embedded default run
+    elif args.fidelity_schedule is not None:
+        raise UsageError("--fidelity and --fidelity-schedule: give one (a single rung is "
+                         "--fidelity-schedule NAME)")
     if fields.get("max_wall_seconds") is None:
-        fields["max_wall_seconds"] = default_wall_seconds(args.space, args.dataset, args.fidelity)
+        fields["max_wall_seconds"] = default_wall_seconds(args.space, args.dataset,
+                                                          fields["fidelity"])
     fields["min_learners"], fields["max_learners"] = parse_learners(args.learners)
     return checked_config(fields)

@@ -8,10 +8,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from evaluators.fidelity import Fidelity, parse_schedule
 from spaces.base import SizeCap
 
-__all__ = ["RunConfig", "package_versions", "SECRET_MARKERS", "BASELINE_LEARNERS"]
+__all__ = ["RunConfig", "package_versions", "SECRET_MARKERS", "BASELINE_LEARNERS",
+           "DEFAULT_SCHEDULE"]
 
+#: the embedded default run's progressive schedule (2-epoch rung, then the 6-epoch low preset)
+DEFAULT_SCHEDULE = "low:2,low"
 #: learners of the first baseline at least (the pooled seed variance needs three or more)
 BASELINE_LEARNERS = 4
 #: substrings of setting names never written to disk
@@ -34,6 +38,10 @@ class RunConfig(BaseModel):
     n_samples: int | None = Field(None, ge=20)
     device: str = "auto"
     fidelity: str = "low"
+    fidelity_schedule: str | None = Field(None, description="rungs, lowest first (low:2,low); "
+                                          "None: the single --fidelity")
+    eta: int = Field(3, ge=2, le=16)
+    max_learner_epochs: float | None = Field(None, gt=0)
     ensemble_size: int = Field(50, ge=2)
     rule: Literal["exact", "paper"] = "exact"
     margin: float = Field(0.0, ge=0.0)
@@ -51,6 +59,12 @@ class RunConfig(BaseModel):
     max_cost_usd: float | None = Field(None, ge=0)
     eval_time_limit: float | None = Field(None, gt=0)
     compile: bool = False
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = Field(None, description="empty: start a local Ray; auto or "
+                                    "host:port: join a cluster")
+    gpus_per_learner: float | None = Field(None, ge=0, le=1, description="None: 1/min_learners "
+                                           "on CUDA, 0 on CPU")
+    max_concurrent: int | None = Field(None, ge=1)
     max_params: int = Field(50_000_000, ge=1)
     max_flops: int = Field(20_000_000_000, ge=1)
     baseline: str | None = None
@@ -69,6 +83,10 @@ class RunConfig(BaseModel):
         """The seeds of a candidate's first ``n`` learners; every candidate uses the same ones
         (common random numbers), so learner i of two architectures shares its data order."""
         return tuple(1000 * self.seed + i for i in range(n))
+
+    def rungs(self) -> list[Fidelity]:
+        """The fidelity schedule, lowest rung first (ValueError naming a bad rung)."""
+        return parse_schedule(self.fidelity_schedule or self.fidelity)
 
     @property
     def size_cap(self) -> SizeCap:

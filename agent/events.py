@@ -17,7 +17,7 @@ from evaluators.results import EvalFailure, EvalResult, LearnerResult
 
 __all__ = ["Event", "parse_event", "LogInconsistent", "RunStarted", "Resumed", "ProposalEvent",
            "Repair", "ProposalRejected", "Filtered", "Evaluated", "Extended", "DecisionEvent",
-           "Validated", "RunFinished", "Failure"]
+           "Promoted", "Validated", "RunFinished", "Failure"]
 
 
 class LogInconsistent(ValueError):
@@ -102,6 +102,7 @@ class _Statistics(_Event):
     npz: str | None = None
     wall_s: float = 0.0
     device_s: float = 0.0
+    learner_epochs: float = 0.0  #: what this event's training cost (full-width learner-epochs)
 
 
 def _name(npz: str | None) -> str | None:
@@ -113,6 +114,7 @@ class Evaluated(_Statistics):
     """A candidate's first evaluation at a fidelity (or a copy of a logged one: ``cached``)."""
 
     event: Literal["evaluated"]
+    rung: int = 0  #: index of ``fidelity`` in the run's schedule
     learners: list[LearnerResult] = Field(default_factory=list)
     params: int | None = None
     flops: int | None = None
@@ -149,11 +151,17 @@ class Extended(_Statistics):
 
 
 class DecisionEvent(_Event):
-    """:class:`agent.rule.Decision` as logged, with the two proposal ids."""
+    """:class:`agent.rule.Decision` as logged, with the two proposal ids and the rung it was
+    made at. Only a ``final`` decision (top rung, or the highest rung the budget allowed) can
+    move the baseline; at a lower rung ``accepted`` means "ahead of the baseline there"."""
 
     event: Literal["decision"]
     proposal_id: str
     baseline_id: str
+    fidelity: str | None = None
+    rung: int = 0
+    final: bool = True
+    seq: int = 0  #: position in the log (set when read; not written)
     M: int
     rule: str
     E: float
@@ -182,6 +190,20 @@ class DecisionEvent(_Event):
     verdict: Literal["accepted", "rejected", "undecided"]
     accepted: bool
     explanation: str
+
+
+class Promoted(_Event):
+    """A candidate moves up a rung: ``score`` is its predicted top-rung ensemble error,
+    ``reason`` the rule that promoted it (successive halving, opportunistic, conservative)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    event: Literal["promoted"]
+    proposal_id: str
+    from_: str = Field(alias="from")
+    to: str
+    score: float | None = None
+    reason: str
 
 
 class Validated(_Event):
@@ -214,7 +236,7 @@ class RunFinished(_Event):
 
 
 Event = Annotated[RunStarted | Resumed | ProposalEvent | Repair | ProposalRejected | Filtered
-                  | Evaluated | Extended | DecisionEvent | Validated | RunFinished,
+                  | Evaluated | Extended | DecisionEvent | Promoted | Validated | RunFinished,
                   Field(discriminator="event")]
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 

@@ -21,12 +21,14 @@ from agent.budget import Budget, StopRequested
 from agent.config import RunConfig
 from agent.proposers.base import ProposalContext, Proposer, ProposerFatal, ProposerOutOfTime
 from agent.rule import decide, learner_schedule, next_learners
+from agent.rungs import plan_promotions, refit, rung_cost
 from agent.state import Candidate, SearchState
 from agent.trajectory import EVALS, Trajectory
 from evaluators.data import Task
 from evaluators.evaluator import EvalJob, Evaluator, gain_between
 from evaluators.fidelity import Fidelity
 from evaluators.predictor.base import CandidateFilter
+from evaluators.promotion import CONSERVATIVE_SHARE, RungPredictor
 from evaluators.results import EvalFailure, EvalResult
 from spaces.base import SearchSpace, SizeCap, SpecTooLarge
 
@@ -39,7 +41,7 @@ class SearchLoop:
     run_dir: Path
     space: SearchSpace
     task: Task
-    fidelity: Fidelity
+    rungs: list[Fidelity]  # the fidelity schedule, lowest first; one rung = single fidelity
     proposer: Proposer
     cand_filter: CandidateFilter
     trajectory: Trajectory
@@ -50,6 +52,17 @@ class SearchLoop:
 
     def __post_init__(self) -> None:
         self.budget = Budget(self.config, self.state, self.proposer, self.stop)
+        self.rung_predictor = RungPredictor(self.config.ensemble_size)
+
+    @property
+    def fidelity(self) -> Fidelity:
+        """The top rung: where decisions that move the baseline are made."""
+        return self.rungs[-1]
+
+    @property
+    def width_mult(self) -> float:
+        """The widest training width of the schedule (proposals are size-checked at it)."""
+        return max(r.width_mult for r in self.rungs)
 
     # ---- logging ----------------------------------------------------------------------
     def log(self, event: str, iteration: int, **fields: Any) -> dict[str, Any]:
@@ -80,7 +93,15 @@ class SearchLoop:
                      tokens_in=0, tokens_out=0, cost_usd=0.0)
             cand = self.state.candidates["baseline"]
         if not cand.evaluated:
-            self.evaluate([cand], self.config.baseline_learners)
+            self.evaluate([cand], self.config.baseline_learners, self.rungs[0])
+
+    def baseline_at(self, rung: Fidelity) -> bool:
+        """Evaluate the current baseline at ``rung`` the first time a decision there needs it;
+        False if the wall budget cut it or it failed there (then nothing can be decided)."""
+        base = self.state.baseline
+        if rung.name not in base.results and rung.name not in base.failures:
+            self.evaluate([base], self.config.baseline_learners, rung)
+        return rung.name in base.results
 
     def context(self, iteration: int) -> ProposalContext:
         M = self.config.ensemble_size
@@ -90,7 +111,7 @@ class SearchLoop:
             baseline=self.state.history_item(self.state.baseline, M),
             best_accepted=self.state.best_accepted(M), last_rejected=self.state.last_rejected(M),
             budget_left=self.budget.left(), seen_hashes=frozenset(self.state.seen_hashes),
-            deadline=self.budget.deadline(), cap=self.cap, width_mult=self.fidelity.width_mult)
+            deadline=self.budget.deadline(), cap=self.cap, width_mult=self.width_mult)
 
     def propose(self, iteration: int) -> None:
         """Ask for K proposals and log each: valid ones, and why the others were rejected."""
@@ -116,7 +137,7 @@ class SearchLoop:
         """Why a parsed spec cannot be trained (re-validated, size-capped), or None."""
         try:
             spec = self.space.parse(spec.model_dump())
-            self.space.check_size(spec, self.task.info, self.cap, self.fidelity.width_mult)
+            self.space.check_size(spec, self.task.info, self.cap, self.width_mult)
         except ValidationError as err:
             return f"invalid spec: {self.space.validation_error_text(err)}"
         except SpecTooLarge as err:
@@ -137,108 +158,171 @@ class SearchLoop:
                      predicted_mean=score.predicted_mean, predicted_std=score.predicted_std,
                      score=score.score, kept=score.kept, note=score.note)
 
-    def _train(self, cands: list[Candidate], learners: int
+    def _train(self, cands: list[Candidate], learners: int, rung: Fidelity
                ) -> Iterator[tuple[Candidate, EvalResult | EvalFailure]]:
-        """Train each of ``cands`` up to ``learners`` learners (only the seeds it lacks) as one
-        batch of independent jobs, yielding each result as it arrives; a job the run's wall
-        budget cut (not the candidate) yields nothing and stays resumable."""
-        jobs = [EvalJob(c.proposal_id, self.space.parse(c.spec), c.spec_hash, self.fidelity,
-                        self.config.learner_seeds(learners), c.result,
+        """Train each of ``cands`` up to ``learners`` learners at ``rung`` (only the seeds it
+        lacks) as one batch of independent jobs, yielding each result as it arrives; a job the
+        run's wall budget cut (not the candidate) yields nothing and stays resumable."""
+        jobs = [EvalJob(c.proposal_id, self.space.parse(c.spec), c.spec_hash, rung,
+                        self.config.learner_seeds(learners), c.results.get(rung.name),
                         self.config.eval_time_limit, self.budget.deadline()) for c in cands]
         progress = self.progress.training if self.progress is not None else None
         for i, result in self.evaluator.evaluate_many(jobs, on_epoch=progress):
             if not (isinstance(result, EvalFailure) and result.by_deadline):
                 yield cands[i], result
 
-    def evaluate(self, cands: list[Candidate], learners: int) -> None:
-        """Train ``learners`` learners of each of ``cands`` at once (or reuse a logged evaluation
-        of the same architecture at this fidelity); log each ``evaluated`` event as it comes."""
-        todo = []
+    def evaluate(self, cands: list[Candidate], learners: int, rung: Fidelity) -> None:
+        """Train ``learners`` learners of each of ``cands`` at ``rung`` at once (or reuse a
+        logged evaluation of the same architecture there); log each ``evaluated`` as it comes."""
+        todo, r = [], self.rungs.index(rung)
         for cand in cands:
-            logged = self.state.results.get((cand.spec_hash, self.fidelity.name))
+            logged = self.state.results.get((cand.spec_hash, rung.name))
             if logged is None:
                 todo.append(cand)
                 continue
-            self.log("evaluated", cand.iteration, **_statistics(cand, logged, self.config),
+            self.log("evaluated", cand.iteration, rung=r, **_statistics(cand, logged, self.config),
                      learners=logged.learners, params=logged.params, flops=logged.flops,
                      cached=True)
-        for cand, result in self._train(todo, learners) if todo else ():
+        for cand, result in self._train(todo, learners, rung) if todo else ():
             if isinstance(result, EvalFailure):
-                self.log("evaluated", cand.iteration, **_failure(cand, result))
+                self.log("evaluated", cand.iteration, rung=r, **_failure(cand, result))
                 continue
-            self.log("evaluated", cand.iteration, **_statistics(cand, result, self.config),
-                     learners=result.learners, params=result.params, flops=result.flops)
-            self.cand_filter.observe(self.space.parse(cand.spec),
-                                     result.stats.ens_error(self.config.ensemble_size))
+            self.log("evaluated", cand.iteration, rung=r, **_statistics(cand, result, self.config),
+                     learners=result.learners, params=result.params, flops=result.flops,
+                     learner_epochs=rung.learner_epochs(len(result.learners)))
+            if r == 0:
+                self.cand_filter.observe(self.space.parse(cand.spec),
+                                         result.stats.ens_error(self.config.ensemble_size))
 
-    def extend(self, cand: Candidate, learners: int) -> bool:
-        """Grow ``cand``'s evaluation to ``learners`` learners and log ``extended``; False when
-        the wall budget cut it (nothing logged) — a failure is logged and returns True."""
-        before = len(cand.result.learners)
-        for _, result in self._train([cand], learners):
+    def extend(self, cand: Candidate, learners: int, rung: Fidelity) -> bool:
+        """Grow ``cand``'s evaluation at ``rung`` to ``learners`` learners and log ``extended``;
+        False when the wall budget cut it (nothing logged) — a failure is logged, True."""
+        before = len(cand.results[rung.name].learners)
+        for _, result in self._train([cand], learners, rung):
             if isinstance(result, EvalFailure):
                 self.log("extended", cand.iteration, **_failure(cand, result))
             else:
                 self.log("extended", cand.iteration, **_statistics(cand, result, self.config),
-                         new_learners=result.learners[before:])
+                         new_learners=result.learners[before:],
+                         learner_epochs=rung.learner_epochs(len(result.learners) - before))
             return True
         return False
 
-    def decide(self, cand: Candidate) -> None:
-        """The sequential rule: look at the gain with the learners both sides have; while it is
-        not confident and the candidate is below ``--learners MAX``, add learners to it (and,
-        with the same seeds, to the baseline, which keeps them) and look again. Logs the
-        ``decision`` once it is confident or MAX is reached (then *undecided*)."""
-        c, M = self.config, self.config.ensemble_size
+    def affordable(self, cand: Candidate, r: int, reserved: float = 0.0) -> bool:
+        """Whether ``--max-learner-epochs`` pays for ``cand`` at rung ``r`` (MIN learners, and
+        the baseline's learners there if it has none yet)."""
+        if self.config.max_learner_epochs is None:
+            return True
+        rung, base = self.rungs[r], self.state.baseline
+        need = rung_cost(rung, self.config.min_learners) + reserved
+        if rung.name not in base.results:
+            need += rung_cost(rung, self.config.baseline_learners)
+        return self.state.learner_epochs_spent + need <= self.config.max_learner_epochs
+
+    def decide(self, cand: Candidate, rung: Fidelity) -> None:
+        """The sequential rule at ``rung``: look at the gain with the learners both sides have
+        there; while it is not confident and the candidate is below ``--learners MAX``, add
+        learners to it (and, with the same seeds, to the baseline, which keeps them) and look
+        again. Logs the ``decision`` once confident or at MAX (then *undecided*); it is final
+        at the top rung or at the highest rung the budget allowed."""
+        c, M, r = self.config, self.config.ensemble_size, self.rungs.index(rung)
         looks = len(learner_schedule(c.min_learners, c.max_learners))
         failed_growth: set[str] = set()
         while True:
             base = self.state.baseline
-            L_new, L_old = len(cand.result.learners), len(base.result.learners)
+            new, old = cand.results[rung.name], base.results[rung.name]
+            L_new, L_old = len(new.learners), len(old.learners)
             if L_old < L_new and base.proposal_id not in failed_growth:
-                if not self.extend(base, L_new):
+                if not self.extend(base, L_new, rung):
                     return  # the wall budget ended: the decision stays in flight
-                if len(base.result.learners) < L_new:
+                if len(base.results[rung.name].learners) < L_new:
                     failed_growth.add(base.proposal_id)
                 continue
             more = next_learners(L_new, c.min_learners, c.max_learners)
             if cand.proposal_id in failed_growth or base.proposal_id in failed_growth:
                 more = None
-            estimate = gain_between(self.run_dir / EVALS, cand.result, base.result, M,
-                                    pool=self.state.seed_pool())
-            d = decide(cand.stats, base.stats, M, c.rule, c.margin, estimate,
+            estimate = gain_between(self.run_dir / EVALS, new, old, M,
+                                    pool=self.state.seed_pool(rung.name))
+            d = decide(new.stats, old.stats, M, c.rule, c.margin, estimate,
                        confidence=c.confidence, looks=looks, final=more is None)
             if d.confident or more is None:
+                top = r == len(self.rungs) - 1
+                final = top or (d.accepted and not self.affordable(cand, r + 1))
+                note = ({} if top or not final else
+                        {"explanation": d.explanation + f"; final at {rung.name}, the highest "
+                         "rung the learner-epoch budget allowed"})
                 self.log("decision", cand.iteration, proposal_id=cand.proposal_id,
-                         baseline_id=base.proposal_id, **d.to_dict())
+                         baseline_id=base.proposal_id, **(d.to_dict() | note),
+                         fidelity=rung.name, rung=r, final=final)
                 return
             if self.stop.requested or self.out_of_time() is not None:
                 return
-            if not self.extend(cand, more):
+            if not self.extend(cand, more, rung):
                 return
-            if len(cand.result.learners) < more:
+            if len(cand.results[rung.name].learners) < more:
                 failed_growth.add(cand.proposal_id)
+
+    def conservative(self) -> bool:
+        """Under 20 % of ``--max-learner-epochs`` left: no new first-rung work."""
+        cap = self.config.max_learner_epochs
+        return cap is not None and cap - self.state.learner_epochs_spent < CONSERVATIVE_SHARE * cap
+
+    def advance(self) -> None:
+        """Bring every active candidate as far as the log and the rules allow: evaluate those
+        entered at a rung (one batch per rung), decide them in proposal order against the
+        baseline at that rung, then promote and repeat. Resumes whatever step was cut."""
+        while not (self.stop.requested or self.out_of_time()):
+            for rung in self.rungs:
+                active = [c for c in (self.state.candidates[p] for p in self.state.order)
+                          if c.proposal_id != "baseline" and c.kept and not c.rejected
+                          and (c.rung or self.rungs[0].name) == rung.name and not c.stopped]
+                pending = [c for c in active if rung.name not in c.results]
+                if pending and not self.baseline_at(rung):
+                    return
+                if pending:
+                    self.evaluate(pending, self.config.min_learners, rung)
+                for cand in active:
+                    if rung.name not in cand.results:
+                        if not cand.failures:
+                            return  # cut by the wall budget: stays in flight
+                        continue
+                    if rung.name not in cand.decisions:
+                        if self.stop.requested or self.out_of_time() is not None:
+                            return
+                        if not self.baseline_at(rung):
+                            return
+                        self.decide(cand, rung)
+            if len(self.rungs) == 1 or not self.promote():
+                return
+
+    def promote(self) -> bool:
+        """Log the promotions :func:`agent.rungs.plan_promotions` finds; True if any."""
+        refit(self.rung_predictor, self.state, self.rungs)
+        reserved = [0.0]
+
+        def affordable(cand: Candidate, r: int) -> bool:
+            ok = self.affordable(cand, r, reserved[0])
+            if ok:
+                reserved[0] += rung_cost(self.rungs[r], self.config.min_learners)
+            return ok
+
+        plan = plan_promotions(self.state, self.rungs, self.rung_predictor, self.config.eta,
+                               self.conservative(), affordable)
+        for p in plan:
+            self.log("promoted", p.candidate.iteration, proposal_id=p.candidate.proposal_id,
+                     **{"from": p.src}, to=p.dst, score=p.score, reason=p.reason)
+        return bool(plan)
 
     def run_iteration(self, iteration: int) -> None:
         """One iteration; on resume, picks up whatever part of it the log already holds."""
         if not self.state.in_iteration(iteration):
+            if self.conservative():
+                return  # no new first-rung work: only promotions of waiting candidates
             self.propose(iteration)
         if self.stop.requested:
             return
         self.filter(iteration)
-        kept = [c for c in self.state.in_iteration(iteration) if c.kept and not c.rejected]
-        pending = [c for c in kept if not c.evaluated]
-        if pending:  # independent trainings: one batch (parallel where the evaluator can)
-            if self.stop.requested or self.out_of_time() is not None:
-                return
-            self.evaluate(pending, self.config.min_learners)
-        for cand in kept:  # decisions in proposal order, against the baseline as it stands then
-            if not cand.evaluated:
-                return  # cut by the wall budget: stays in flight
-            if cand.stats is not None and cand.decision is None:
-                if self.stop.requested or self.out_of_time() is not None:
-                    return
-                self.decide(cand)
+        self.advance()
 
     def run(self, baseline_spec) -> str:
         """Run until a budget ends; returns the stop reason."""
@@ -254,7 +338,10 @@ class SearchLoop:
                 reason = self.budget.stop_reason(iteration)
                 if reason is not None:
                     return reason
+                logged = self.state.events_applied
                 self.run_iteration(iteration)
+                if self.conservative() and self.state.events_applied == logged:
+                    return "max_learner_epochs"  # nothing left to promote, no new work to start
                 iteration += 1
         except ProposerOutOfTime:  # the call in flight was cut: nothing of it was logged
             return self.out_of_time() or "max_wall_seconds"

@@ -50,12 +50,13 @@ class Replayed:
     logged: DecisionEvent | None
 
 
-def replay_pool(run_dir: Path, state: SearchState, M: int) -> tuple[float, int] | None:
-    """The pooled seed variance at ``M`` from every logged evaluation with three or more
-    learners (all of them, as the run ended: the live run's pool grew as it went)."""
+def replay_pool(run_dir: Path, state: SearchState, M: int,
+                fidelity: str) -> tuple[float, int] | None:
+    """The pooled seed variance at ``M`` from every logged evaluation at ``fidelity`` with three
+    or more learners (all of them, as the run ended: the live run's pool grew as it went)."""
     items = []
-    for result in state.results.values():
-        if len(result.seeds) >= 3:
+    for (_, f), result in state.results.items():
+        if f == fidelity and len(result.seeds) >= 3:
             probs, labels = load_probs(run_dir / EVALS, result)
             items.append((len(probs), seed_variance(residuals(probs, labels), M)))
     return pool_seed_variance(items)
@@ -63,18 +64,25 @@ def replay_pool(run_dir: Path, state: SearchState, M: int) -> tuple[float, int] 
 
 def redecide(run_dir: Path, M: int, rule: str, margin: float, confidence: float,
              learners: tuple[int, int]) -> list[Replayed]:
-    """Every logged decision, in logged order, re-made under new settings from logged learners."""
+    """Every logged decision (every rung), in logged order, re-made under new settings from the
+    logged learners at its rung; the baseline moves only on a decision the run made final."""
     state = SearchState.from_events(read_events(run_dir).events)
     if state.candidates.get("baseline") is None or state.candidates["baseline"].result is None:
         raise RunFolderError(f"{run_dir}: the baseline was never evaluated")
     lo, hi = learners
     looks = len(learner_schedule(lo, hi))
-    pool = replay_pool(run_dir, state, M)
+    pools: dict[str, tuple[float, int] | None] = {}
     baseline_id, out = "baseline", []
     for logged in state.decisions():
+        rung = logged.fidelity or state.candidates[logged.proposal_id].rung
         new, old = state.candidates[logged.proposal_id], state.candidates[baseline_id]
-        p_new, labels = load_probs(run_dir / EVALS, new.result)
-        p_old, _ = load_probs(run_dir / EVALS, old.result)
+        if rung not in old.results:  # the replay's baseline was never trained at this rung
+            continue
+        if rung not in pools:
+            pools[rung] = replay_pool(run_dir, state, M, rung)
+        pool = pools[rung]
+        p_new, labels = load_probs(run_dir / EVALS, new.results[rung])
+        p_old, _ = load_probs(run_dir / EVALS, old.results[rung])
         L = lo
         while True:  # the live loop's looks, on the first L learners of each side
             L_old = max(L, max(lo, BASELINE_LEARNERS) if baseline_id == "baseline" else lo)
@@ -88,7 +96,7 @@ def redecide(run_dir: Path, M: int, rule: str, margin: float, confidence: float,
                 break
             L = more
         out.append(Replayed(logged.proposal_id, baseline_id, d, short and not d.confident, logged))
-        if d.accepted:
+        if d.accepted and logged.final:
             baseline_id = logged.proposal_id
     return out
 
@@ -170,12 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     except (RunFolderError, OSError, KeyError, ValueError, UsageError) as err:
         print(f"error: {args.run_dir}: cannot replay ({err})", file=sys.stderr)
         return 2
-    final = next((r.proposal_id for r in reversed(rows) if r.decision.accepted), "baseline")
-    logged_final = next((r.proposal_id for r in reversed(rows) if r.logged.accepted), "baseline")
+    final = next((r.proposal_id for r in reversed(rows)
+                  if r.decision.accepted and r.logged.final), "baseline")
+    logged_final = next((r.proposal_id for r in reversed(rows)
+                         if r.logged.accepted and r.logged.final), "baseline")
     if args.json:
         for r in rows:
             print(json.dumps(r.decision.to_dict() | {
                 "proposal_id": r.proposal_id, "baseline_id": r.baseline_id,
+                "fidelity": r.logged.fidelity, "final": r.logged.final,
                 "needs_more_learners": r.needs_more, "logged_verdict": r.logged.verdict}))
         print(json.dumps({"final_baseline": final, "logged_final_baseline": logged_final}))
         return 0

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 from agent.events import DecisionEvent, Validated  # noqa: E402
+from agent.report_rungs import rung_lines  # noqa: E402
 from agent.rule import verdict_text  # noqa: E402
 from agent.state import SearchState  # noqa: E402
 from agent.trajectory import REPORT, RunFolderError, read_events  # noqa: E402
@@ -133,7 +134,8 @@ def _decision_lines(state: SearchState, decisions: list[DecisionEvent]) -> list[
               f"{_fmt(d.gain_se_seed) if d.gain_se_seed is not None else 'unknown'})"
               if d.gain_se_total is not None else "")
         lines.append(
-            f"| {d.proposal_id} | {d.baseline_id} | {d.learners}/{d.learners_old} | "
+            f"| {d.proposal_id}{'' if d.fidelity is None else ' @ ' + d.fidelity} | "
+            f"{d.baseline_id} | {d.learners}/{d.learners_old} | "
             f"{_fmt(d.E)} | {_fmt(d.sigma2)} | {_fmt(d.rho)} | {_fmt(d.predicted_ens_error)} | "
             f"{_fmt(d.baseline_predicted_ens_error)} | {d.gain:.4f}{se} | {d.accepted_exact} | "
             f"{d.accepted_paper} | **{verdict_text(d)}** | {d.explanation} |")
@@ -149,7 +151,7 @@ def write_report(run_dir: str | Path) -> Path:
     out.mkdir(exist_ok=True)
     decisions = state.decisions()
     plot_decision_plane(decisions, config.get("rule", "exact"), out / "decision_plane.png")
-    plot_baseline_curve(decisions, out / "baseline_curve.png")
+    plot_baseline_curve(state.final_decisions(), out / "baseline_curve.png")
     lines = [f"# Search report: {run_dir.name}", "",
              f"space `{config.get('space')}`, dataset `{config.get('dataset')}`, fidelity "
              f"`{config.get('fidelity')}`, model `{config.get('model')}`, rule "
@@ -164,6 +166,7 @@ def write_report(run_dir: str | Path) -> Path:
         lines += ["> the trajectory ends with a torn line (crash mid-write); it was ignored", ""]
     lines += ["![decision plane](decision_plane.png)", "", "![baseline](baseline_curve.png)", ""]
     lines += _decision_lines(state, decisions)
+    lines += rung_lines(state, out, config.get("ensemble_size", 50))
     disagree = [d for d in decisions if d.accepted_exact != d.accepted_paper]
     lines += ["", "## Where the exact and paper forms disagree", ""]
     lines += [f"- {d.proposal_id}: exact {'accepts' if d.accepted_exact else 'rejects'}, "

@@ -28,10 +28,11 @@ __all__ = ["Resumed", "explicit_flags", "reopen", "RESUME_FLAGS"]
 
 #: flags a resumed run takes (budgets may be raised; the server address may move)
 RESUME_FLAGS = ("iterations", "max_wall_seconds", "max_device_seconds", "max_cost_usd",
-                "api_base")
+                "max_learner_epochs", "api_base")
 #: the flag that must be raised to continue a run that ended for this reason
 _RAISE_FOR = {"iterations": "iterations", "max_wall_seconds": "max_wall_seconds",
-              "max_device_seconds": "max_device_seconds", "max_cost_usd": "max_cost_usd"}
+              "max_device_seconds": "max_device_seconds", "max_cost_usd": "max_cost_usd",
+              "max_learner_epochs": "max_learner_epochs"}
 #: flag dest → the RunConfig fields it sets, where they are not the same name
 _FIELDS = {"validate": ("validate_ensemble",), "learners": ("min_learners", "max_learners")}
 

@@ -152,6 +152,11 @@ def verdict_text(d) -> str:
     """The words the live display, the summary and the report use for a decision (a
     :class:`Decision` or its logged event): ``accepted, confident``, ``rejected, confident``,
     ``undecided``, or plain ``accepted``/``rejected`` under the point-estimate rule (z = 0)."""
+    if not getattr(d, "final", True):  # a lower rung: it only says whether to go on
+        if d.verdict == "undecided":
+            return f"undecided at {d.fidelity}"
+        word = "ahead" if d.verdict == "accepted" else "behind"
+        return f"{word} at {d.fidelity}" + (", confident" if d.confident and d.z > 0 else "")
     if d.verdict == "undecided":
         return "undecided"
     return f"{d.verdict}, confident" if d.confident and d.z > 0 else d.verdict

@@ -112,6 +112,36 @@ def make_filter(config: RunConfig, space, task_info):
         raise UsageError(f"--predictor: {err}") from None
 
 
+def make_evaluator(config: RunConfig, space, task):
+    """The evaluator ``--executor`` names, as a function of the run's npz folder. With ``ray``,
+    Ray is started or joined here, before any run folder exists (a missing extra, an
+    unreachable cluster or GPUs asked of a cluster without any: UsageError)."""
+    from functools import partial
+
+    from evaluators.evaluator import LocalEvaluator
+
+    if config.executor == "local":
+        return partial(LocalEvaluator, space, task, M=config.ensemble_size, cap=config.size_cap,
+                       compile_model=config.compile)
+    from evaluators import ray_evaluator as rx
+
+    try:
+        resources = rx.connect(config.ray_address)
+    except (rx.RayUnavailable, rx.ClusterUnreachable) as err:
+        raise UsageError(str(err)) from None
+    gpus = config.gpus_per_learner
+    if gpus is None:
+        gpus = 1 / config.min_learners if task.device.type == "cuda" else 0.0
+    if gpus > 0 and not resources.get("GPU"):
+        raise UsageError(f"--gpus-per-learner {gpus:g}: the Ray cluster has no GPU")
+    recipe = rx.TaskRecipe(config.dataset, str(task.device), config.data_dir, config.n_samples,
+                           config.seed)
+    return lambda npz_dir: rx.RayEvaluator(
+        config.space, recipe, npz_dir, config.ensemble_size, cap=config.size_cap,
+        compile_model=config.compile, gpus_per_learner=gpus,
+        max_concurrent=config.max_concurrent, address=config.ray_address)
+
+
 def prepare(argv: list[str] | None):
     """Parse flags, check every name and file, and create or reopen the run folder."""
     from spaces import get_space
@@ -132,12 +162,11 @@ def prepare(argv: list[str] | None):
     if config.dataset not in list_datasets():
         raise UsageError(f"--dataset: unknown dataset {config.dataset!r}; choose one of: "
                          f"{', '.join(list_datasets())}")
-    from evaluators.fidelity import get_fidelity
-
     try:
-        fidelity = get_fidelity(config.fidelity)
+        rungs = config.rungs()
     except ValueError as err:
-        raise UsageError(f"--fidelity: {err}") from None
+        flag = "--fidelity-schedule" if config.fidelity_schedule else "--fidelity"
+        raise UsageError(f"{flag}: {err}") from None
     if config.keep > config.proposals:
         raise UsageError(f"--keep {config.keep} must not exceed --proposals {config.proposals}")
     if resumed is None and config.baseline:
@@ -150,7 +179,7 @@ def prepare(argv: list[str] | None):
                 console.print(f"[yellow]note:[/] {note}")
         except PromptTemplateError as err:
             raise UsageError(str(err)) from None
-    return args, config, resumed, space, fidelity
+    return args, config, resumed, space, rungs
 
 
 def lock_new_run(run_dir: Path) -> RunFolderLock:
@@ -166,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     from evaluators.data import DatasetUnavailable, load_task
 
     try:
-        args, config, resumed, space, fidelity = prepare(argv)
+        args, config, resumed, space, rungs = prepare(argv)
         device = resolve_device(config.device)
         try:
             task = load_task(config.dataset, device=device, data_dir=config.data_dir,
@@ -179,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         if why:
             console.print(f"[yellow]note:[/] {why}")
         cand_filter, filter_note = make_filter(config, space, task.info)
+        evaluator_at = make_evaluator(config, space, task)
         if resumed is None:
             run_dir = new_run_dir(config)
             lock = lock_new_run(run_dir)
@@ -210,11 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = StopRequested()
     previous = signal.signal(signal.SIGINT, stop.set)
     progress = LiveProgress(console, config)
-    from evaluators.evaluator import LocalEvaluator
-
-    evaluator = LocalEvaluator(space, task, run_dir / EVALS, config.ensemble_size,
-                               cap=config.size_cap, compile_model=config.compile)
-    loop = SearchLoop(config, run_dir, space, task, fidelity, proposer, cand_filter, trajectory,
+    evaluator = evaluator_at(run_dir / EVALS)
+    loop = SearchLoop(config, run_dir, space, task, rungs, proposer, cand_filter, trajectory,
                       state, stop, evaluator, progress)
     for cand in state.candidates.values():  # a resumed predictor relearns what the log holds
         if cand.stats is not None:

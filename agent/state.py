@@ -19,6 +19,7 @@ from agent.events import (
     Extended,
     Filtered,
     LogInconsistent,
+    Promoted,
     ProposalEvent,
     ProposalRejected,
     Resumed,
@@ -33,12 +34,12 @@ from evaluators.stats import pool_seed_variance
 
 __all__ = ["Candidate", "SearchState", "LogInconsistent"]
 
-EvalKey = tuple[str, str]  # (spec hash, fidelity)
-
 
 @dataclass
 class Candidate:
-    """One proposal as the log knows it."""
+    """One proposal as the log knows it. ``rung`` is the fidelity it is at (None until it
+    enters the first rung; ``promoted`` events move it up); ``result``, ``failure`` and
+    ``decision`` are those of that rung, and ``results``/``decisions`` keep every rung's."""
 
     proposal_id: str
     iteration: int
@@ -47,10 +48,23 @@ class Candidate:
     source: str = ""
     rejected: str | None = None
     kept: bool | None = None  # None until a `filtered` event
-    key: EvalKey | None = None  # set by its `evaluated` event
-    result: EvalResult | None = None  # the evaluation with every learner logged so far
-    failure: EvalFailure | None = None
-    decision: DecisionEvent | None = None
+    rung: str | None = None
+    results: dict[str, EvalResult] = field(default_factory=dict)  # every learner logged so far
+    failures: dict[str, EvalFailure] = field(default_factory=dict)
+    decisions: dict[str, DecisionEvent] = field(default_factory=dict)
+    promotions: list[Promoted] = field(default_factory=list)
+
+    @property
+    def result(self) -> EvalResult | None:
+        return self.results.get(self.rung) if self.rung else None
+
+    @property
+    def failure(self) -> EvalFailure | None:
+        return self.failures.get(self.rung) if self.rung else None
+
+    @property
+    def decision(self) -> DecisionEvent | None:
+        return self.decisions.get(self.rung) if self.rung else None
 
     @property
     def evaluated(self) -> bool:
@@ -59,6 +73,18 @@ class Candidate:
     @property
     def stats(self) -> Stats | None:
         return self.result.stats if self.result is not None else None
+
+    @property
+    def final(self) -> DecisionEvent | None:
+        """The decision that settled it for the baseline (top rung, or the highest the budget
+        allowed), or None."""
+        return next((d for d in self.decisions.values() if d.final), None)
+
+    @property
+    def stopped(self) -> bool:
+        """Out of the search: failed, or confidently behind the baseline at some rung."""
+        return bool(self.failures) or any(
+            d.confident and d.verdict == "rejected" for d in self.decisions.values())
 
 
 def _ts(time: str) -> float:
@@ -69,7 +95,7 @@ def _ts(time: str) -> float:
 class SearchState:
     candidates: dict[str, Candidate] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
-    results: dict[EvalKey, EvalResult] = field(default_factory=dict)
+    results: dict[tuple[str, str], EvalResult] = field(default_factory=dict)  # (hash, fidelity)
     baseline_id: str | None = None
     first_baseline_id: str | None = None
     iteration: int = 0
@@ -80,10 +106,12 @@ class SearchState:
     accepted: int = 0
     evaluations: int = 0
     learners_trained: int = 0
+    learner_epochs: dict[str, float] = field(default_factory=dict)  # spent, per fidelity
     seen_hashes: set[str] = field(default_factory=set)
     config: dict[str, Any] | None = None
     finished: RunFinished | None = None
     validated: list[Validated] = field(default_factory=list)
+    _seq: int = 0
     _session_start: float | None = None
     _session_last: float | None = None
     _wall_before: float = 0.0
@@ -99,6 +127,9 @@ class SearchState:
             self._session_start = t
         self._session_last = t
         self.iteration = max(self.iteration, event.iteration)
+        self._seq += 1
+        if isinstance(event, DecisionEvent):
+            event = event.model_copy(update={"seq": self._seq})
         getattr(self, f"_on_{event.event}")(event)
 
     def _cand(self, event) -> Candidate:
@@ -138,19 +169,25 @@ class SearchState:
         cand = self._cand(event)
         self.evaluations += 1
         self.device_s += event.device_s
+        self._spend(event.fidelity, event.learner_epochs)
+        if cand.rung is None:
+            cand.rung = event.fidelity
         result = event.result()
         if isinstance(result, EvalFailure):
-            cand.failure = result
+            cand.failures[event.fidelity] = result
             return
-        cand.key = (result.spec_hash, result.fidelity)
-        if event.cached and cand.key in self.results:
-            result = self.results[cand.key]  # the grown evaluation, not the copy's snapshot
+        key = (result.spec_hash, result.fidelity)
+        if event.cached and key in self.results:
+            result = self.results[key]  # the grown evaluation, not the copy's snapshot
         else:
             self.learners_trained += len(result.learners)
-            self.results[cand.key] = result
-        cand.result = result
-        if cand.proposal_id == "baseline":
+            self.results[key] = result
+        cand.results[event.fidelity] = result
+        if cand.proposal_id == "baseline" and self.baseline_id is None:
             self.baseline_id = self.first_baseline_id = "baseline"
+
+    def _spend(self, fidelity: str, learner_epochs: float) -> None:
+        self.learner_epochs[fidelity] = self.learner_epochs.get(fidelity, 0.0) + learner_epochs
 
     def _on_extended(self, event: Extended) -> None:
         self._cand(event)
@@ -159,18 +196,27 @@ class SearchState:
             raise LogInconsistent(f"event 'extended' of {event.proposal_id!r} extends an "
                                   f"evaluation of {key} that was never logged")
         self.device_s += event.device_s
+        self._spend(event.fidelity, event.learner_epochs)
         self.learners_trained += len(event.new_learners)
         grown = self.results[key] = event.extend(self.results[key])
         for c in self.candidates.values():
-            if c.key == key:
-                c.result = grown
+            if c.spec_hash == event.spec_hash and event.fidelity in c.results:
+                c.results[event.fidelity] = grown
 
     def _on_decision(self, event: DecisionEvent) -> None:
         cand = self._cand(event)
-        cand.decision = event
-        if event.accepted:
+        cand.decisions[event.fidelity or cand.rung] = event
+        if event.accepted and event.final:
             self.baseline_id = event.proposal_id
             self.accepted += 1
+
+    def _on_promoted(self, event: Promoted) -> None:
+        cand = self._cand(event)
+        if cand.rung != event.from_:
+            raise LogInconsistent(f"event 'promoted' moves {event.proposal_id!r} from "
+                                  f"{event.from_!r}, but it is at {cand.rung!r}")
+        cand.promotions.append(event)
+        cand.rung = event.to
 
     def _on_validated(self, event: Validated) -> None:
         self.validated.append(event)
@@ -195,36 +241,51 @@ class SearchState:
     def baseline(self) -> Candidate | None:
         return self.candidates.get(self.baseline_id) if self.baseline_id else None
 
-    def seed_pool(self) -> tuple[float, int] | None:
-        """The run-level seed variance (φ, ν) at the run's M from every evaluation with three or
-        more learners (:func:`evaluators.stats.pool_seed_variance`)."""
-        return pool_seed_variance((len(r.seeds), r.seed_var) for r in self.results.values())
+    def seed_pool(self, fidelity: str) -> tuple[float, int] | None:
+        """The run-level seed variance (φ, ν) at the run's M from every evaluation at
+        ``fidelity`` with three or more learners (:func:`evaluators.stats.pool_seed_variance`);
+        learners' seed noise differs between fidelities, so each rung has its own pool."""
+        return pool_seed_variance((len(r.seeds), r.seed_var) for (_, f), r in self.results.items()
+                                  if f == fidelity)
 
     def decisions(self) -> list[DecisionEvent]:
-        return [self.candidates[p].decision for p in self.order if self.candidates[p].decision]
+        """Every logged decision, every rung, in log order."""
+        return sorted((d for c in self.candidates.values() for d in c.decisions.values()),
+                      key=lambda d: d.seq)
+
+    def final_decisions(self) -> list[DecisionEvent]:
+        """The decisions that could move the baseline, in log order."""
+        return [d for d in self.decisions() if d.final]
+
+    @property
+    def events_applied(self) -> int:
+        return self._seq
+
+    @property
+    def learner_epochs_spent(self) -> float:
+        return sum(self.learner_epochs.values())
 
     def in_iteration(self, iteration: int) -> list[Candidate]:
         return [self.candidates[p] for p in self.order if self.candidates[p].iteration == iteration]
 
     def history_item(self, cand: Candidate, M: int) -> HistoryItem:
         s = cand.stats
-        d = cand.decision
+        d = cand.final or cand.decision
         return HistoryItem(
             proposal_id=cand.proposal_id, spec=cand.spec or {},
             E=s.E if s else None, sigma2=s.sigma2 if s else None, rho=s.rho if s else None,
             predicted_ens_error=s.ens_error(M) if s else None,
-            accepted=bool(d and d.accepted) or cand.proposal_id == "baseline",
+            accepted=bool(d and d.accepted and d.final) or cand.proposal_id == "baseline",
             explanation=(d.explanation if d else None) or cand.rejected
             or (cand.failure.message if cand.failure else "") or "")
 
     def best_accepted(self, M: int, n: int = 5) -> list[HistoryItem]:
-        accepted = [c for c in self.candidates.values() if c.decision and c.decision.accepted
+        accepted = [c for c in self.candidates.values() if c.final and c.final.accepted
                     and c.stats]
         accepted.sort(key=lambda c: c.stats.ens_error(M))
         return [self.history_item(c, M) for c in accepted[:n]]
 
     def last_rejected(self, M: int, n: int = 5) -> list[HistoryItem]:
-        rejected = [self.candidates[p] for p in self.order
-                    if (self.candidates[p].decision and not self.candidates[p].decision.accepted)
-                    or self.candidates[p].rejected or self.candidates[p].failure]
+        rejected = [c for c in (self.candidates[p] for p in self.order)
+                    if (c.final and not c.final.accepted) or c.stopped or c.rejected]
         return [self.history_item(c, M) for c in rejected[-n:]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Fidelity", "PRESETS", "get_fidelity"]
+__all__ = ["Fidelity", "PRESETS", "get_fidelity", "parse_schedule"]
 
 
 class Fidelity(BaseModel):
@@ -41,3 +41,30 @@ def get_fidelity(name: str) -> Fidelity:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown fidelity {name!r}; choose one of: {', '.join(PRESETS)}") from None
+
+
+def parse_schedule(text: str) -> list[Fidelity]:
+    """Rungs of a progressive schedule, lowest first: ``low,medium,high`` or with custom epochs
+    ``low:3,medium:12,high:40`` (a preset with its epochs replaced, named ``low-3ep``). Rungs must
+    be distinct and grow in cost (learner-epochs), at most 6."""
+    rungs = []
+    for part in str(text).split(","):
+        name, _, epochs = part.strip().partition(":")
+        try:
+            base = get_fidelity(name)
+            rung = base if not epochs else base.model_copy(update={
+                "epochs": int(epochs), "name": f"{name}-{int(epochs)}ep"})
+            Fidelity.model_validate(rung.model_dump())
+        except ValueError as err:
+            raise ValueError(f"rung {part.strip()!r}: {err}".splitlines()[0]) from None
+        rungs.append(rung)
+    if not 1 <= len(rungs) <= 6:
+        raise ValueError(f"{text!r}: expected 1 to 6 rungs")
+    names = [r.name for r in rungs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{text!r}: a rung appears twice")
+    costs = [r.learner_epochs() for r in rungs]
+    if any(b <= a for a, b in zip(costs, costs[1:], strict=False)):
+        raise ValueError(f"{text!r}: each rung must cost more learner-epochs than the one below "
+                         f"({', '.join(f'{n} {c:g}' for n, c in zip(names, costs, strict=True))})")
+    return rungs

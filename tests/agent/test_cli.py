@@ -225,13 +225,14 @@ def test_sigkill_then_resume_finishes_without_duplicate_evaluations(tmp_path):
 
 
 def _trained_seeds(events):
-    """(spec hash, seed) of every learner the log says was trained (cached copies excluded)."""
+    """(spec hash, fidelity, seed) of every learner the log says was trained (cached copies
+    excluded)."""
     out = []
     for e in events:
         if e["event"] == "evaluated" and not e.get("failure") and not e.get("cached"):
-            out += [(e["spec_hash"], l["seed"]) for l in e["learners"]]
+            out += [(e["spec_hash"], e["fidelity"], l["seed"]) for l in e["learners"]]
         elif e["event"] == "extended" and not e.get("failure"):
-            out += [(e["spec_hash"], l["seed"]) for l in e["new_learners"]]
+            out += [(e["spec_hash"], e["fidelity"], l["seed"]) for l in e["new_learners"]]
     return out
 
 

@@ -1,0 +1,126 @@
+"""The progressive-fidelity part of the report: rung flow, ranking stability, promotion scores.
+
+* flow — per rung: candidates that entered (were evaluated there), were promoted from it,
+  stopped there (a confident loss, or a failed evaluation), or were decided finally there;
+* ranking stability — Kendall τ between consecutive rungs of the run's own candidates'
+  predicted E_ens(M) (the survey's "does the low-fidelity ranking survive longer training?");
+* promotions — each promotion's score (the predicted top-rung E_ens) against the top-rung
+  E_ens the candidate then measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from scipy.stats import kendalltau  # noqa: E402
+
+from agent.state import SearchState  # noqa: E402
+from evaluators.fidelity import parse_schedule  # noqa: E402
+
+__all__ = ["RungFlow", "rung_flow", "rung_tau", "promotion_pairs", "rung_lines"]
+
+
+@dataclass(frozen=True)
+class RungFlow:
+    rung: str
+    entered: int
+    promoted: int
+    stopped: int
+    decided: int
+
+
+def _rungs(state: SearchState) -> list[str]:
+    config = state.config or {}
+    schedule = config.get("fidelity_schedule") or config.get("fidelity")
+    return [r.name for r in parse_schedule(schedule)] if schedule else []
+
+
+def rung_flow(state: SearchState, rungs: list[str]) -> list[RungFlow]:
+    cands = [c for c in state.candidates.values() if c.proposal_id != "baseline"]
+    out = []
+    for rung in rungs:
+        decided = [c.decisions[rung] for c in cands if rung in c.decisions]
+        out.append(RungFlow(
+            rung, entered=sum(1 for c in cands if rung in c.results or rung in c.failures),
+            promoted=sum(1 for c in cands for p in c.promotions if p.from_ == rung),
+            stopped=sum(1 for d in decided if d.confident and d.verdict == "rejected")
+            + sum(1 for c in cands if rung in c.failures),
+            decided=sum(1 for d in decided if d.final)))
+    return out
+
+
+def rung_tau(state: SearchState, rungs: list[str], M: int) -> list[tuple[str, str, int, float]]:
+    """(lower, upper, n, τ) for consecutive rungs over architectures evaluated at both."""
+    out = []
+    for lo, hi in zip(rungs, rungs[1:], strict=False):
+        both = [c for c in state.candidates.values() if lo in c.results and hi in c.results]
+        tau = (float(kendalltau([c.results[lo].stats.ens_error(M) for c in both],
+                                [c.results[hi].stats.ens_error(M) for c in both]).statistic)
+               if len(both) >= 3 else float("nan"))
+        out.append((lo, hi, len(both), tau))
+    return out
+
+
+def promotion_pairs(state: SearchState, top: str, M: int) -> list[tuple[str, float, float]]:
+    """(proposal id, predicted top-rung E_ens at its last promotion, measured top-rung E_ens)."""
+    return [(c.proposal_id, c.promotions[-1].score, c.results[top].stats.ens_error(M))
+            for c in state.candidates.values()
+            if c.promotions and c.promotions[-1].to == top and top in c.results
+            and c.promotions[-1].score is not None]
+
+
+def _plot(flow: list[RungFlow], pairs, path: Path) -> None:
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    names = [f.rung for f in flow]
+    width = 0.2
+    for k, (label, colour) in enumerate((("entered", "#4575b4"), ("promoted", "#1a9850"),
+                                         ("stopped", "#d73027"), ("decided", "#777777"))):
+        a.bar([i + (k - 1.5) * width for i in range(len(flow))],
+              [getattr(f, label) for f in flow], width, label=label, color=colour)
+    a.set_xticks(range(len(flow)), names)
+    a.set_ylabel("candidates")
+    a.set_title("rung flow")
+    a.legend(fontsize=8)
+    if pairs:
+        xs, ys = [p[1] for p in pairs], [p[2] for p in pairs]
+        b.scatter(xs, ys, c="#4575b4")
+        lo, hi = min(xs + ys), max(xs + ys)
+        b.plot([lo, hi], [lo, hi], "k--", lw=1)
+    b.set_xlabel("predicted top-rung E_ens (at promotion)")
+    b.set_ylabel("measured top-rung E_ens")
+    b.set_title(f"promoted candidates ({len(pairs)})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def rung_lines(state: SearchState, out: Path, M: int) -> list[str]:
+    """The report's section on rungs (empty for a single-fidelity run); writes rungs.png."""
+    rungs = _rungs(state)
+    if len(rungs) < 2:
+        return []
+    flow = rung_flow(state, rungs)
+    pairs = promotion_pairs(state, rungs[-1], M)
+    _plot(flow, pairs, out / "rungs.png")
+    lines = ["", "## Progressive fidelity", "", "![rungs](rungs.png)", "",
+             "| rung | entered | promoted | stopped | decided (final) | learner-epochs |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {f.rung} | {f.entered} | {f.promoted} | {f.stopped} | {f.decided} | "
+              f"{state.learner_epochs.get(f.rung, 0.0):.1f} |" for f in flow]
+    lines += ["", "Ranking stability (Kendall τ of E_ens between consecutive rungs, this run's "
+              "architectures):", ""]
+    lines += [f"- {lo} → {hi}: τ = {tau:.2f} over {n}" if n >= 3 else
+              f"- {lo} → {hi}: {n} architectures at both, too few for τ"
+              for lo, hi, n, tau in rung_tau(state, rungs, M)]
+    if pairs:
+        lines += ["", "| promoted | predicted top-rung E_ens | measured |", "|---|---|---|"]
+        lines += [f"| {pid} | {p:.4f} | {m:.4f} |" for pid, p, m in pairs]
+    promotions = [p for c in state.candidates.values() for p in c.promotions]
+    lines += ["", "Promotions:", ""] + [f"- {p.proposal_id}: {p.from_} → {p.to}: {p.reason}"
+                                        for p in promotions]
+    return lines

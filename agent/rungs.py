@@ -1,0 +1,87 @@
+"""Progressive fidelity (PMF-NAS): who moves up a rung, decided from the state alone.
+
+A candidate enters the first rung; at each rung it is compared with the baseline at that rung
+(:meth:`agent.loop.SearchLoop.decide`). A confident loss stops it. Otherwise it *waits* at
+its rung and :func:`plan_promotions` may move it up:
+
+* successive halving — it is in the top ⌊n/η⌋ of the n candidates that finished the rung,
+  ranked on the predicted top-rung E_ens(M) (:class:`evaluators.promotion.RungPredictor`);
+* opportunistic — its score is an outlier, below μ − 2σ of the others', so it goes up at once;
+* conservative — under 20 % of the learner-epoch budget is left, so no new first-rung work
+  starts and the best waiting candidates go up while the budget affords them.
+
+Only a decision at the top rung (or the highest rung the budget allowed) moves the baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.state import Candidate, SearchState
+from evaluators.fidelity import Fidelity
+from evaluators.promotion import RungPredictor, opportunistic, successive_halving
+
+__all__ = ["Promotion", "waiting", "finished_rung", "refit", "plan_promotions", "rung_cost"]
+
+
+@dataclass(frozen=True)
+class Promotion:
+    candidate: Candidate
+    src: str
+    dst: str
+    score: float
+    reason: str
+
+
+def finished_rung(cand: Candidate, rung: str) -> bool:
+    """Decided at ``rung`` (whatever the verdict) without failing there."""
+    return rung in cand.decisions
+
+
+def waiting(cand: Candidate, rung: str) -> bool:
+    """At ``rung``, decided there, not stopped, not settled by a final decision."""
+    return (cand.rung == rung and finished_rung(cand, rung) and not cand.stopped
+            and cand.final is None)
+
+
+def rung_cost(rung: Fidelity, learners: int) -> float:
+    """Learner-epochs of ``learners`` new learners at ``rung``."""
+    return rung.learner_epochs(learners)
+
+
+def refit(predictor: RungPredictor, state: SearchState, rungs: list[Fidelity]) -> None:
+    """Teach ``predictor`` every (lower rung → top rung) pair the run has evaluated."""
+    top = rungs[-1].name
+    for rung in rungs[:-1]:
+        pairs = [(c.results[rung.name], c.results[top]) for c in state.candidates.values()
+                 if rung.name in c.results and top in c.results]
+        predictor.fit(rung.name, pairs)
+
+
+def plan_promotions(state: SearchState, rungs: list[Fidelity], predictor: RungPredictor,
+                    eta: int, conservative: bool, affordable) -> list[Promotion]:
+    """Promotions to make now, lowest rung first. ``affordable(candidate, rung index)`` says
+    whether the budget can pay for the candidate (and the baseline) at that rung."""
+    out = []
+    for r, rung in enumerate(rungs[:-1]):
+        done = {c.proposal_id: c for c in state.candidates.values()
+                if c.proposal_id != "baseline" and finished_rung(c, rung.name)
+                and rung.name in c.results}
+        scores = {pid: predictor.score(rung.name, c.results[rung.name]) for pid, c in done.items()}
+        values = {pid: s.value for pid, s in scores.items()}
+        halving = set(successive_halving(values, eta))
+        for pid in sorted(done, key=values.__getitem__):
+            cand = done[pid]
+            if not waiting(cand, rung.name) or not affordable(cand, r + 1):
+                continue
+            if pid in halving:
+                why = f"successive halving: top {len(values) // eta} of {len(values)} at η={eta}"
+            elif opportunistic(values, pid):
+                why = "opportunistic: an outlier below μ − 2σ of the rung's scores"
+            elif conservative:
+                why = "conservative: under 20 % of the learner-epoch budget left"
+            else:
+                continue
+            out.append(Promotion(cand, rung.name, rungs[r + 1].name, values[pid],
+                                 f"{why}; score = predicted top-rung E_ens by {scores[pid].how}"))
+    return out
