@@ -112,20 +112,25 @@ def _mean_sd(values: list[float]) -> str:
 
 
 def summarise(rows: list[dict], M: int) -> str:
+    def returned(s2: dict) -> float:  # the rule keeps the baseline when it rejects π
+        return s2["test_true_ens"] if s2["rule_accepted"] else s2["old_test_true_ens"]
+
     lines = ["| seed | baseline r=1 | S1 r* | S1 at r* | grid best | S1 in best two (val/test) | "
-             "S2 mean π | S2 | S2 monotonic (val/test) | S3 |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "S2 mean π | S2 rule | S2 π | S2 π monotonic (val/test) | S2 returned | S3 |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         s1, s2, s3 = r["s1"], r["s2"], r["s3"]
         lines.append(f"| {r['seed']} | {s2['old_test_true_ens']:.4f} | {s1['r_star']:.3f} | "
                      f"{s1['test_true_ens']:.4f} | {s1['grid_best_test']:.4f} | "
                      f"{s1['within_best_two_val']}/{s1['within_best_two_test']} | {s2['mean_pi']:.3f} | "
-                     f"{s2['test_true_ens']:.4f} | {s2['monotonic_val']}/{s2['monotonic_test']} | "
+                     f"{'accepted' if s2['rule_accepted'] else 'rejected'} | {s2['test_true_ens']:.4f} | "
+                     f"{s2['monotonic_val']}/{s2['monotonic_test']} | {returned(s2):.4f} | "
                      f"{s3['test_true_ens']:.4f} |")
     lines.append(f"| mean ± sd | {_mean_sd([r['s2']['old_test_true_ens'] for r in rows])} | | "
                  f"{_mean_sd([r['s1']['test_true_ens'] for r in rows])} | "
-                 f"{_mean_sd([r['s1']['grid_best_test'] for r in rows])} | | | "
+                 f"{_mean_sd([r['s1']['grid_best_test'] for r in rows])} | | | | "
                  f"{_mean_sd([r['s2']['test_true_ens'] for r in rows])} | | "
+                 f"{_mean_sd([returned(r['s2']) for r in rows])} | "
                  f"{_mean_sd([r['s3']['test_true_ens'] for r in rows])} |")
     t = rows[0]
     lines.append(f"\nTrue {M}-ensemble Brier error (2-class) on the test split. Trainings per seed: "
@@ -163,7 +168,12 @@ def main() -> int:
     p.add_argument("--n-samples", type=int, default=None)
     p.add_argument("--out", default="runs/bench-ctr")
     p.add_argument("--figure", default=None, help="also write the summary PNG here")
+    p.add_argument("--summarise", default=None, metavar="SUMMARY_JSON",
+                   help="print the table of an earlier run's summary.json; trains nothing")
     args = p.parse_args()
+    if args.summarise:
+        print(summarise(json.loads(Path(args.summarise).read_text()), args.ensemble_size))
+        return 0
     import torch
 
     torch.set_num_threads(1)
