@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from agent.rule import Decision
 from evaluators.results import EvalFailure, EvalResult, LearnerResult
 
 __all__ = ["Event", "parse_event", "LogInconsistent", "RunStarted", "Resumed", "ProposalEvent",
@@ -150,10 +151,12 @@ class Extended(_Statistics):
             "device_s": self.device_s})
 
 
-class DecisionEvent(_Event):
+class DecisionEvent(_Event, Decision):
     """:class:`agent.rule.Decision` as logged, with the two proposal ids and the rung it was
     made at. Only a ``final`` decision (top rung, or the highest rung the budget allowed) can
     move the baseline; at a lower rung ``accepted`` means "ahead of the baseline there"."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     event: Literal["decision"]
     proposal_id: str
@@ -162,34 +165,6 @@ class DecisionEvent(_Event):
     rung: int = 0
     final: bool = True
     seq: int = 0  #: position in the log (set when read; not written)
-    M: int
-    rule: str
-    E: float
-    E_old: float
-    sigma2: float
-    sigma2_old: float
-    rho: float
-    rho_old: float
-    delta_E: float
-    threshold: float
-    predicted_ens_error: float
-    baseline_predicted_ens_error: float
-    gain: float
-    gain_se_total: float | None = None
-    gain_se_sample: float | None = None
-    gain_se_seed: float | None = None
-    seed_source: str = "none"
-    learners: int = 2
-    learners_old: int = 2
-    confidence: float = 0.0
-    z: float = 0.0
-    margin: float = 0.0
-    accepted_exact: bool
-    accepted_paper: bool
-    confident: bool = True
-    verdict: Literal["accepted", "rejected", "undecided"]
-    accepted: bool
-    explanation: str
 
 
 class Promoted(_Event):

@@ -183,15 +183,17 @@ def _item(h) -> dict[str, Any]:
 
 
 def rule_in_words(rule: str, M: int) -> str:
-    core = (f"each candidate is trained twice (two seeds); from the two learners' validation "
-            f"residuals we get the single-learner Brier error E, the residual variance sigma2 and "
-            f"the correlation rho between the learners. The predicted error of an ensemble of "
-            f"M={M} learners is E - sigma2*(1-rho)*(M-1)/M. ")
+    core = (f"each candidate is trained a few times (two seeds to start, more when the decision "
+            f"is close); from the learners' validation residuals we get the single-learner Brier "
+            f"error E, the residual variance sigma2 and the correlation rho between the learners. "
+            f"The predicted error of an ensemble of M={M} learners is "
+            f"E - sigma2*(1-rho)*(M-1)/M. ")
     if rule == "paper":
         return core + ("A candidate replaces the baseline iff rho(new) < rho(old) - M/(M-1)*"
                        "(E(new)-E(old))/sigma2(new).")
-    return core + ("A candidate replaces the baseline iff its predicted ensemble error is lower "
-                   "than the baseline's: accuracy and diversity both count.")
+    return core + ("A candidate replaces the baseline iff its predicted ensemble error is "
+                   "confidently lower than the baseline's: accuracy and diversity both count, "
+                   "and a near tie leaves the baseline in place.")
 
 
 def prompt_context(context, k: int) -> dict[str, Any]:

@@ -23,8 +23,9 @@ stays. ``--margin z_m`` additionally asks an accepted gain to exceed z_m·SE_tot
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from evaluators.results import Stats
 from evaluators.stats import GainEstimate, z_for
@@ -63,12 +64,14 @@ def next_learners(current: int, min_learners: int, max_learners: int) -> int | N
     return bigger[0] if bigger else None
 
 
-@dataclass(frozen=True)
-class Decision:
-    """One application of the rule, with every number that went into it."""
+class Decision(BaseModel):
+    """One application of the rule, with every number that went into it (the logged
+    ``decision`` event, :class:`agent.events.DecisionEvent`, is this plus the ids and rung)."""
+
+    model_config = ConfigDict(frozen=True)
 
     M: int
-    rule: Rule
+    rule: str
     E: float
     E_old: float
     sigma2: float
@@ -97,7 +100,7 @@ class Decision:
     explanation: str
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return self.model_dump()
 
 
 def decide(new: Stats, old: Stats, M: int, rule: Rule = "exact", margin_z: float = 0.0,

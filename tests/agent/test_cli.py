@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.rule import decide, learner_schedule
 from agent.state import SearchState
 from agent.trajectory import read_events
 from evaluators.stats import gain_estimate, residual_stats
@@ -39,6 +38,25 @@ def run_cli(module, *args, timeout=300, check=True):
 
 def run_dir_of(proc) -> Path:
     return Path(re.search(r"run folder: (\S+)", proc.stderr).group(1))
+
+
+def kill_when(out: Path, args: list, marker: str, timeout: float = 300) -> Path:
+    """Start ``agent.run`` with ``args`` into ``out``, SIGKILL it as soon as its trajectory
+    contains ``marker``; returns the run folder."""
+    proc = subprocess.Popen([sys.executable, "-m", "agent.run", *map(str, args), "--out", str(out)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, run_dir = time.time() + timeout, None
+    while time.time() < deadline:
+        dirs = list(out.iterdir())
+        if dirs and (dirs[0] / "trajectory.jsonl").exists():
+            run_dir = dirs[0]
+            if marker in (run_dir / "trajectory.jsonl").read_text():
+                break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert run_dir is not None, f"no run folder appeared in {out}"
+    return run_dir
 
 
 @pytest.fixture(scope="module")
@@ -237,20 +255,8 @@ def _trained_seeds(events):
 
 
 def test_sigkill_while_adding_learners_then_resume_retrains_nothing_logged(tmp_path):
-    args = [sys.executable, "-m", "agent.run", *TINY, "--iterations", 2, "--out", tmp_path,
-            "--seed", 6, "--learners", "2:5", "--confidence", "0.999"]
-    proc = subprocess.Popen(list(map(str, args)), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline, run_dir = time.time() + 240, None
-    while time.time() < deadline:
-        dirs = list(tmp_path.iterdir())
-        if dirs and (dirs[0] / "trajectory.jsonl").exists():
-            run_dir = dirs[0]
-            if '"event": "extended"' in (run_dir / "trajectory.jsonl").read_text():
-                break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    run_dir = kill_when(tmp_path, [*TINY, "--iterations", 2, "--seed", 6, "--learners", "2:5",
+                                   "--confidence", "0.999"], '"event": "extended"')
     before = events_of(run_dir)
     assert any(e["event"] == "extended" for e in before) and before[-1]["event"] != "run_finished"
     run_cli("agent.run", "--resume", run_dir)

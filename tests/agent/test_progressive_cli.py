@@ -2,15 +2,11 @@
 mid-rung then resume, replay per rung, the report's rung section, the conservative rule."""
 
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from agent.state import SearchState
-from tests.agent.test_cli import ROOT, TINY, _trained_seeds, events_of, run_cli, run_dir_of
+from tests.agent.test_cli import TINY, _trained_seeds, events_of, kill_when, run_cli, run_dir_of
 
 PROGRESSIVE = [*TINY, "--fidelity-schedule", "low:1,low:3", "--eta", "2", "--learners", "2:3"]
 
@@ -73,20 +69,8 @@ def test_report_and_replay_per_rung(progressive_run):
 
 
 def test_sigkill_mid_rung_then_resume_evaluates_nothing_twice(tmp_path):
-    args = [sys.executable, "-m", "agent.run", *PROGRESSIVE, "--iterations", 3, "--out", tmp_path,
-            "--seed", 2]
-    proc = subprocess.Popen(list(map(str, args)), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline, run_dir = time.time() + 300, None
-    while time.time() < deadline:
-        dirs = list(tmp_path.iterdir())
-        if dirs and (dirs[0] / "trajectory.jsonl").exists():
-            run_dir = dirs[0]
-            if '"event": "promoted"' in (run_dir / "trajectory.jsonl").read_text():
-                break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    run_dir = kill_when(tmp_path, [*PROGRESSIVE, "--iterations", 3, "--seed", 2],
+                        '"event": "promoted"')
     before = events_of(run_dir)
     assert any(e["event"] == "promoted" for e in before)
     run_cli("agent.run", "--resume", run_dir)
