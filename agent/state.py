@@ -46,6 +46,7 @@ class Candidate:
     spec: dict[str, Any] | None = None
     spec_hash: str | None = None
     source: str = ""
+    raw: str | None = None  # the reply text it came from (bounded, redacted)
     rejected: str | None = None
     kept: bool | None = None  # None until a `filtered` event
     rung: str | None = None
@@ -147,7 +148,7 @@ class SearchState:
 
     def _on_proposal(self, event: ProposalEvent) -> None:
         cand = Candidate(event.proposal_id, event.iteration, event.spec, event.spec_hash,
-                         event.source)
+                         event.source, event.raw)
         self.candidates[cand.proposal_id] = cand
         self.order.append(cand.proposal_id)
         if cand.spec_hash:

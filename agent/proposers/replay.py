@@ -20,9 +20,11 @@ class ReplayProposer(Proposer):
     source = "replay"
 
     def __init__(self, run_dir: Path, space):
+        from agent.state import SearchState  # here: agent.state itself imports agent.proposers
+
         self.space = space
-        events = read_events(run_dir).events
-        self.queue = [e for e in events if e["event"] == "proposal" and e["proposal_id"] != "baseline"]
+        state = SearchState.from_events(read_events(run_dir).events)
+        self.queue = [state.candidates[p] for p in state.order if p != "baseline"]
         self.position = 0
         self.calls = 0
 
@@ -36,11 +38,11 @@ class ReplayProposer(Proposer):
         batch = self.queue[self.position:self.position + k]
         self.position += len(batch)
         out = []
-        for event in batch:
-            source_spec = event.get("spec")
-            prop = Proposal(source="replay", call_id=f"replay-{self.calls}", raw=event.get("raw") or "")
+        for cand in batch:
+            source_spec = cand.spec
+            prop = Proposal(source="replay", call_id=f"replay-{self.calls}", raw=cand.raw or "")
             if source_spec is None:
-                prop.error = f"replayed proposal {event['proposal_id']} was invalid in its run"
+                prop.error = f"replayed proposal {cand.proposal_id} was invalid in its run"
             else:
                 try:
                     prop.spec = self.space.parse(source_spec)
