@@ -1,0 +1,145 @@
+"""``python -m agent.run --executor ray`` end to end on a local Ray (this machine's 2 CPUs): the
+local executor's decisions with a worker killed mid-run, a driver killed with tasks in flight
+and resumed (nothing trained twice), and the one-line errors for a missing extra and an
+unreachable cluster."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from agent.trajectory import TRAJECTORY, read_events
+from tests.agent.runcli import ROOT, TINY, events_of, run_cli, run_dir_of
+
+pytest.importorskip("ray")
+
+#: --confidence 0: decide on the point estimate, so the baseline moves and verdicts vary
+FLAGS = [*TINY, "--iterations", "2", "--confidence", "0", "--device", "cpu", "--seed", "3"]
+TOL = 1e-6
+
+
+def decisions(run_dir: Path) -> list[tuple]:
+    return [(e["proposal_id"], e["baseline_id"], e["verdict"], e["E"])
+            for e in events_of(run_dir) if e["event"] == "decision"]
+
+
+def assert_same_decisions(got: list[tuple], want: list[tuple]) -> None:
+    assert [d[:3] for d in got] == [d[:3] for d in want]
+    assert all(abs(g[3] - w[3]) <= TOL for g, w in zip(got, want, strict=True))
+
+
+def trained_seeds(run_dir: Path) -> Counter:
+    """(spec_hash, fidelity, seed) of every learner the log says was trained."""
+    out = Counter()
+    for e in events_of(run_dir):
+        if e["event"] == "evaluated" and not e.get("cached") and not e.get("failure"):
+            out.update((e["spec_hash"], e["fidelity"], s) for s in e["seeds"])
+        elif e["event"] == "extended" and not e.get("failure"):
+            out.update((e["spec_hash"], e["fidelity"], lr["seed"]) for lr in e["new_learners"])
+    return out
+
+
+def session_pids(sid: int) -> list[int]:
+    """Processes of session ``sid`` (the killed driver's: its Ray processes)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("local")
+    return run_dir_of(run_cli("agent.run", *FLAGS, "--out", out))
+
+
+@pytest.mark.slow
+def test_ray_gives_the_local_executors_decisions_with_a_worker_killed(local_run, tmp_path):
+    flag = tmp_path / "killed"
+    proc = run_cli("agent.run", *FLAGS, "--executor", "ray", "--out", tmp_path / "runs",
+                   env={"EDAS_RAY_KILL_ONCE": str(flag)})
+    assert flag.read_text().isdigit()  # one worker died mid-task; Ray retried its task
+    ray_run = run_dir_of(proc)
+    want = decisions(local_run)
+    assert len(want) >= 2 and {d[2] for d in want} & {"accepted", "rejected"}
+    assert_same_decisions(decisions(ray_run), want)
+    assert not [e for e in events_of(ray_run) if e.get("failure")]
+    assert all(n == 1 for n in trained_seeds(ray_run).values())
+
+
+@pytest.mark.slow
+def test_a_driver_killed_with_tasks_in_flight_resumes_and_trains_nothing_twice(local_run, tmp_path):
+    out = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "agent.run", *FLAGS, "--executor", "ray",
+                             "--out", str(out)], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "COLUMNS": "120"})
+    try:
+        deadline = time.monotonic() + 300
+        run_dir = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = list(out.glob(f"*/{TRAJECTORY}"))
+            if found:
+                run_dir = found[0].parent
+                events = read_events(run_dir).events
+                if any(e["event"] == "filtered" and e["iteration"] == 1 for e in events):
+                    break  # iteration 1's candidates were just submitted to Ray
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        time.sleep(2)
+        for pid in session_pids(proc.pid):  # Ray processes the killed driver left behind
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert run_dir is not None, "the run never reached iteration 1"
+    at_kill = events_of(run_dir)
+    kept = {e["proposal_id"] for e in at_kill if e["event"] == "filtered" and e["kept"]}
+    assert kept and not [e for e in at_kill if e["event"] == "evaluated"
+                         and e["proposal_id"] in kept], "killed after the tasks ended"
+    resumed = run_cli("agent.run", "--resume", run_dir)
+    assert run_dir_of(resumed) == run_dir
+    events = events_of(run_dir)
+    assert events[-1]["event"] == "run_finished"
+    counts = trained_seeds(run_dir)
+    assert counts and all(n == 1 for n in counts.values()), counts
+    assert_same_decisions(decisions(run_dir), decisions(local_run))
+
+
+def test_an_unreachable_cluster_is_one_line_and_exit_2_within_30_s(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    proc = run_cli("agent.run", *FLAGS, "--executor", "ray", "--ray-address",
+                   f"127.0.0.1:{port}", "--out", tmp_path, check=False, timeout=120)
+    assert time.monotonic() - start < 30
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: --ray-address 127.0.0.1:{port}: no Ray cluster answers there"), proc.stderr
+    assert not list(tmp_path.iterdir())  # no run folder was made
+
+
+def test_missing_ray_is_one_line_naming_the_extra(tmp_path):
+    stand_in = tmp_path / "site"
+    stand_in.mkdir()
+    (stand_in / "ray.py").write_text("raise ImportError('No module named ray (test stand-in)')\n")
+    proc = run_cli("agent.run", *FLAGS, "--executor", "ray", "--out", tmp_path / "runs",
+                   check=False, timeout=120, env={"PYTHONPATH": str(stand_in)})
+    assert proc.returncode == 2
+    assert proc.stderr == "error: --executor ray needs the [ray] extra: pip install -e '.[ray]'\n"
+    assert not (tmp_path / "runs").exists()
