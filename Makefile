@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	# llama-cpp-python builds from source (~6 min on 2 cores); a portable AVX2 build, since the
 	# native one (AVX-512/AMX) crashed on these machines
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q -e '.[dev,local]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q -e '.[dev,local,ray]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
