@@ -87,6 +87,8 @@ def test_llm_strategy_is_the_search_loop(tmp_path):
     (["--rates", "0,2"], "rates must lie in (0, 1]"),
     (["--rates", "0.5"], "--rates needs >= 2 distinct rates"),
     (["--ensemble-size", "1"], "--ensemble-size must be >= 2"),
+    (["--baseline", "/nonexistent/spec.json"], "--baseline /nonexistent/spec.json: cannot read it"),
+    (["--baseline", str(FIXTURE)], "not a valid ctr spec"),
 ])
 def test_bad_flags_are_one_line_errors(tmp_path, args, needle):
     proc = run("agent.edas", "--strategy", "closed-form", *args, "--out", tmp_path, check=False)
