@@ -3,8 +3,10 @@ fake provider key in the environment that must never reach a run folder."""
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from agent.trajectory import read_events
@@ -33,3 +35,34 @@ def run_dir_of(proc) -> Path:
 
 def events_of(run_dir):
     return read_events(run_dir).events
+
+
+def kill_when(out: Path, args: list, marker: str, timeout: float = 300) -> Path:
+    """Start ``agent.run`` with ``args`` into ``out``, SIGKILL it as soon as its trajectory
+    contains ``marker``; returns the run folder."""
+    proc = subprocess.Popen([sys.executable, "-m", "agent.run", *map(str, args), "--out", str(out)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, run_dir = time.time() + timeout, None
+    while time.time() < deadline:
+        dirs = list(out.iterdir())
+        if dirs and (dirs[0] / "trajectory.jsonl").exists():
+            run_dir = dirs[0]
+            if marker in (run_dir / "trajectory.jsonl").read_text():
+                break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert run_dir is not None, f"no run folder appeared in {out}"
+    return run_dir
+
+
+def trained_seeds(events):
+    """(spec hash, fidelity, seed) of every learner the log says was trained (cached copies
+    excluded)."""
+    out = []
+    for e in events:
+        if e["event"] == "evaluated" and not e.get("failure") and not e.get("cached"):
+            out += [(e["spec_hash"], e["fidelity"], l["seed"]) for l in e["learners"]]
+        elif e["event"] == "extended" and not e.get("failure"):
+            out += [(e["spec_hash"], e["fidelity"], l["seed"]) for l in e["new_learners"]]
+    return out

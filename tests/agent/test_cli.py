@@ -1,8 +1,6 @@
 """End-to-end runs of the real entry points on tiny settings (digits, a few hundred samples)."""
 
 import json
-import os
-import re
 import signal
 import subprocess
 import sys
@@ -13,50 +11,17 @@ import numpy as np
 import pytest
 
 from agent.state import SearchState
-from agent.trajectory import read_events
 from evaluators.stats import gain_estimate, residual_stats
-
-ROOT = Path(__file__).parents[2]
-TINY = ["--model", "builtin", "--dataset", "digits", "--n-samples", "300", "--predictor", "none",
-        "--max-wall-seconds", "1200",
-        "--proposals", "3", "--keep", "2"]
-
-
-#: a provider key in the environment must never reach the run folder
-FAKE_KEY = "sk-test-NEVER-ON-DISK-4f1c"
-
-
-def run_cli(module, *args, timeout=300, check=True):
-    proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, text=True,
-                          capture_output=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "120", "OPENAI_API_KEY": FAKE_KEY,
-                               "ANTHROPIC_API_KEY": FAKE_KEY})
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def run_dir_of(proc) -> Path:
-    return Path(re.search(r"run folder: (\S+)", proc.stderr).group(1))
-
-
-def kill_when(out: Path, args: list, marker: str, timeout: float = 300) -> Path:
-    """Start ``agent.run`` with ``args`` into ``out``, SIGKILL it as soon as its trajectory
-    contains ``marker``; returns the run folder."""
-    proc = subprocess.Popen([sys.executable, "-m", "agent.run", *map(str, args), "--out", str(out)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline, run_dir = time.time() + timeout, None
-    while time.time() < deadline:
-        dirs = list(out.iterdir())
-        if dirs and (dirs[0] / "trajectory.jsonl").exists():
-            run_dir = dirs[0]
-            if marker in (run_dir / "trajectory.jsonl").read_text():
-                break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert run_dir is not None, f"no run folder appeared in {out}"
-    return run_dir
+from tests.agent.runcli import (
+    FAKE_KEY,
+    ROOT,
+    TINY,
+    events_of,
+    kill_when,
+    run_cli,
+    run_dir_of,
+    trained_seeds,
+)
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +29,6 @@ def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     proc = run_cli("agent.run", *TINY, "--iterations", 2, "--out", out, "--seed", 3)
     return run_dir_of(proc), proc
-
-
-def events_of(run_dir):
-    return read_events(run_dir).events
 
 
 def test_run_writes_the_contract(tiny_run):
@@ -140,7 +101,7 @@ def test_logged_gain_and_se_match_a_recomputation_from_npz(tiny_run):
     for n, d in enumerate(events):
         if d["event"] != "decision":
             continue
-        pool = SearchState.from_events(events[:n]).seed_pool()
+        pool = SearchState.from_events(events[:n]).seed_pool(d["fidelity"])
         assert pool is not None  # the baseline's four learners seed it
         p_new, labels = _learners_at(run_dir, events[:n], d["proposal_id"], d["learners"])
         p_old, _ = _learners_at(run_dir, events[:n], d["baseline_id"], d["learners_old"])
@@ -242,18 +203,6 @@ def test_sigkill_then_resume_finishes_without_duplicate_evaluations(tmp_path):
     assert len([e for e in events if e["event"] == "decision"]) == 6
 
 
-def _trained_seeds(events):
-    """(spec hash, fidelity, seed) of every learner the log says was trained (cached copies
-    excluded)."""
-    out = []
-    for e in events:
-        if e["event"] == "evaluated" and not e.get("failure") and not e.get("cached"):
-            out += [(e["spec_hash"], e["fidelity"], l["seed"]) for l in e["learners"]]
-        elif e["event"] == "extended" and not e.get("failure"):
-            out += [(e["spec_hash"], e["fidelity"], l["seed"]) for l in e["new_learners"]]
-    return out
-
-
 def test_sigkill_while_adding_learners_then_resume_retrains_nothing_logged(tmp_path):
     run_dir = kill_when(tmp_path, [*TINY, "--iterations", 2, "--seed", 6, "--learners", "2:5",
                                    "--confidence", "0.999"], '"event": "extended"')
@@ -261,9 +210,9 @@ def test_sigkill_while_adding_learners_then_resume_retrains_nothing_logged(tmp_p
     assert any(e["event"] == "extended" for e in before) and before[-1]["event"] != "run_finished"
     run_cli("agent.run", "--resume", run_dir)
     events = events_of(run_dir)
-    trained = _trained_seeds(events)
+    trained = trained_seeds(events)
     assert len(trained) == len(set(trained))  # no learner trained twice
-    assert set(_trained_seeds(before)) <= set(trained)
+    assert set(trained_seeds(before)) <= set(trained)
     assert events[-1]["event"] == "run_finished"
     assert len([e for e in events if e["event"] == "decision"]) == 4
     for d in (e for e in events if e["event"] == "decision"):

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from agent.state import SearchState
-from tests.agent.test_cli import TINY, _trained_seeds, events_of, kill_when, run_cli, run_dir_of
+from tests.agent.runcli import TINY, events_of, kill_when, run_cli, run_dir_of, trained_seeds
 
 PROGRESSIVE = [*TINY, "--fidelity-schedule", "low:1,low:3", "--eta", "2", "--learners", "2:3"]
 
@@ -75,7 +75,7 @@ def test_sigkill_mid_rung_then_resume_evaluates_nothing_twice(tmp_path):
     assert any(e["event"] == "promoted" for e in before)
     run_cli("agent.run", "--resume", run_dir)
     events = events_of(run_dir)
-    trained = _trained_seeds(events)
+    trained = trained_seeds(events)
     assert len(trained) == len(set(trained))  # (hash, fidelity, seed) never trained twice
     keys = [(e["proposal_id"], e["fidelity"]) for e in events if e["event"] == "evaluated"]
     assert len(keys) == len(set(keys))
