@@ -36,7 +36,7 @@ from torch import nn
 from spaces.base import SearchSpace, TaskInfo, hash_payload
 from spaces.layers import scaled
 
-__all__ = ["CTRSpec", "CTRSpace", "CTRNet", "VOCAB", "N_INT", "N_CAT", "N_FIELDS",
+__all__ = ["CTRSpec", "CTRSpace", "CTRNet", "REFERENCE", "VOCAB", "N_INT", "N_CAT", "N_FIELDS",
            "kept_fields", "draw_field_mask", "learner_mask"]
 
 #: hash buckets per field (index 0 is the field's "missing" value)
@@ -50,21 +50,27 @@ INTERACTIONS = ("none", "fm", "cross")
 DROPOUTS = (0.0, 0.1, 0.2, 0.3, 0.5)
 BAGGING_RATES = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 CROSS_LAYERS = 2
+#: the reference spec (the default first baseline): no bagging
+REFERENCE = {"embed_dim": 8, "interaction": "fm", "mlp_width": 64, "mlp_depth": 2, "dropout": 0.1,
+             "bagging_rate": 1.0}
 
 
 
 class CTRSpec(BaseModel):
-    """A CTR network: embedding size, interaction layer, MLP and the feature-bagging rate r."""
+    """A CTR network: embedding size, interaction layer, MLP and the feature-bagging rate r.
+
+    Every field but ``field_probs`` is required, so an empty reply is not silently the reference.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    embed_dim: Literal[4, 8, 16, 32] = Field(8, description="d: embedding size of every field")
+    embed_dim: Literal[4, 8, 16, 32] = Field(description="d: embedding size of every field")
     interaction: Literal["none", "fm", "cross"] = Field(
-        "fm", description="none | fm (factorisation machine) | cross (2-layer cross network)")
-    mlp_width: Literal[16, 32, 64, 128, 256] = Field(64, description="units per MLP hidden layer")
-    mlp_depth: Literal[0, 1, 2, 3] = Field(2, description="MLP hidden layers (0 = no MLP)")
-    dropout: float = Field(0.1, ge=0.0, le=0.8, description="dropout after each MLP hidden layer")
-    bagging_rate: float = Field(1.0, gt=0.0, le=1.0, description="r: fraction of the fields each "
+        description="none | fm (factorisation machine) | cross (2-layer cross network)")
+    mlp_width: Literal[16, 32, 64, 128, 256] = Field(description="units per MLP hidden layer")
+    mlp_depth: Literal[0, 1, 2, 3] = Field(description="MLP hidden layers (0 = no MLP)")
+    dropout: float = Field(ge=0.0, le=0.8, description="dropout after each MLP hidden layer")
+    bagging_rate: float = Field(gt=0.0, le=1.0, description="r: fraction of the fields each "
                                 "learner sees, drawn per learner from its seed (1 = all fields)")
     field_probs: tuple[float, ...] | None = Field(
         None, description=f"optional per-field inclusion probabilities (length {N_FIELDS}); "
@@ -197,7 +203,7 @@ class CTRSpace(SearchSpace):
             "correlated. Leave field_probs null. Example spec: " + example)
 
     def reference(self) -> CTRSpec:
-        return CTRSpec()
+        return CTRSpec(**REFERENCE)
 
     def sample(self, rng: np.random.Generator) -> CTRSpec:
         def pick(options):

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from evaluators.edas.closed_form import THETA, design_rows, fit_forms, inclusion, optimal_rate
-from spaces.ctr import N_FIELDS, CTRSpec, learner_mask
+from spaces.ctr import N_FIELDS, REFERENCE, CTRSpec, learner_mask
 
 PAIRS = np.array(list(combinations(range(N_FIELDS), 2)))
 
 
 def _masks(rate: float, n: int, start: int = 0) -> np.ndarray:
-    spec = CTRSpec(bagging_rate=rate)
+    spec = CTRSpec(**(REFERENCE | {"bagging_rate": rate}))
     return np.stack([learner_mask(spec, s) for s in range(start, start + n)]).astype(float)
 
 
