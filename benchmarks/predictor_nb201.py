@@ -1,15 +1,23 @@
-"""Predictor quality on NAS-Bench-201 tables: Kendall τ, Spearman and top-10 % recall on 1,000
-held-out architectures, per number of training labels.
+"""Predictor quality on NAS-Bench-201 tables, counted strictly, per number of training labels.
 
     python benchmarks/predictor_nb201.py --table ../shared/data/nb201/cifar10_200ep.csv \\
         --table ../shared/data/nb201/all_12ep.csv --target cifar10_test_acc_200ep \\
-        --low-fidelity cifar10_val_acc_12ep --labels 20,50,100,200 --seeds 10 [--json]
+        --low-fidelity cifar10_val_acc_12ep --labels 20,50,100 --seeds 5 [--png tau.png] [--json]
 
-Predictors: ``ours`` (the ensemble predictor, structure and static features), ``ours+lowfi``
-(plus the low-fidelity column as a feature), ``rf-onehot`` (a random forest on a one-hot
-encoding of the six edges), ``lowfi-only`` (the low-fidelity value itself). Top-10 % recall:
-the fraction of the held-out set's best 10 % (by the target) kept when keeping the predicted
-top half. The low-fidelity column must be a validation column, never a test column.
+Protocol, per seed: a random permutation of the table; the first ``n`` architectures are the
+labelled training set; the held-out set is the next ``--held-out`` architectures that are **not
+canonical twins** (same ``canonical_hash``: same function) of any training architecture.
+Metrics on the held-out set: Kendall τ and Spearman between predicted and true target; **strict
+top-10 % recall** = |true top 10 % ∩ predicted top 10 %| / |true top 10 %| (both sets of size
+⌊n/10⌋); **τ within the true top 10 %** (how well it orders the architectures a search decides
+between). Printed as mean ± standard deviation over seeds.
+
+Predictors (``--predictors``; a ``+lowfi`` suffix adds the low-fidelity column as a feature):
+``gnn-ensemble`` (forest + boosted trees + GIN trained from scratch), ``dcl-ensemble`` (the GIN
+initialised from the stage-1 contrastive encoder instead: DCL-ENAS), ``dcl+gnn-ensemble`` (both
+GINs), ``gin`` / ``dcl-gin`` (one GIN alone, for the ablation), ``rf-onehot`` (a random forest on
+a one-hot of the six edges), ``lowfi-only`` (the low-fidelity value itself). The low-fidelity
+column must be a validation column, never a test column.
 """
 
 from __future__ import annotations
@@ -17,31 +25,83 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 import numpy as np
 from rich.console import Console
 from rich.progress import Progress
-from scipy.stats import kendalltau, spearmanr
 from sklearn.ensemble import RandomForestRegressor
 
+from evaluators.predictor.contrastive import PretrainConfig, load_or_pretrain
 from evaluators.predictor.ensemble import EnsemblePredictor, Record
-from evaluators.tabular import TabularBenchmark
-from spaces import get_space
+from evaluators.predictor.metrics import METRICS, ranking_scores, split_without_twins
+from evaluators.tabular import TableError, TabularBenchmark
 from spaces.nb201 import EDGES, OPS, NB201Space
+
+#: name -> EnsemblePredictor settings (gnn mode, trees)
+MODELS = {"gnn-ensemble": ("scratch", True), "dcl-ensemble": ("pretrained", True),
+          "dcl+gnn-ensemble": ("both", True), "gin": ("scratch", False),
+          "dcl-gin": ("pretrained", False)}
 
 
 def onehot(spec) -> np.ndarray:
     return np.array([float(getattr(spec, n) == o) for n, _, _ in EDGES for o in OPS])
 
 
-def scores(pred_loss: np.ndarray, true_loss: np.ndarray) -> dict[str, float]:
-    """Both arrays are losses (lower is better)."""
-    n = len(true_loss)
-    top = set(np.argsort(true_loss)[: max(1, n // 10)].tolist())
-    kept = set(np.argsort(pred_loss)[: n // 2].tolist())
-    return {"kendall_tau": float(kendalltau(pred_loss, true_loss)[0]),
-            "spearman": float(spearmanr(pred_loss, true_loss)[0]),
-            "top10_recall": len(top & kept) / len(top)}
+def predict(name: str, space, seed: int, specs, loss, low, tr, te, pretrain: PretrainConfig):
+    """Predicted loss of the held-out architectures ``te`` after fitting on ``tr``."""
+    base, use_low = name.removesuffix("+lowfi"), name.endswith("+lowfi")
+    if base == "lowfi-only":
+        return low[te]
+    if base == "rf-onehot":
+        X = np.stack([onehot(specs[i]) for i in tr])
+        if use_low:
+            X = np.concatenate([X, low[tr, None]], 1)
+        rf = RandomForestRegressor(n_estimators=200, random_state=seed, n_jobs=1).fit(X, loss[tr])
+        Xt = np.stack([onehot(specs[i]) for i in te])
+        return rf.predict(np.concatenate([Xt, low[te, None]], 1) if use_low else Xt)
+    gnn, trees = MODELS[base]
+    model = EnsemblePredictor(space, use_low_fidelity=use_low, seed=seed, gnn=gnn, use_trees=trees,
+                              pretrain=pretrain)
+    model.fit([Record(specs[i], loss[i], low[i] if use_low else None) for i in tr])
+    return model.predict([specs[i] for i in te], low[te] if use_low else None)[0]
+
+
+def summarise(results: dict[tuple[str, int], list[dict]]) -> list[dict]:
+    rows = []
+    for (name, n), runs in results.items():
+        row = {"predictor": name, "labels": n, "seeds": len(runs)}
+        for k in METRICS:
+            values = np.array([r[k] for r in runs])
+            row[k] = float(values.mean())
+            row[k + "_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        rows.append(row)
+    return rows
+
+
+def plot(rows: list[dict], path: str, target: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for ax, metric, title in zip(axes, ("kendall_tau", "top10_recall_strict", "tau_top10"),
+                                 ("Kendall τ", "strict top-10 % recall", "τ within true top 10 %"),
+                                 strict=True):
+        for name in dict.fromkeys(r["predictor"] for r in rows):
+            mine = [r for r in rows if r["predictor"] == name]
+            ax.errorbar([r["labels"] for r in mine], [r[metric] for r in mine],
+                        yerr=[r[metric + "_std"] for r in mine], marker="o", capsize=3, label=name)
+        ticks = sorted({r["labels"] for r in rows})
+        ax.set(xlabel="training labels", title=title, xscale="log")
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{target}: held-out without canonical twins, mean ± sd over seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def main(argv=None) -> int:
@@ -49,55 +109,81 @@ def main(argv=None) -> int:
     p.add_argument("--table", action="append", required=True)
     p.add_argument("--target", required=True)
     p.add_argument("--low-fidelity", default=None)
-    p.add_argument("--labels", default="20,50,100,200")
-    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--labels", default="20,50,100")
+    p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--held-out", type=int, default=1000)
+    p.add_argument("--predictors", default=None,
+                   help="comma-separated; default: gnn-ensemble, dcl-ensemble, rf-onehot "
+                        "(and their +lowfi forms and lowfi-only with --low-fidelity)")
+    p.add_argument("--pretrain-epochs", type=int, default=PretrainConfig.epochs)
+    p.add_argument("--png", default=None, help="write τ, strict recall and top-10 %% τ per label count")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.low_fidelity and "test" in args.low_fidelity:
-        p.error("--low-fidelity must be a validation column, not a test column")
-    table = TabularBenchmark(args.table, args.target, args.low_fidelity)
-    space = get_space("nb201")
+        p.error(f"--low-fidelity {args.low_fidelity!r} must be a validation column, not a test column")
+    try:
+        labels = [int(x) for x in args.labels.split(",")]
+    except ValueError:
+        p.error(f"--labels {args.labels!r} must be comma-separated integers")
+    if args.predictors:
+        names = args.predictors.split(",")
+    else:
+        names = ["gnn-ensemble", "dcl-ensemble", "rf-onehot"]
+        if args.low_fidelity:
+            names += [n + "+lowfi" for n in names] + ["lowfi-only"]
+    known = (*MODELS, "rf-onehot", "lowfi-only")
+    for name in names:
+        if name.removesuffix("+lowfi") not in known:
+            p.error(f"unknown predictor {name!r}; choose from {', '.join(known)} with an optional +lowfi")
+        if (name.endswith("+lowfi") or name == "lowfi-only") and not args.low_fidelity:
+            p.error(f"predictor {name!r} needs --low-fidelity")
+    try:
+        table = TabularBenchmark(args.table, args.target, args.low_fidelity)
+    except TableError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    space = NB201Space()
     specs = [NB201Space.from_arch_string(a) for a in table.archs]
+    hashes = [space.canonical_hash(s) for s in specs]
     loss = 100.0 - table.columns[args.target]
     low = 100.0 - table.columns[args.low_fidelity] if args.low_fidelity else None
-    names = ["ours", "rf-onehot"] + (["ours+lowfi", "lowfi-only"] if low is not None else [])
-    labels = [int(x) for x in args.labels.split(",")]
+    pretrain = PretrainConfig(epochs=args.pretrain_epochs)
+    console = Console(stderr=True)
+    if any(MODELS.get(n.removesuffix("+lowfi"), ("",))[0] in ("pretrained", "both") for n in names):
+        start = time.perf_counter()
+        enc = load_or_pretrain(space, pretrain)
+        console.print(f"stage-1 encoder: {'loaded from' if enc.cached else 'trained and cached in'} "
+                      f"{enc.path} ({time.perf_counter() - start:.1f} s; InfoNCE "
+                      f"{enc.losses[0]:.3f} → {enc.losses[-1]:.3f})")
     results: dict[tuple[str, int], list[dict]] = {}
-    with Progress(console=Console(stderr=True)) as progress:
-        task = progress.add_task("fitting", total=len(labels) * args.seeds)
+    twins: list[int] = []
+    with Progress(console=console) as progress:
+        task = progress.add_task("fitting", total=len(labels) * args.seeds * len(names))
         for n in labels:
             for seed in range(args.seeds):
-                order = np.random.default_rng(seed).permutation(len(specs))
-                tr, te = order[:n], order[n:n + args.held_out]
-                te_specs = [specs[i] for i in te]
+                tr, te, skipped = split_without_twins(hashes, n, args.held_out,
+                                                      np.random.default_rng(seed))
+                twins.append(skipped)
                 for name in names:
-                    if name == "lowfi-only":
-                        pred = low[te]
-                    elif name == "rf-onehot":
-                        rf = RandomForestRegressor(n_estimators=200, random_state=seed, n_jobs=1)
-                        rf.fit(np.stack([onehot(specs[i]) for i in tr]), loss[tr])
-                        pred = rf.predict(np.stack([onehot(s) for s in te_specs]))
-                    else:
-                        use_low = name == "ours+lowfi"
-                        model = EnsemblePredictor(space, use_low_fidelity=use_low, seed=seed)
-                        model.fit([Record(specs[i], loss[i], low[i] if use_low else None) for i in tr])
-                        pred = model.predict(te_specs, low[te] if use_low else None)[0]
-                    results.setdefault((name, n), []).append(scores(pred, loss[te]))
-                progress.advance(task)
-    rows = [{"predictor": name, "labels": n,
-             **{k: float(np.mean([r[k] for r in results[(name, n)]]))
-                for k in ("kendall_tau", "spearman", "top10_recall")}}
-            for n in labels for name in names]
+                    pred = predict(name, space, seed, specs, loss, low, tr, te, pretrain)
+                    results.setdefault((name, n), []).append(ranking_scores(pred, loss[te]))
+                    progress.advance(task)
+    rows = summarise(results)
+    if args.png:
+        plot(rows, args.png, args.target)
     if args.json:
         for r in rows:
             print(json.dumps(r))
         return 0
-    print(f"target {args.target}, {args.held_out} held-out architectures, mean over {args.seeds} seeds")
-    print(f"{'predictor':12} {'labels':>6} {'tau':>7} {'spearman':>9} {'top10 recall':>13}")
-    for r in rows:
-        print(f"{r['predictor']:12} {r['labels']:>6} {r['kendall_tau']:>7.3f} {r['spearman']:>9.3f} "
-              f"{r['top10_recall']:>13.3f}")
+    print(f"target {args.target}; held-out: {args.held_out} architectures per seed with no canonical "
+          f"twin of a training one ({np.mean(twins):.0f} twins skipped on average); "
+          f"mean ± sd over {args.seeds} seeds")
+    print(f"{'predictor':24} {'labels':>6} {'tau':>13} {'spearman':>13} {'recall@10% strict':>18} "
+          f"{'tau in top 10%':>15}")
+    for r in sorted(rows, key=lambda r: r["labels"]):
+        cells = [f"{r[k]:.3f}±{r[k + '_std']:.3f}" for k in METRICS]
+        print(f"{r['predictor']:24} {r['labels']:>6} {cells[0]:>13} {cells[1]:>13} {cells[2]:>18} "
+              f"{cells[3]:>15}")
     return 0
 
 
