@@ -190,7 +190,10 @@ class CTRSpace(SearchSpace):
         return len(self.node_types)
 
     def describe(self) -> str:
-        example = self.reference().model_dump_json(exclude={"field_probs"})
+        # not the reference: it is the usual baseline, and a small model that echoes the example
+        # would only re-propose it
+        example = CTRSpec(embed_dim=16, interaction="cross", mlp_width=128, mlp_depth=1, dropout=0.2,
+                          bagging_rate=0.7).model_dump_json()
         return (
             f"CTR (click-through-rate) network over {N_FIELDS} hashed fields ({N_INT} bucketised "
             f"integers, {N_CAT} categories). Every field has an embedding of size embed_dim "
