@@ -151,7 +151,9 @@ def main(argv=None) -> int:
     console = Console(stderr=True)
     if any(MODELS.get(n.removesuffix("+lowfi"), ("",))[0] in ("pretrained", "both") for n in names):
         start = time.perf_counter()
-        enc = load_or_pretrain(space, pretrain)
+        with Progress(console=console) as progress:
+            task = progress.add_task("stage-1 pretraining (skipped when cached)", total=pretrain.epochs)
+            enc = load_or_pretrain(space, pretrain, lambda epoch, loss: progress.advance(task))
         console.print(f"stage-1 encoder: {'loaded from' if enc.cached else 'trained and cached in'} "
                       f"{enc.path} ({time.perf_counter() - start:.1f} s; InfoNCE "
                       f"{enc.losses[0]:.3f} → {enc.losses[-1]:.3f})")

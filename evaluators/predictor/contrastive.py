@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +82,6 @@ class PretrainedEncoder:
     path: Path
     cached: bool
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     def encoder(self, node_dim: int) -> GINEncoder:
         enc = GINEncoder(node_dim, self.config.hidden, self.config.layers, self.config.dropout,
@@ -268,8 +267,8 @@ def load_or_pretrain(space, cfg: PretrainConfig | None = None, progress=None) ->
                                        path, cached=True)
             _MEMO[path] = result
             return result
-        except Exception:  # noqa: BLE001 - any unreadable cache file is rebuilt
-            pass
+        except Exception:  # torch.load of a torn file raises anything from IndexError to
+            pass           # UnpicklingError: such a file is trained again below and replaced
     start = time.perf_counter()
     state, losses = pretrain(space, cfg, progress)
     seconds = time.perf_counter() - start
