@@ -1,0 +1,165 @@
+"""Progressive fidelity against single high fidelity on MNIST-1D (real training, CPU), per seed.
+
+    python benchmarks/progressive_mnist1d.py --seeds 3 --schedule low,medium --single medium \\
+        --max-learner-epochs 400 --iterations 6 --n-samples 1500 --ensemble-size 8 [--json]
+
+For each seed, two real runs of ``python -m agent.run --model builtin --predictor none
+--validate`` in subprocesses, with the same ``--max-learner-epochs``, ``--iterations``,
+``--proposals``/``--keep``, ``--n-samples`` and ``--ensemble-size`` M: (a) progressive,
+``--fidelity-schedule SCHEDULE``; (b) single fidelity, ``--fidelity SINGLE`` (the schedule's
+top rung; a one-rung ``--fidelity-schedule`` when it names custom epochs, e.g. ``medium:8``).
+Read back from each run's trajectory: the **final baseline's true M-ensemble Brier on the test
+split** (``--validate`` trains M real learners at the top rung, the same fidelity in
+both runs), the learner-epochs the search spent (the validation ensembles not counted), the
+run's wall time and, for the progressive run, Kendall τ between its rungs
+(:func:`agent.report_rungs.rung_tau`, over the candidates evaluated at both). Lower Brier is
+better. Target (issue 11): progressive at least as good as single fidelity with ≤ 60 % of its
+learner-epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import Progress
+
+from agent.report_rungs import rung_tau
+from agent.state import SearchState
+from agent.trajectory import read_events
+from evaluators.fidelity import parse_schedule
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_once(flags: list[str], seed: int, out: Path, common: list[str]) -> tuple[Path, float]:
+    """One ``agent.run`` in a subprocess; its run folder and wall seconds."""
+    cmd = [sys.executable, "-m", "agent.run", "--model", "builtin", "--predictor", "none",
+           "--validate", "--device", "cpu", "--seed", str(seed), "--out", str(out), *common, *flags]
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise SystemExit(f"error: {' '.join(cmd)} exited {proc.returncode}: " + " | ".join(tail))
+    runs = [p for p in out.iterdir() if (p / "trajectory.jsonl").is_file()]
+    if len(runs) != 1:
+        raise SystemExit(f"error: expected one run folder under {out}, found {len(runs)}")
+    return runs[0], wall
+
+
+def read_run(run_dir: Path, M: int) -> dict:
+    """Final baseline's true test M-ensemble Brier, learner-epochs spent, τ between rungs."""
+    state = SearchState.from_events(read_events(run_dir).events)
+    final = [v for v in state.validated if v.proposal_id == state.baseline_id]
+    if not final or final[-1].test_true_ens_brier is None:
+        raise SystemExit(f"error: {run_dir}: no validated test ensemble for the final baseline")
+    config = state.config or {}
+    rungs = [r.name for r in parse_schedule(config.get("fidelity_schedule") or config["fidelity"])]
+    first = [v for v in state.validated if v.proposal_id == state.first_baseline_id]
+    return {"test_ens_brier": final[-1].test_true_ens_brier,
+            "val_ens_brier": final[-1].true_ens_brier,
+            "first_test_ens_brier": first[-1].test_true_ens_brier if first else None,
+            "learner_epochs": state.learner_epochs_spent,
+            "moved": state.baseline_id != state.first_baseline_id,
+            "tau": [(lo, hi, n, tau) for lo, hi, n, tau in rung_tau(state, rungs, M)]}
+
+
+def _mean_sd(values) -> str:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return "n/a"
+    sd = np.std(values, ddof=1) if len(values) > 1 else 0.0
+    return f"{np.mean(values):.4f}±{sd:.4f}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--schedule", default="low,medium", help="progressive rungs, lowest first")
+    p.add_argument("--single", default="medium", help="the single fidelity (the top rung)")
+    p.add_argument("--max-learner-epochs", type=float, default=400)
+    p.add_argument("--iterations", type=int, default=6)
+    p.add_argument("--proposals", type=int, default=4)
+    p.add_argument("--keep", type=int, default=2)
+    p.add_argument("--n-samples", type=int, default=1500)
+    p.add_argument("--ensemble-size", type=int, default=8)
+    p.add_argument("--eta", type=int, default=3)
+    p.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        rungs = parse_schedule(args.schedule)
+        single = parse_schedule(args.single)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if len(single) != 1 or single[0].name != rungs[-1].name:
+        print(f"error: --single {args.single!r} must be the schedule's top rung "
+              f"{rungs[-1].name!r}", file=sys.stderr)
+        return 2
+    if args.seeds < 1 or args.max_learner_epochs <= 0:
+        print(f"error: need --seeds ≥ 1 and --max-learner-epochs > 0 (got {args.seeds!r}, "
+              f"{args.max_learner_epochs!r})", file=sys.stderr)
+        return 2
+    common = ["--max-learner-epochs", f"{args.max_learner_epochs:g}", "--iterations",
+              str(args.iterations), "--proposals", str(args.proposals), "--keep", str(args.keep),
+              "--n-samples", str(args.n_samples), "--ensemble-size", str(args.ensemble_size),
+              "--eta", str(args.eta)]
+    methods = {"progressive": ["--fidelity-schedule", args.schedule],
+               "single": ["--fidelity-schedule" if ":" in args.single else "--fidelity", args.single]}
+    rows: list[dict] = []
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, Progress(console=Console(stderr=True)) as progress:
+        base = Path(args.out) if args.out else Path(tmp)
+        task = progress.add_task("runs", total=args.seeds * len(methods))
+        for seed in range(args.seeds):
+            for name, flags in methods.items():
+                out = base / f"{name}-s{seed}"
+                out.mkdir(parents=True, exist_ok=False)
+                run_dir, wall = run_once(flags, seed, out, common)
+                row = {"seed": seed, "method": name, "wall_s": wall, **read_run(run_dir, args.ensemble_size)}
+                rows.append(row)
+                if args.json:
+                    print(json.dumps(row), flush=True)
+                progress.advance(task)
+    total = time.perf_counter() - start
+    if args.json:
+        return 0
+    print(f"MNIST-1D, CPU, {args.n_samples} samples, M = {args.ensemble_size}, budget "
+          f"{args.max_learner_epochs:g} learner-epochs and {args.iterations} iterations each; "
+          f"progressive {args.schedule} vs single {args.single}; true test {args.ensemble_size}-"
+          f"ensemble Brier of the final baseline (lower is better)")
+    print(f"{'seed':>4} {'method':12} {'test ens Brier':>15} {'learner-ep':>11} {'wall s':>7} "
+          f"{'moved':>6}  τ between rungs (n)")
+    for r in rows:
+        taus = ", ".join(f"{lo}→{hi} {tau:+.2f} ({n})" for lo, hi, n, tau in r["tau"]) or "-"
+        print(f"{r['seed']:>4} {r['method']:12} {r['test_ens_brier']:>15.4f} "
+              f"{r['learner_epochs']:>11.1f} {r['wall_s']:>7.0f} {str(r['moved']):>6}  {taus}")
+    for name in methods:
+        mine = [r for r in rows if r["method"] == name]
+        taus = [r["tau"][0][3] for r in mine if r["tau"]]
+        print(f"mean±sd {name:12} Brier {_mean_sd([r['test_ens_brier'] for r in mine])}, "
+              f"learner-epochs {_mean_sd([r['learner_epochs'] for r in mine])}, wall "
+              f"{_mean_sd([r['wall_s'] for r in mine])} s" + (f", τ {_mean_sd(taus)}" if taus else ""))
+    prog = {r["seed"]: r for r in rows if r["method"] == "progressive"}
+    single_rows = {r["seed"]: r for r in rows if r["method"] == "single"}
+    wins = sum(prog[s]["test_ens_brier"] <= single_rows[s]["test_ens_brier"] for s in prog)
+    share = [prog[s]["learner_epochs"] / single_rows[s]["learner_epochs"] for s in prog]
+    print(f"progressive as good or better on {wins}/{len(prog)} seeds; its learner-epochs / "
+          f"single's: {_mean_sd(share)}; total wall {total:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
