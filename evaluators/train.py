@@ -157,13 +157,27 @@ def train_learners(factory: Callable[[], nn.Module], data: TrainData, *, seeds: 
     :class:`EpochTick` after each epoch (learner i/L, epoch e/E).
     """
     clock = _Clock(deadline, on_epoch)
-    with cpu_threads(threads if data.x_train.device.type == "cpu" else None):
+    device = data.x_train.device
+    with cpu_threads(threads if device.type == "cpu" else None):
         if packed:
-            return _train_packed(factory, data, seeds, epochs, batch_size, lr, weight_decay,
-                                 clock, use_amp, compile_model)
-        return [_train_one(factory, data, [s], epochs, batch_size, lr, weight_decay, clock,
-                           use_amp, compile_model, (i, len(seeds)))[0]
-                for i, s in enumerate(seeds, start=1)]
+            with _training_rng(seeds[0], device):
+                return _train_packed(factory, data, seeds, epochs, batch_size, lr, weight_decay,
+                                     clock, use_amp, compile_model)
+        runs = []
+        for i, s in enumerate(seeds, start=1):
+            with _training_rng(s, device):
+                runs += _train_one(factory, data, [s], epochs, batch_size, lr, weight_decay,
+                                   clock, use_amp, compile_model, (i, len(seeds)))
+        return runs
+
+
+@contextlib.contextmanager
+def _training_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """The global RNG (dropout and other in-model randomness) seeded from the learner's seed
+    for its training, then restored: a learner is a function of its seed, whatever ran before."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed + 104729)
+        yield
 
 
 def _train_one(factory, data: TrainData, seeds, epochs, batch_size, lr, weight_decay, clock,

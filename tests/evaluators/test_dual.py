@@ -225,3 +225,21 @@ def test_small_cpu_steps_train_on_one_thread_and_the_setting_is_restored(digits,
     assert choose_threads(cpu, SMALL_STEP_FLOPS * 2, "auto") is None
     assert choose_threads(cpu, 1.0, 3) == 3
     assert choose_threads(torch.device("meta"), 1.0, "auto") is None
+
+
+def test_dropout_is_a_function_of_the_learner_seed(digits):
+    """Two trainings of a dropout net with one seed give the same learner even when the global
+    RNG was used in between (dropout draws from a generator seeded per learner)."""
+    data = TrainData(digits.x_train, digits.y_train, digits.x_val, digits.y_val, digits.x_test)
+
+    def factory():
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(),
+                                   torch.nn.Dropout(0.5), torch.nn.Linear(32, 10))
+
+    kwargs = dict(seeds=[5], epochs=1, batch_size=64, lr=3e-3, threads=1)
+    first = train_learners(factory, data, **kwargs)[0]
+    torch.rand(1000)  # someone else drew from the global RNG
+    again = train_learners(factory, data, **kwargs)[0]
+    np.testing.assert_array_equal(first.val_probs, again.val_probs)
+    other = train_learners(factory, data, **{**kwargs, "seeds": [6]})[0]
+    assert np.abs(first.val_probs - other.val_probs).max() > 1e-3
