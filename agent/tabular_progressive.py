@@ -6,7 +6,10 @@ accuracy, cost 12/200 of a query) and the **top rung** its target column (the 20
 accuracy, cost 1). Costs are counted exactly (as fractions) in top-rung query-equivalents.
 
 * Candidates come from :class:`agent.tabular_search.TableChooser` (builtin proposer + the
-  predictor's UCB filter, which learns the low-rung loss) and are asked at the low rung.
+  predictor's UCB filter) and are asked at the low rung. ``steer`` says what the chooser learns:
+  ``low`` (default) every low-rung loss, so the search climbs the low rung's landscape; ``top``
+  only the top-rung loss of promoted candidates (the others are marked seen, never re-asked),
+  so it climbs the top rung's landscape and the low rung only screens.
 * Asynchronous successive halving (:func:`evaluators.promotion.successive_halving`): before each
   new low-rung query, a candidate in the top ⌊n/η⌋ of the n low-rung answers so far that has
   not gone up yet is asked at the top rung. Candidates are ranked on their low-rung loss (in a
@@ -85,13 +88,14 @@ def progressive_tabular_search(table: TabularBenchmark, budget: float, seed: int
                                low_cost: float | Fraction = LOW_COST_12EP, eta: int = 3,
                                conservative_share: float = CONSERVATIVE_SHARE, n_init: int = 10,
                                proposals: int = 64, refit_every: int = 10, gnn_epochs: int = 80,
-                               use_predictor: bool = True) -> ProgressiveResult:
+                               use_predictor: bool = True, steer: str = "low") -> ProgressiveResult:
     """Search ``table`` with two rungs within ``budget`` top-rung query-equivalents.
 
     ``low_cost``: a low-rung answer's cost in top-rung queries (0 < cost < 1); ``eta``: η, the
     successive-halving ratio; ``conservative_share``: share of the budget under which no new
     low-rung work starts. The chooser's settings (``n_init``, ``proposals``, ``refit_every``,
-    ``gnn_epochs``, ``use_predictor``) are those of :func:`agent.tabular_search.tabular_search`.
+    ``gnn_epochs``, ``use_predictor``) are those of :func:`agent.tabular_search.tabular_search`;
+    ``steer`` (``low`` | ``top``) is what the chooser learns from (module docstring).
     Values are accuracies (higher is better); the filter and the promotions read 100 − value.
     """
     if table.low_fidelity is None:
@@ -103,11 +107,14 @@ def progressive_tabular_search(table: TabularBenchmark, budget: float, seed: int
         raise ValueError(f"low_cost must lie strictly between 0 and 1, got {low_cost!r}")
     if eta < 2:
         raise ValueError(f"eta must be at least 2, got {eta!r}")
+    if steer not in ("low", "top"):
+        raise ValueError(f"steer must be 'low' or 'top', got {steer!r}")
     chooser = TableChooser(table, seed, n_init=n_init, proposals=proposals, refit_every=refit_every,
                            gnn_epochs=gnn_epochs, use_predictor=use_predictor,
                            total_iterations=_BETA_STEPS)
     out = ProgressiveResult(budget_q, eta)
     low: dict[str, float] = {}  # arch -> low-rung loss, in the order asked
+    specs: dict[str, object] = {}
     promoted: set[str] = set()
     floor = Fraction(conservative_share).limit_denominator(10**6) * budget_q
     exhausted = False
@@ -126,6 +133,8 @@ def progressive_tabular_search(table: TabularBenchmark, budget: float, seed: int
         rank = 1 + sorted(low, key=low.__getitem__).index(arch)
         promoted.add(arch)
         record(arch, "top", Fraction(1), table.query(arch), reason, rank)
+        if steer == "top":
+            chooser.observe(specs[arch], 100.0 - out.queries[-1].value)
 
     while True:
         left = budget_q - out.spent
@@ -149,11 +158,15 @@ def progressive_tabular_search(table: TabularBenchmark, budget: float, seed: int
             exhausted = True
             continue
         arch = NB201Space.to_arch_string(spec)
+        why = ("random start" if len(chooser.history) < n_init else
+               "chosen by the filter" if use_predictor else "proposed by the builtin proposer")
         value = table.low(arch)
-        chooser.observe(spec, 100.0 - value)
-        low[arch] = 100.0 - value
-        record(arch, "low", cost, value, "chosen by the filter" if len(low) > n_init
-               else "random start")
+        if steer == "low":
+            chooser.observe(spec, 100.0 - value)
+        else:  # learned from only if promoted; never asked again either way
+            chooser.seen.add(chooser.space.canonical_hash(spec))
+        low[arch], specs[arch] = 100.0 - value, spec
+        record(arch, "low", cost, value, why)
         if (arch not in successive_halving(low, eta) and budget_q - out.spent >= 1
                 and budget_q - out.spent >= floor and opportunistic(low, arch)):
             promote(arch, "opportunistic: low-rung loss below μ − 2σ of the others'")

@@ -45,32 +45,40 @@ def _positive_ints(text: str, name: str) -> list[int]:
 
 
 def run(table: TabularBenchmark, budgets: list[int], seeds: int, *, low_cost: Fraction, eta: int,
-        chooser: dict, progress: Progress, seed_log=None) -> dict:
+        chooser: dict, progress: Progress, seed_log=None, steers=("low",),
+        single: bool = True) -> dict:
     """Per method: best target at each budget (seeds × budgets), plus the progressive counts."""
     top = max(budgets)
-    best = {"progressive": np.zeros((seeds, len(budgets))), "single": np.zeros((seeds, len(budgets)))}
-    counts = {"low": [], "top": [], "reasons": {}}
+    names = [("progressive" if s == "low" else f"progressive-{s}") for s in steers]
+    best = {n: np.zeros((seeds, len(budgets))) for n in [*names, *(["single"] if single else [])]}
+    counts = {n: {"low": [], "top": [], "reasons": {}} for n in names}
     seconds = {"progressive": 0.0, "single": 0.0}
     task = progress.add_task("seeds", total=seeds)
     for seed in range(seeds):
         t0 = time.perf_counter()
-        result = progressive_tabular_search(table, top, seed, low_cost=low_cost, eta=eta, **chooser)
+        for steer in steers:
+            name = "progressive" if steer == "low" else f"progressive-{steer}"
+            result = progressive_tabular_search(table, top, seed, low_cost=low_cost, eta=eta,
+                                                steer=steer, **chooser)
+            best[name][seed] = [result.best_at(b) for b in budgets]
+            mine = counts[name]
+            mine["low"].append(result.count("low"))
+            mine["top"].append(result.count("top"))
+            for q in result.queries:
+                if q.rung == "top":
+                    key = q.reason.split(":")[0]
+                    mine["reasons"][key] = mine["reasons"].get(key, 0) + 1
         seconds["progressive"] += time.perf_counter() - t0
-        best["progressive"][seed] = [result.best_at(b) for b in budgets]
-        counts["low"].append(result.count("low"))
-        counts["top"].append(result.count("top"))
-        for q in result.queries:
-            if q.rung == "top":
-                key = q.reason.split(":")[0]
-                counts["reasons"][key] = counts["reasons"].get(key, 0) + 1
-        t0 = time.perf_counter()
-        curve = tabular_search(table, top, seed, **chooser)  # losses: 100 - accuracy
-        seconds["single"] += time.perf_counter() - t0
-        best["single"][seed] = [100.0 - curve[b - 1] for b in budgets]
+        if single:
+            t0 = time.perf_counter()
+            curve = tabular_search(table, top, seed, **chooser)  # losses: 100 - accuracy
+            seconds["single"] += time.perf_counter() - t0
+            best["single"][seed] = [100.0 - curve[b - 1] for b in budgets]
         if seed_log is not None:  # one line per seed, as it finishes
             print(json.dumps({"seed": seed, "budgets": budgets,
                               **{k: v[seed].tolist() for k, v in best.items()},
-                              "low": counts["low"][-1], "top": counts["top"][-1],
+                              **{f"{n} low/top": [c["low"][-1], c["top"][-1]]
+                                 for n, c in counts.items()},
                               "seconds": {k: round(v, 1) for k, v in seconds.items()}}),
                   file=seed_log, flush=True)
         progress.advance(task)
@@ -111,6 +119,10 @@ def main(argv=None) -> int:
     p.add_argument("--png")
     p.add_argument("--json", action="store_true")
     p.add_argument("--seed-log", help="append one JSON line per finished seed to this file")
+    p.add_argument("--steer", default="low", help="progressive variants: low, top or low,top "
+                   "(what the chooser learns from: every low-rung answer, or promoted cells' "
+                   "top-rung answers)")
+    p.add_argument("--no-single", action="store_true", help="leave the single-fidelity search out")
     args = p.parse_args(argv)
     budgets = sorted(_positive_ints(args.budgets, "--budgets"))
     try:
@@ -127,13 +139,17 @@ def main(argv=None) -> int:
     except TableError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    steers = args.steer.split(",")
+    if not steers or any(s not in ("low", "top") for s in steers):
+        print(f"error: --steer must list low and/or top, got {args.steer!r}", file=sys.stderr)
+        return 2
     chooser = {"refit_every": args.refit_every, "gnn_epochs": args.gnn_epochs,
                "proposals": args.proposals}
     start = time.perf_counter()
     seed_log = open(args.seed_log, "a") if args.seed_log else None  # noqa: SIM115
     with Progress(console=Console(stderr=True)) as progress:
         out = run(table, budgets, args.seeds, low_cost=low_cost, eta=args.eta, chooser=chooser,
-                  progress=progress, seed_log=seed_log)
+                  progress=progress, seed_log=seed_log, steers=steers, single=not args.no_single)
     if seed_log is not None:
         seed_log.close()
     wall = time.perf_counter() - start
@@ -150,14 +166,15 @@ def main(argv=None) -> int:
               f"{args.target}-equivalents; low rung {args.low_fidelity} at {low_cost}, η={args.eta}; "
               f"optimum {table.columns[args.target].max():.2f}; oracle protocol (selection on the "
               f"reported column); chooser {chooser}")
-        print(f"{'method':14}" + "".join(f"{b:>26}" for b in budgets))
+        print(f"{'method':18}" + "".join(f"{b:>26}" for b in budgets))
         for name, values in best.items():
             cells = [f"{values[:, j].mean():.2f}±{values[:, j].std(ddof=1) if len(values) > 1 else 0:.2f}"
                      f" (min {values[:, j].min():.2f})" for j in range(len(budgets))]
-            print(f"{name:14}" + "".join(f"{c:>26}" for c in cells))
-        print(f"progressive at budget {max(budgets)}: {np.mean(counts['low']):.1f} low-rung and "
-              f"{np.mean(counts['top']):.1f} top-rung queries per seed; top-rung queries by reason "
-              f"(all seeds): {counts['reasons']}")
+            print(f"{name:18}" + "".join(f"{c:>26}" for c in cells))
+        for name, c in counts.items():
+            print(f"{name} at budget {max(budgets)}: {np.mean(c['low']):.1f} low-rung and "
+                  f"{np.mean(c['top']):.1f} top-rung queries per seed; top-rung queries by reason "
+                  f"(all seeds): {c['reasons']}")
         print(f"wall {wall:.0f} s (progressive {out['seconds']['progressive']:.0f} s, single "
               f"{out['seconds']['single']:.0f} s)")
     if args.png:

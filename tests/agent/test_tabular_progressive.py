@@ -82,10 +82,11 @@ def check_log(result, table, budget, eta, share=0.2):
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(budget=st.sampled_from([0.5, 2, 3.3, 7, 12.25]), eta=st.integers(2, 5),
-       seed=st.integers(0, 10**6))
-def test_costs_budget_promotions_and_best_hold_for_any_budget(table, budget, eta, seed):
+       seed=st.integers(0, 10**6), steer=st.sampled_from(["low", "top"]))
+def test_costs_budget_promotions_and_best_hold_for_any_budget(table, budget, eta, seed, steer):
     before = table.queries
-    result = progressive_tabular_search(table, budget, seed, eta=eta, n_init=4, use_predictor=False)
+    result = progressive_tabular_search(table, budget, seed, eta=eta, n_init=4, use_predictor=False,
+                                        steer=steer)
     check_log(result, table, budget, eta)
     # the table's own counter sees exactly the top-rung queries (low-rung lookups are not queries)
     assert table.queries - before == result.count("top")
@@ -109,8 +110,10 @@ def test_with_the_predictor_filter_it_finds_a_better_cell_than_its_random_start(
     assert result.best_at(result.spent) == result.best and math.isnan(result.best_at(0))
 
 
-def test_a_partial_table_asked_out_promotes_what_waits(small_table):
-    result = progressive_tabular_search(small_table, 100, 1, eta=3, n_init=4, use_predictor=False)
+@pytest.mark.parametrize("steer", ["low", "top"])
+def test_a_partial_table_asked_out_promotes_what_waits(small_table, steer):
+    result = progressive_tabular_search(small_table, 100, 1, eta=3, n_init=4, use_predictor=False,
+                                        steer=steer)
     check_log(result, small_table, 100, 3)
     space = NB201Space()  # canonical twins (same function) are asked once
     distinct = {space.canonical_hash(NB201Space.from_arch_string(a)) for a in small_table.archs}
@@ -123,7 +126,27 @@ def test_bad_settings_are_refused(table):
     with pytest.raises(TableError, match="low-fidelity column"):
         progressive_tabular_search(TabularBenchmark([FIXTURE], TOP), 5, 0)
     for kwargs, needle in [({"low_cost": 1}, "low_cost"), ({"eta": 1}, "eta"),
-                           ({"budget": 0}, "budget")]:
+                           ({"budget": 0}, "budget"), ({"steer": "mid"}, "steer")]:
         args = {"budget": 5} | kwargs
         with pytest.raises(ValueError, match=needle):
             progressive_tabular_search(table, args.pop("budget"), 0, **args)
+
+
+def test_steering_on_the_top_rung_learns_only_promoted_cells(table, monkeypatch):
+    """``steer="top"``: the chooser's history is the promoted cells with their top-rung loss."""
+    from agent import tabular_progressive as tp
+
+    made = []
+
+    class Spy(tp.TableChooser):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            made.append(self)
+
+    monkeypatch.setattr(tp, "TableChooser", Spy)
+    result = progressive_tabular_search(table, 6, 2, eta=3, n_init=3, use_predictor=False,
+                                        steer="top")
+    check_log(result, table, 6, 3)
+    learned = sorted(loss for loss, _ in made[0].history)
+    assert learned == pytest.approx(sorted(100 - q.value for q in result.queries if q.rung == "top"))
+    assert len(made[0].seen) == result.count("low")  # every asked cell is marked seen
