@@ -1,125 +1,450 @@
-"""How often does the two-learner rule agree with the true M-ensemble? (MNIST-1D, CPU)
+"""Does the acceptance rule agree with the real ensemble? Fixed two-learner rule vs sequential rule.
 
-For each architecture, M learners are trained (seeds 0..M−1); learners 0 and 1 are the dual
-pair the search would see. For a pair (π, π_old) the rule decides from the dual statistics
-(exact and paper forms, paired-bootstrap SE for near-tie flags); the truth compares the real
-M-ensembles (averaged probabilities) by Brier error and by 0-1 error, on the test split.
-Architectures: a spread of NB201 cells, and a near-tie family (one cell, different widths, or
-one op changed) where diversity rather than accuracy decides.
+Protocol (issue 10, point 5). Sixteen NB201 cells in two families (a base cell and seven
+one-edge changes of it each, so real near ties exist); every ordered pair (π, π_old) of
+distinct cells is one decision: 16·15 = 240 pairs. For each cell:
 
-    python benchmarks/rule_validity.py --pairs 12 --ensemble-size 8 [--json]
+* decision learners, seeds 0…D−1 (D = 8 with ``--small``, 16 otherwise): the only learners the
+  rules see, through their validation probabilities;
+* a truth ensemble of T learners (``--true-ensemble``, T ≥ 16), seeds 10000…, never seen by a
+  rule. Truth: the real T-ensemble's Brier error (averaged probabilities) on the held-out test
+  split; the true gap Brier(π_old) − Brier(π) has an SE from a paired bootstrap over test
+  samples, and a pair is *clear* when |true gap| > 2 SE.
+
+Rules, both in the ``exact`` form, deciding about an ensemble of M = T learners (the truth is
+the T-ensemble, so that is the M whose sign can be checked; ``--ensemble-size``, the product's
+M, gets one extra line against the same truth):
+
+* fixed: the product before issue 10: the point estimate from learners 0–1 of each side.
+* sequential (``--learners MIN:MAX``, ``--confidence``), as ``agent.loop.SearchLoop.decide``
+  runs it: the baseline starts with ``RunConfig.baseline_learners`` learners, the candidate
+  with MIN; at each look the baseline is brought to the candidate's learner count (same seeds),
+  :func:`evaluators.stats.gain_estimate` uses all learners of each side; confident → decided,
+  else the candidate grows by :func:`agent.rule.next_learners` until MAX, then *undecided*
+  (the baseline stays: not accepted).
+* the run-level seed pool (:func:`evaluators.stats.pool_seed_variance`): as if the benchmark
+  run had evaluated every cell once as a baseline, the jackknife seed variances of all 16
+  cells' first ``baseline_learners`` decision learners, fixed for all pairs (order-free; uses
+  decision learners only).
+
+Spread: every figure is the mean ± SD over seed choices: the fixed rule over the D/2 disjoint
+learner pairs (2r, 2r+1); the sequential rule over R = ``--orderings`` orders of the decision
+learners (rotated by r·D/R, so with R = 2 the first four learners of the two orders are disjoint).
+The line at the product's M uses the first order only.
+
+Trained probabilities are cached per cell under ``--out`` (a rerun with other rule settings
+reads them back); the curve of clear-pair agreement against MAX is written as a PNG there.
+
+    python benchmarks/rule_validity.py --small [--dataset fashion-mnist] [--learners 2:8]
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
+import dataclasses
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.progress import track
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    track,
+)
 
-from agent.rule import Stats, decide
-from evaluators.data import load_task
+from agent.cli import UsageError, parse_learners
+from agent.config import RunConfig
+from agent.rule import decide, learner_schedule, next_learners
+from evaluators.data import DatasetUnavailable, load_task
 from evaluators.dual import train_spec
 from evaluators.fidelity import get_fidelity
-from evaluators.stats import ensemble_brier, error01, paired_gain_se, residual_stats
+from evaluators.stats import (
+    GainEstimate,
+    gain_estimate,
+    pool_seed_variance,
+    residual_stats,
+    residuals,
+    seed_variance,
+)
 from spaces import get_space
-from spaces.nb201 import NB201Space
+from spaces.nb201 import EDGES, NB201Space
 
-SPREAD = [
-    "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|",
-    "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|",
-    "|skip_connect~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|",
-    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|",
-    "|nor_conv_1x1~0|+|avg_pool_3x3~0|none~1|+|none~0|avg_pool_3x3~1|nor_conv_1x1~2|",
-]
-FAMILY = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
-
-
-def architectures():
-    spread = [NB201Space.from_arch_string(a, channels=16, cells_per_stage=1) for a in SPREAD]
-    base = NB201Space.from_arch_string(FAMILY, channels=16, cells_per_stage=1)
-    family = [base, base.model_copy(update={"channels": 32}), base.model_copy(update={"channels": 8}),
-              base.model_copy(update={"edge_2_0": "nor_conv_1x1"}),
-              base.model_copy(update={"edge_3_1": "avg_pool_3x3"})]
-    return spread, family
+#: (family, base cell, one-edge changes of it): each family is its base and seven neighbours.
+FAMILIES = (
+    ("conv", "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|",
+     (("edge_1_0", "nor_conv_1x1"), ("edge_2_0", "nor_conv_1x1"), ("edge_2_1", "avg_pool_3x3"),
+      ("edge_3_0", "none"), ("edge_3_1", "avg_pool_3x3"), ("edge_3_2", "nor_conv_1x1"),
+      ("edge_3_1", "nor_conv_3x3"))),
+    ("pool",
+     "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|",
+     (("edge_1_0", "skip_connect"), ("edge_1_0", "nor_conv_1x1"), ("edge_2_0", "avg_pool_3x3"),
+      ("edge_2_1", "none"), ("edge_3_0", "none"), ("edge_3_2", "nor_conv_1x1"),
+      ("edge_3_1", "avg_pool_3x3"))),
+)
+TRUTH_SEED0 = 10_000  # truth learners' seeds start here: never a decision learner's seed
+CURVE_MAX = (2, 4, 8, 16)
+INSTALL_FASHION = "apt-get update && apt-get install -y dataset-fashion-mnist"
 
 
-def choose_pairs(n_spread, n_family, n_pairs):
-    """Unordered pairs, alternating near-tie family pairs and spread pairs."""
-    fam = [("family", i, j) for i, j in itertools.combinations(range(n_family), 2)]
-    spr = [("spread", i, j) for i, j in itertools.combinations(range(n_spread), 2)]
+def architectures() -> list[tuple[str, object]]:
+    """(family, NB201 spec) for the 16 cells, channels 16, one cell per stage."""
     out = []
-    for a, b in itertools.zip_longest(fam, spr):
-        out += [p for p in (a, b) if p is not None]
-    return out[:n_pairs]
+    for family, base, edits in FAMILIES:
+        spec = NB201Space.from_arch_string(base, channels=16, cells_per_stage=1)
+        out.append((family, spec))
+        out += [(family, spec.model_copy(update={edge: op})) for edge, op in edits]
+    return out
 
 
-def main(argv=None) -> int:
+def edge_distance(a, b) -> int:
+    return sum(getattr(a, name) != getattr(b, name) for name, _, _ in EDGES)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--pairs", type=int, default=12, help="unordered architecture pairs")
-    p.add_argument("--ensemble-size", type=int, default=8, help="M learners per architecture")
+    p.add_argument("--dataset", choices=("mnist1d", "fashion-mnist"), default="mnist1d")
+    p.add_argument("--small", action="store_true",
+                   help="CPU setting: D=8 decision learners, T=16, fewer samples, Fashion-MNIST "
+                        "at 14x14 (≤ 45 min on 2 cores)")
+    p.add_argument("--learners", default="2:8", help="sequential rule's MIN:MAX (default 2:8)")
+    p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument("--ensemble-size", type=int, default=50, help="the product's M (extra line)")
+    p.add_argument("--true-ensemble", type=int, default=None, help="T ≥ 16 truth learners")
+    p.add_argument("--n-samples", type=int, default=None, help="training+validation samples")
+    p.add_argument("--resolution", type=int, default=None, help="input side (Fashion-MNIST)")
     p.add_argument("--fidelity", default="low")
-    p.add_argument("--n-samples", type=int, default=4000)
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
+    p.add_argument("--out", default="benchmarks/out", help="folder for cache, PNG and JSON")
+    p.add_argument("--orderings", type=int, default=2,
+                   help="seed orderings of the decision learners for the spread (≤ D/2)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     args = p.parse_args(argv)
-    err = Console(stderr=True)
-    M, space = args.ensemble_size, get_space("nb201")
-    task, fidelity = load_task("mnist1d", n_samples=args.n_samples), get_fidelity(args.fidelity)
-    spread, family = architectures()
-    pairs = choose_pairs(len(spread), len(family), args.pairs)
-    needed = sorted({(kind, i) for kind, a, b in pairs for i in (a, b)})
-    runs = {}
-    for kind, i in track(needed, description=f"training {M} learners per architecture",
-                         console=err):
-        spec = (spread if kind == "spread" else family)[i]
-        learners = train_spec(spec, space, task, fidelity, list(range(M)))
-        runs[(kind, i)] = (np.stack([r.val_probs for r in learners]),
-                           np.stack([r.test_probs for r in learners]))
-    y_val, y_test = task.y_val.numpy(), task.y_test.numpy()
-    rows = []
-    for kind, a, b in pairs:
-        for new, old in (((kind, a), (kind, b)), ((kind, b), (kind, a))):
-            (vn, tn), (vo, to) = runs[new], runs[old]
-            sn, so = (Stats(**residual_stats(v[:2], y_val)) for v in (vn, vo))
-            _, se = paired_gain_se(vn[:2], vo[:2], y_val, M)
-            exact, paper = decide(sn, so, M, "exact", gain_se=se), decide(sn, so, M, "paper")
-            true_gap = ensemble_brier(to, y_test) - ensemble_brier(tn, y_test)  # > 0: new better
-            gap01 = error01(to.mean(0), y_test) - error01(tn.mean(0), y_test)
-            rows.append({"kind": kind, "new": new[1], "old": old[1], "exact": exact.accepted,
-                         "paper": paper.accepted, "near_tie_flag": exact.near_tie,
-                         "true_brier_better": true_gap > 0, "true_gap": true_gap,
-                         "true01_better": gap01 > 0, "gap01": gap01,
-                         "near_tie_true": abs(true_gap) < 0.01})
+    try:
+        args.min_learners, args.max_learners = parse_learners(args.learners)
+    except UsageError as err:
+        p.exit(2, f"error: {err}\n")
+    if not 0.0 < args.confidence < 1.0:
+        p.exit(2, f"error: --confidence {args.confidence!r}: expected a level in (0, 1)\n")
+    if args.orderings < 1:
+        p.exit(2, f"error: --orderings {args.orderings!r}: expected at least 1\n")
+    if args.ensemble_size < 2:
+        p.exit(2, f"error: --ensemble-size {args.ensemble_size!r}: expected M >= 2\n")
+    args.decision_learners = 8 if args.small else 16
+    args.true_ensemble = args.true_ensemble or (16 if args.small else 32)
+    if args.true_ensemble < 16:
+        p.exit(2, f"error: --true-ensemble {args.true_ensemble!r}: the truth needs T >= 16\n")
+    if args.max_learners > args.decision_learners:
+        p.exit(2, f"error: --learners {args.learners!r}: MAX above the {args.decision_learners} "
+                  "decision learners this setting trains (drop --small for 16)\n")
+    if args.n_samples is None:
+        args.n_samples = (1000 if args.small else None) if args.dataset == "fashion-mnist" else (
+            3000 if args.small else 4000)
+    if args.resolution is None and args.small and args.dataset == "fashion-mnist":
+        args.resolution = 14
+    return args
 
-    def rate(subset, form, truth):
-        return float(np.mean([r[form] == r[truth] for r in subset])) if subset else float("nan")
 
-    summary = []
-    for name, subset in (("all", rows), ("near_ties", [r for r in rows if r["near_tie_true"]]),
-                         ("clear", [r for r in rows if not r["near_tie_true"]]),
-                         ("family", [r for r in rows if r["kind"] == "family"]),
-                         ("spread", [r for r in rows if r["kind"] == "spread"])):
-        summary.append({"subset": name, "ordered_pairs": len(subset), "M": M,
-                        "exact_vs_brier": rate(subset, "exact", "true_brier_better"),
-                        "paper_vs_brier": rate(subset, "paper", "true_brier_better"),
-                        "exact_vs_01": rate(subset, "exact", "true01_better"),
-                        "paper_vs_01": rate(subset, "paper", "true01_better"),
-                        "flagged_near_tie": int(sum(r["near_tie_flag"] for r in subset))})
+def load_probs(args, archs, err: Console) -> dict[str, np.ndarray]:
+    """Train (or read back from the cache) every cell's decision and truth learners."""
+    space, D, T = get_space("nb201"), args.decision_learners, args.true_ensemble
+    fidelity = get_fidelity(args.fidelity)
+    if args.resolution is not None:
+        fidelity = fidelity.model_copy(update={"resolution": args.resolution,
+                                               "name": f"{fidelity.name}-r{args.resolution}"})
+    try:
+        task = load_task(args.dataset, n_samples=args.n_samples, data_dir=args.data_dir)
+    except DatasetUnavailable as exc:
+        err.print(f"error: {exc}\n  install it with: {INSTALL_FASHION}", markup=False)
+        raise SystemExit(2) from None
+    cache = Path(args.out) / f"cache-{args.dataset}-n{args.n_samples}-{fidelity.name}"
+    cache.mkdir(parents=True, exist_ok=True)
+    seeds = list(range(D)) + [TRUTH_SEED0 + i for i in range(T)]
+    val, test = [], []
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err) as progress:
+        bar = progress.add_task(f"{args.dataset}: {len(archs)} cells × {D}+{T} learners",
+                                total=len(archs) * len(seeds))
+        for i, (_, spec) in enumerate(archs):
+            path = cache / f"{i:02d}-{space.canonical_hash(spec)[:12]}-d{D}-t{T}.npz"
+            if not path.exists():
+                done = progress.tasks[bar].completed
+                runs = train_spec(spec, space, task, fidelity, seeds, on_epoch=lambda t, d=done:
+                                  progress.update(bar, completed=d + t.learner - 1 + t.epoch / t.epochs))
+                np.savez(path, val=np.stack([r.val_probs for r in runs[:D]]).astype(np.float32),
+                         test=np.stack([r.test_probs for r in runs[D:]]).astype(np.float32))
+            with np.load(path) as saved:
+                val.append(saved["val"])
+                test.append(saved["test"])
+            progress.update(bar, completed=(i + 1) * len(seeds))
+    return {"val": np.stack(val), "test": np.stack(test), "y_val": task.y_val.numpy(),
+            "y_test": task.y_test.numpy(), "fidelity": fidelity.name, "cache": cache}
+
+
+def load_gains(path: Path) -> dict[str, GainEstimate]:
+    """Gain estimates saved by an earlier run on the same cache (keys: a,b,L_new,L_old,r,M,L0)."""
+    if not path.exists():
+        return {}
+    return {k: GainEstimate(**v) for k, v in json.loads(path.read_text()).items()}
+
+
+def truth(test: np.ndarray, y_test: np.ndarray, n_boot: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """True gaps G[a, b] = Brier(ens_b) − Brier(ens_a) (> 0: cell a's T-ensemble is better) and
+    their paired-bootstrap SE over test samples."""
+    ens = test.astype(np.float64).mean(axis=1)  # (A, N, K)
+    sq = np.sum((ens - np.eye(ens.shape[2])[y_test][None]) ** 2, axis=2)  # (A, N)
+    n = sq.shape[1]
+    w = np.random.default_rng(0).multinomial(n, np.full(n, 1.0 / n), size=n_boot) / n
+    boot = w @ sq.T  # (B, A)
+    mean = sq.mean(axis=1)
+    gap = mean[None, :] - mean[:, None]
+    se = np.std(boot[:, None, :] - boot[:, :, None], axis=0, ddof=1)
+    return gap, se
+
+
+def fixed_rule(val, y, pairs, M: int, r: int) -> list[dict]:
+    """The point-estimate rule on learners (2r, 2r+1) of each side."""
+    stats = [residual_stats(v[2 * r:2 * r + 2], y) for v in val]
+    out = []
+    for a, b in pairs:
+        d = decide(stats[a], stats[b], M, "exact")
+        out.append({"verdict": d.verdict, "confident": True, "L_new": 2, "L_old_extra": 0})
+    return out
+
+
+def sequential_rule(val, y, pairs, M: int, lo: int, hi: int, confidence: float, r: int,
+                    R: int, memo: dict) -> list[dict]:
+    """``SearchLoop.decide`` replayed on cached learners taken in order r of R (rotated by r·D/R).
+    ``memo`` keeps statistics and gain estimates (``memo["gains"]``, saved between runs) between
+    calls: they do not depend on MAX or the confidence, only z does."""
+    order = np.roll(np.arange(val.shape[1]), -r * (val.shape[1] // R))
+    base_L = min(RunConfig(min_learners=lo, max_learners=hi).baseline_learners, val.shape[1])
+    if ("pool", r, M, base_L) not in memo:
+        memo["pool", r, M, base_L] = pool_seed_variance(
+            (base_L, seed_variance(residuals(v[order[:base_L]], y), M)) for v in val)
+    pool = memo["pool", r, M, base_L]
+    looks = len(learner_schedule(lo, hi))
+
+    def stats(a: int, L: int):
+        if ("stats", a, L, r) not in memo:
+            memo["stats", a, L, r] = residual_stats(val[a][order[:L]], y)
+        return memo["stats", a, L, r]
+
+    out = []
+    for a, b in pairs:
+        L_new, L_old = lo, base_L
+        while True:
+            L_old = max(L_old, L_new)
+            key = f"{a},{b},{L_new},{L_old},{r},{M},{base_L}"
+            if key not in memo["gains"]:
+                memo["gains"][key] = gain_estimate(val[a][order[:L_new]], val[b][order[:L_old]],
+                                                   y, M, pool=pool)
+            more = next_learners(L_new, lo, hi)
+            d = decide(stats(a, L_new), stats(b, L_old), M, "exact", 0.0, memo["gains"][key],
+                       confidence=confidence, looks=looks, final=more is None)
+            if d.confident or more is None:
+                break
+            L_new = more
+        out.append({"verdict": d.verdict, "confident": d.confident, "L_new": L_new,
+                    "L_old_extra": L_old - base_L})
+    return out
+
+
+def score(rows: list[dict], gap: np.ndarray, clear: np.ndarray) -> dict[str, float]:
+    """Agreement and errors of one rule's decisions against the true gaps (> 0: new better)."""
+    verdict = np.array([r["verdict"] for r in rows])
+    acc, rej = verdict == "accepted", verdict == "rejected"
+    right = (acc & (gap > 0)) | (rej & (gap < 0))  # undecided is never right
+    conf = np.array([r["confident"] for r in rows])
+    return {"agree_all": float(np.mean(acc == (gap > 0))),  # undecided: baseline stays
+            "agree_clear": float(np.mean(right[clear])) if clear.any() else float("nan"),
+            "false_accepts": float(np.mean(acc & (gap < 0))),
+            "confident": float(np.mean(conf)),
+            "confident_right": float(np.mean(right[conf])) if conf.any() else float("nan"),
+            "undecided": float(np.mean(verdict == "undecided")),
+            "learners_cand": float(np.mean([r["L_new"] for r in rows])),
+            "learners_pair": float(np.mean([r["L_new"] + r["L_old_extra"] for r in rows]))}
+
+
+def spread(runs: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
+    """Mean and SD (ddof 1) of every figure over the seed orderings."""
+    return {k: (float(np.mean([s[k] for s in runs])),
+                float(np.std([s[k] for s in runs], ddof=1)) if len(runs) > 1 else 0.0)
+            for k in runs[0]}
+
+
+def fmt(v: tuple[float, float], pct: bool = True) -> str:
+    return f"{100 * v[0]:.1f} ± {100 * v[1]:.1f} %" if pct else f"{v[0]:.2f} ± {v[1]:.2f}"
+
+
+ROWS = (("agreement, all pairs (undecided = baseline stays)", "agree_all", True),
+        ("agreement, clear pairs (undecided = miss)", "agree_clear", True),
+        ("false accepts (share of all pairs)", "false_accepts", True),
+        ("called confident (share of all pairs)", "confident", True),
+        ("confident decisions right", "confident_right", True),
+        ("undecided (share of all pairs)", "undecided", True),
+        ("learners per candidate", "learners_cand", False),
+        ("learners per pair (candidate + baseline added)", "learners_pair", False))
+
+
+def plot(path: Path, curve: dict[int, dict], fixed: dict, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = sorted(curve)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.errorbar(xs, [100 * curve[x]["agree_clear"][0] for x in xs],
+                  yerr=[100 * curve[x]["agree_clear"][1] for x in xs], marker="o", capsize=3,
+                  label="sequential (undecided = miss)")
+    left.axhline(100 * fixed["agree_clear"][0], color="grey", ls="--", label="fixed two-learner")
+    left.axhline(90, color="red", lw=0.8, ls=":", label="target 90 %")
+    left.set(xscale="log", xlabel="MAX learners", ylim=(0, 101),
+             ylabel="agreement on clear pairs (%)", title=title)
+    left.legend(fontsize=8)
+    right.errorbar(xs, [curve[x]["learners_pair"][0] for x in xs],
+                   yerr=[curve[x]["learners_pair"][1] for x in xs], marker="o", capsize=3,
+                   label="learners per pair")
+    right.errorbar(xs, [curve[x]["learners_cand"][0] for x in xs],
+                   yerr=[curve[x]["learners_cand"][1] for x in xs], marker="s", capsize=3,
+                   label="learners per candidate")
+    right.set(xscale="log", xlabel="MAX learners", ylim=(0, None), ylabel="learners",
+              title="learners spent")
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.minorticks_off()
+        ax.set_xticks(xs, [str(x) for x in xs])
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def analyse(args, archs, data, err: Console) -> dict:
+    """Replay both rules on every ordered pair and score them against the truth."""
+    val, y = data["val"], data["y_val"]
+    A, D, T = len(archs), val.shape[1], data["test"].shape[1]
+    gap_m, se_m = truth(data["test"], data["y_test"])
+    pairs = [(a, b) for a in range(A) for b in range(A) if a != b]
+    gap = np.array([gap_m[a, b] for a, b in pairs])
+    clear = np.array([abs(gap_m[a, b]) > 2 * se_m[a, b] for a, b in pairs])
+    near = np.array([edge_distance(archs[a][1], archs[b][1]) == 1 for a, b in pairs])
+    R = min(args.orderings, D // 2)
+    lo, hi, conf = args.min_learners, args.max_learners, args.confidence
+    gains_path = data["cache"] / "gains.json"
+    memo: dict = {"gains": load_gains(gains_path)}
+    fixed_rows = [fixed_rule(val, y, pairs, T, r) for r in range(D // 2)]
+    tops = [m for m in sorted({*CURVE_MAX, hi}, reverse=True) if lo <= m <= D]
+    jobs = [(T, m, r) for m in tops for r in range(R)] + [(args.ensemble_size, hi, 0)]
+    runs: dict[tuple[int, int], list[list[dict]]] = {}
+    for M, top, r in track(jobs, description="replaying the rules", console=err):
+        runs.setdefault((M, top), []).append(
+            sequential_rule(val, y, pairs, M, lo, top, conf, r, R, memo))
+    gains_path.write_text(json.dumps({k: dataclasses.asdict(v) for k, v in memo["gains"].items()}))
+
+    def scored(rows_by_seed, mask=None):
+        m = np.ones(len(pairs), bool) if mask is None else mask
+        return spread([score([r for r, k in zip(rows, m, strict=True) if k], gap[m], clear[m])
+                       for rows in rows_by_seed])
+
+    def se_parts(L: int) -> dict[str, float]:
+        ests = [memo["gains"].get(f"{a},{b},{L},{max(L, lo, 4)},0,{T},{max(lo, 4)}")
+                for a, b in pairs]
+        ests = [e for e in ests if e is not None]
+        return {"looks": len(ests), "se_sample": float(np.median([e.se_sample for e in ests])),
+                "se_seed": float(np.median([e.se_seed for e in ests]))} if ests else {}
+
+    pred = np.array([residual_stats(v, y).ens_error(T) for v in val])  # all D decision learners
+    onehot = np.eye(val.shape[3])
+    true_abs = np.array([np.mean(np.sum((t.mean(0) - onehot[data["y_test"]]) ** 2, 1))
+                         for t in data["test"].astype(np.float64)])
+    single = np.sum((val - onehot[y][None, None]) ** 2, axis=3).mean(axis=2)  # (A, D) Brier
+    pred_gap = np.array([pred[b] - pred[a] for a, b in pairs])
+    return {
+        "dataset": args.dataset, "n_samples": args.n_samples, "fidelity": data["fidelity"],
+        "cells": A, "ordered_pairs": len(pairs), "clear_pairs": int(clear.sum()),
+        "one_edge_pairs": int(near.sum()), "one_edge_clear": int((near & clear).sum()),
+        "decision_learners": D, "truth_learners": T, "M_decision": T, "learners": [lo, hi],
+        "confidence": conf, "orderings": R, "fixed_pairs": D // 2,
+        "fixed": scored(fixed_rows), "sequential": scored(runs[T, hi]),
+        "one_edge_fixed": scored(fixed_rows, near), "one_edge_sequential": scored(runs[T, hi], near),
+        "curve": {m: scored(runs[T, m]) for m in sorted(tops)},
+        "product_M": args.ensemble_size, "at_product_M": scored(runs[args.ensemble_size, hi]),
+        "se_first_look": se_parts(lo), "se_last_look": se_parts(hi),
+        "single_brier_rel_sd": float(np.median(single.std(axis=1, ddof=1) / single.mean(axis=1))),
+        "pred_minus_true_ens_mean": float(np.mean(pred - true_abs)),
+        "pred_minus_true_ens_sd": float(np.std(pred - true_abs, ddof=1)),
+        "gap_correlation": float(np.corrcoef(pred_gap, gap)[0, 1]),
+        "truth_gap_se_median": float(np.median(se_m[~np.eye(A, dtype=bool)])),
+    }
+
+
+def report(s: dict, png: Path) -> None:
+    """The side-by-side table, the curve table and the checks, as Markdown."""
+    lo, hi = s["learners"]
+    T, fixed, seq = s["truth_learners"], s["fixed"], s["sequential"]
+    print(f"rule vs the real {T}-ensemble on the {s['dataset']} test split: {s['cells']} cells, "
+          f"{s['ordered_pairs']} ordered pairs ({s['clear_pairs']} clear, {s['one_edge_pairs']} "
+          f"one-edge); fidelity {s['fidelity']}, n_samples {s['n_samples']}; both rules decide "
+          f"at M = {T}; mean ± SD over {s['fixed_pairs']} learner pairs (fixed) and "
+          f"{s['orderings']} learner orders (sequential)\n")
+    print(f"| figure | fixed two-learner | sequential {lo}:{hi}, confidence {s['confidence']} |")
+    print("|---|---|---|")
+    for label, key, pct in ROWS:
+        print(f"| {label} | {fmt(fixed[key], pct)} | {fmt(seq[key], pct)} |")
+    print(f"| one-edge pairs: agreement on the clear ones (n = {s['one_edge_clear']}) | "
+          f"{fmt(s['one_edge_fixed']['agree_clear'])} | "
+          f"{fmt(s['one_edge_sequential']['agree_clear'])} |")
+    print(f"\nsequential rule against MAX ({lo}:MAX, confidence {s['confidence']}, M = {T}):\n")
+    print("| MAX | agreement, clear pairs (undecided = miss) | confident right | false accepts "
+          "| undecided | learners per candidate | learners per pair |")
+    print("|---|---|---|---|---|---|---|")
+    for m, c in s["curve"].items():
+        print(f"| {m} | {fmt(c['agree_clear'])} | {fmt(c['confident_right'])} | "
+              f"{fmt(c['false_accepts'])} | {fmt(c['undecided'])} | "
+              f"{fmt(c['learners_cand'], False)} | {fmt(c['learners_pair'], False)} |")
+    p = s["at_product_M"]
+    print(f"\ndeciding at the product's M = {s['product_M']} instead (first order, same "
+          f"{T}-ensemble truth): agreement on clear pairs {fmt(p['agree_clear'])}, false accepts "
+          f"{fmt(p['false_accepts'])}, confident {fmt(p['confident'])}")
+    for name, part in (("first", s["se_first_look"]), ("last", s["se_last_look"])):
+        if part:
+            print(f"gain SE at the {name} look ({part['looks']} pairs reached it, first order): "
+                  f"median sample part {part['se_sample']:.4f}, seed part {part['se_seed']:.4f}")
+    print(f"one learner's validation Brier error varies {100 * s['single_brier_rel_sd']:.0f} % "
+          f"(SD/mean over seeds, median cell); predicted E_ens({T}) from "
+          f"{s['decision_learners']} learners (validation) − real {T}-ensemble Brier (test): "
+          f"{s['pred_minus_true_ens_mean']:+.4f} ± {s['pred_minus_true_ens_sd']:.4f} over cells; "
+          f"correlation of predicted and true gaps {s['gap_correlation']:.2f}; median SE of a "
+          f"true gap {s['truth_gap_se_median']:.4f}")
+    targets = ((seq["confident_right"][0] >= 0.95, "confident decisions right ≥ 95 %"),
+               (seq["false_accepts"][0] <= 0.01, "false accepts ≤ 1 %"),
+               (seq["agree_clear"][0] >= 0.90, "clear-pair agreement ≥ 90 % (undecided = miss)"))
+    print(f"targets at {lo}:{hi}: " + "; ".join(f"{t}: {'met' if ok else 'MISSED'}"
+                                              for ok, t in targets))
+    print(f"curve: {png}; figures: {png.with_suffix('.json')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    err, out = Console(stderr=True), Path(args.out)
+    archs = architectures()
+    summary = analyse(args, archs, load_probs(args, archs, err), err)
+    out.mkdir(parents=True, exist_ok=True)
+    png = out / (f"rule_validity-{args.dataset}-L{args.min_learners}-{args.max_learners}"
+                 f"-c{args.confidence:g}.png")
+    png.with_suffix(".json").write_text(json.dumps(summary, indent=1))
+    plot(png, summary["curve"], summary["fixed"],
+         f"{args.dataset}: {summary['ordered_pairs']} pairs, {summary['clear_pairs']} clear")
     if args.json:
-        for s in summary:
-            print(json.dumps(s))
-        return 0
-    print(f"rule vs true {M}-ensemble on MNIST-1D test split ({args.fidelity} fidelity)")
-    print(f"{'subset':10} {'pairs':>6} {'exact/Brier':>12} {'paper/Brier':>12} "
-          f"{'exact/0-1':>10} {'paper/0-1':>10} {'flagged':>8}")
-    for s in summary:
-        print(f"{s['subset']:10} {s['ordered_pairs']:>6} {s['exact_vs_brier']:>12.2f} "
-              f"{s['paper_vs_brier']:>12.2f} {s['exact_vs_01']:>10.2f} {s['paper_vs_01']:>10.2f} "
-              f"{s['flagged_near_tie']:>8}")
+        print(json.dumps(summary))
+    else:
+        report(summary, png)
     return 0
 
 
