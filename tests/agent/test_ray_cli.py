@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -143,3 +144,30 @@ def test_missing_ray_is_one_line_naming_the_extra(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr == "error: --executor ray needs the [ray] extra: pip install -e '.[ray]'\n"
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_gpus_a_task_asks_for_and_a_cluster_without_gpus(monkeypatch):
+    """make_evaluator: G defaults to 1/MIN on CUDA and 0 on CPU; GPUs asked of a cluster that
+    has none are refused at start-up in one line (Ray would queue the tasks for ever)."""
+    import torch
+
+    import evaluators.ray_evaluator as rx
+    from agent.cli import UsageError
+    from agent.config import RunConfig
+    from agent.run import make_evaluator
+    from spaces import get_space
+
+    cluster = {"CPU": 2.0}
+    monkeypatch.setattr(rx, "connect", lambda address: cluster)
+    space, cpu = get_space("nb201"), SimpleNamespace(device=torch.device("cpu"))
+    config = RunConfig(executor="ray", dataset="digits", n_samples=300, seed=3, max_concurrent=3)
+    ev = make_evaluator(config, space, cpu)(Path("evals"))
+    assert (ev.gpus_per_learner, ev.max_concurrent, ev.npz_dir) == (0.0, 3, Path("evals"))
+    assert ev.recipe == rx.TaskRecipe("digits", "cpu", None, 300, 3)
+    with pytest.raises(UsageError, match=r"^--gpus-per-learner 0.5: the Ray cluster has no GPU$"):
+        make_evaluator(config.model_copy(update={"gpus_per_learner": 0.5}), space, cpu)
+    cluster["GPU"] = 1.0
+    cuda = SimpleNamespace(device=torch.device("cuda"))
+    ev = make_evaluator(config.model_copy(update={"min_learners": 4, "max_learners": 8}), space,
+                        cuda)(Path("evals"))
+    assert ev.gpus_per_learner == 0.25 and ev.recipe.device == "cuda"

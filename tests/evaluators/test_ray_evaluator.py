@@ -121,6 +121,21 @@ def test_a_spec_over_the_cap_comes_back_as_a_failure_result(local_ray, tmp_path)
     assert not (tmp_path / "ray").exists()
 
 
+@pytest.mark.parametrize("limit", [None, 1])
+def test_at_most_max_concurrent_tasks_are_in_flight(local_ray, tmp_path, monkeypatch, limit):
+    """Two jobs of two learner-tasks each (over the cap, so each part ends at once): without a
+    limit all four are out at the first wait; with --max-concurrent 1 one at a time."""
+    seen, wait = [], ray.wait
+    monkeypatch.setattr(ray, "wait", lambda refs, **kw: seen.append(len(refs)) or wait(refs, **kw))
+    remote = ray_evaluator(tmp_path, cap=SizeCap(max_params=10, max_flops=10), max_concurrent=limit)
+    results = dict(remote.evaluate_many(jobs_for()))
+    assert sorted(results) == [0, 1] and all(r.kind == "error" for r in results.values())
+    if limit is None:  # a failed part cancels its job's other part, so fewer waits follow
+        assert seen[0] == 4
+    else:
+        assert seen and max(seen) == 1
+
+
 @pytest.mark.slow
 def test_a_killed_worker_is_retried_and_gives_the_same_result(local_ray, kill_flag, task, tmp_path):
     want = LocalEvaluator(SPACE, task, tmp_path / "local", 50).evaluate(
