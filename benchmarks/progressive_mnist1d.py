@@ -72,6 +72,7 @@ def read_run(run_dir: Path, M: int) -> dict:
             "first_test_ens_brier": first[-1].test_true_ens_brier if first else None,
             "learner_epochs": state.learner_epochs_spent,
             "moved": state.baseline_id != state.first_baseline_id,
+            "end": state.finished.reason if state.finished else "unfinished",
             "tau": [(lo, hi, n, tau) for lo, hi, n, tau in rung_tau(state, rungs, M)]}
 
 
@@ -95,6 +96,9 @@ def main(argv=None) -> int:
     p.add_argument("--n-samples", type=int, default=1500)
     p.add_argument("--ensemble-size", type=int, default=8)
     p.add_argument("--eta", type=int, default=3)
+    p.add_argument("--max-wall-seconds", type=float, default=3600,
+                   help="passed to every run: without it a low-first schedule on nb201/mnist1d "
+                   "gets the default task's 150 s wall budget")
     p.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -115,7 +119,7 @@ def main(argv=None) -> int:
     common = ["--max-learner-epochs", f"{args.max_learner_epochs:g}", "--iterations",
               str(args.iterations), "--proposals", str(args.proposals), "--keep", str(args.keep),
               "--n-samples", str(args.n_samples), "--ensemble-size", str(args.ensemble_size),
-              "--eta", str(args.eta)]
+              "--eta", str(args.eta), "--max-wall-seconds", f"{args.max_wall_seconds:g}"]
     methods = {"progressive": ["--fidelity-schedule", args.schedule],
                "single": ["--fidelity-schedule" if ":" in args.single else "--fidelity", args.single]}
     rows: list[dict] = []
@@ -141,11 +145,12 @@ def main(argv=None) -> int:
           f"progressive {args.schedule} vs single {args.single}; true test {args.ensemble_size}-"
           f"ensemble Brier of the final baseline (lower is better)")
     print(f"{'seed':>4} {'method':12} {'test ens Brier':>15} {'learner-ep':>11} {'wall s':>7} "
-          f"{'moved':>6}  τ between rungs (n)")
+          f"{'moved':>6} {'end':>18}  τ between rungs (n)")
     for r in rows:
         taus = ", ".join(f"{lo}→{hi} {tau:+.2f} ({n})" for lo, hi, n, tau in r["tau"]) or "-"
         print(f"{r['seed']:>4} {r['method']:12} {r['test_ens_brier']:>15.4f} "
-              f"{r['learner_epochs']:>11.1f} {r['wall_s']:>7.0f} {str(r['moved']):>6}  {taus}")
+              f"{r['learner_epochs']:>11.1f} {r['wall_s']:>7.0f} {str(r['moved']):>6} "
+              f"{r['end']:>18}  {taus}")
     for name in methods:
         mine = [r for r in rows if r["method"] == name]
         taus = [r["tau"][0][3] for r in mine if r["tau"]]
