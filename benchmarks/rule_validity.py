@@ -48,29 +48,15 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    track,
-)
+from rich.progress import Progress, TimeElapsedColumn, track
 
 from agent.cli import UsageError, parse_learners
 from agent.config import RunConfig
 from agent.rule import decide, learner_schedule, next_learners
+from evaluators import stats as es
 from evaluators.data import DatasetUnavailable, load_task
 from evaluators.dual import train_spec
 from evaluators.fidelity import get_fidelity
-from evaluators.stats import (
-    GainEstimate,
-    gain_estimate,
-    pool_seed_variance,
-    residual_stats,
-    residuals,
-    seed_variance,
-)
 from spaces import get_space
 from spaces.nb201 import EDGES, NB201Space
 
@@ -159,15 +145,13 @@ def load_probs(args, archs, err: Console) -> dict[str, np.ndarray]:
     try:
         task = load_task(args.dataset, n_samples=args.n_samples, data_dir=args.data_dir)
     except DatasetUnavailable as exc:
-        err.print(f"error: {exc}\n  install it with: {INSTALL_FASHION}", markup=False)
+        print(f"error: {exc}; to install: {INSTALL_FASHION}", file=sys.stderr)
         raise SystemExit(2) from None
     cache = Path(args.out) / f"cache-{args.dataset}-n{args.n_samples}-{fidelity.name}"
     cache.mkdir(parents=True, exist_ok=True)
     seeds = list(range(D)) + [TRUTH_SEED0 + i for i in range(T)]
     val, test = [], []
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-               TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err) as progress:
+    with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=err) as progress:
         bar = progress.add_task(f"{args.dataset}: {len(archs)} cells × {D}+{T} learners",
                                 total=len(archs) * len(seeds))
         for i, (_, spec) in enumerate(archs):
@@ -186,11 +170,11 @@ def load_probs(args, archs, err: Console) -> dict[str, np.ndarray]:
             "y_test": task.y_test.numpy(), "fidelity": fidelity.name, "cache": cache}
 
 
-def load_gains(path: Path) -> dict[str, GainEstimate]:
+def load_gains(path: Path) -> dict[str, es.GainEstimate]:
     """Gain estimates saved by an earlier run on the same cache (keys: a,b,L_new,L_old,r,M,L0)."""
     if not path.exists():
         return {}
-    return {k: GainEstimate(**v) for k, v in json.loads(path.read_text()).items()}
+    return {k: es.GainEstimate(**v) for k, v in json.loads(path.read_text()).items()}
 
 
 def truth(test: np.ndarray, y_test: np.ndarray, n_boot: int = 1000) -> tuple[np.ndarray, np.ndarray]:
@@ -209,7 +193,7 @@ def truth(test: np.ndarray, y_test: np.ndarray, n_boot: int = 1000) -> tuple[np.
 
 def fixed_rule(val, y, pairs, M: int, r: int) -> list[dict]:
     """The point-estimate rule on learners (2r, 2r+1) of each side."""
-    stats = [residual_stats(v[2 * r:2 * r + 2], y) for v in val]
+    stats = [es.residual_stats(v[2 * r:2 * r + 2], y) for v in val]
     out = []
     for a, b in pairs:
         d = decide(stats[a], stats[b], M, "exact")
@@ -225,14 +209,14 @@ def sequential_rule(val, y, pairs, M: int, lo: int, hi: int, confidence: float, 
     order = np.roll(np.arange(val.shape[1]), -r * (val.shape[1] // R))
     base_L = min(RunConfig(min_learners=lo, max_learners=hi).baseline_learners, val.shape[1])
     if ("pool", r, M, base_L) not in memo:
-        memo["pool", r, M, base_L] = pool_seed_variance(
-            (base_L, seed_variance(residuals(v[order[:base_L]], y), M)) for v in val)
+        memo["pool", r, M, base_L] = es.pool_seed_variance(
+            (base_L, es.seed_variance(es.residuals(v[order[:base_L]], y), M)) for v in val)
     pool = memo["pool", r, M, base_L]
     looks = len(learner_schedule(lo, hi))
 
     def stats(a: int, L: int):
         if ("stats", a, L, r) not in memo:
-            memo["stats", a, L, r] = residual_stats(val[a][order[:L]], y)
+            memo["stats", a, L, r] = es.residual_stats(val[a][order[:L]], y)
         return memo["stats", a, L, r]
 
     out = []
@@ -242,8 +226,8 @@ def sequential_rule(val, y, pairs, M: int, lo: int, hi: int, confidence: float, 
             L_old = max(L_old, L_new)
             key = f"{a},{b},{L_new},{L_old},{r},{M},{base_L}"
             if key not in memo["gains"]:
-                memo["gains"][key] = gain_estimate(val[a][order[:L_new]], val[b][order[:L_old]],
-                                                   y, M, pool=pool)
+                memo["gains"][key] = es.gain_estimate(val[a][order[:L_new]],
+                                                      val[b][order[:L_old]], y, M, pool=pool)
             more = next_learners(L_new, lo, hi)
             d = decide(stats(a, L_new), stats(b, L_old), M, "exact", 0.0, memo["gains"][key],
                        confidence=confidence, looks=looks, final=more is None)
@@ -359,7 +343,7 @@ def analyse(args, archs, data, err: Console) -> dict:
         return {"looks": len(ests), "se_sample": float(np.median([e.se_sample for e in ests])),
                 "se_seed": float(np.median([e.se_seed for e in ests]))} if ests else {}
 
-    pred = np.array([residual_stats(v, y).ens_error(T) for v in val])  # all D decision learners
+    pred = np.array([es.residual_stats(v, y).ens_error(T) for v in val])  # all D decision learners
     onehot = np.eye(val.shape[3])
     true_abs = np.array([np.mean(np.sum((t.mean(0) - onehot[data["y_test"]]) ** 2, 1))
                          for t in data["test"].astype(np.float64)])
@@ -410,8 +394,9 @@ def report(s: dict, png: Path) -> None:
               f"{fmt(c['learners_cand'], False)} | {fmt(c['learners_pair'], False)} |")
     p = s["at_product_M"]
     print(f"\ndeciding at the product's M = {s['product_M']} instead (first order, same "
-          f"{T}-ensemble truth): agreement on clear pairs {fmt(p['agree_clear'])}, false accepts "
-          f"{fmt(p['false_accepts'])}, confident {fmt(p['confident'])}")
+          f"{T}-ensemble truth): agreement on clear pairs {100 * p['agree_clear'][0]:.1f} %, "
+          f"false accepts {100 * p['false_accepts'][0]:.1f} %, confident "
+          f"{100 * p['confident'][0]:.1f} %, confident right {100 * p['confident_right'][0]:.1f} %")
     for name, part in (("first", s["se_first_look"]), ("last", s["se_last_look"])):
         if part:
             print(f"gain SE at the {name} look ({part['looks']} pairs reached it, first order): "
