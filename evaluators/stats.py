@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy.stats import norm
@@ -44,7 +45,7 @@ def _moments(eps: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarr
     sq = np.einsum("lnk,lnk->n", eps, eps) / L  # mean_l ‖ε_l(n)‖²
     total = eps.sum(axis=0)
     pair = (np.einsum("nk,nk->n", total, total) - L * sq) / (L * (L - 1))  # mean_{i≠j} ⟨ε_i, ε_j⟩
-    mu = np.einsum("bn,lnk->blk", weights, eps)  # (B, L, K)
+    mu = np.tensordot(weights, eps, axes=([1], [1]))  # (B, L, K), one BLAS product
     mu_sq = np.einsum("blk,blk->b", mu, mu) / L
     mu_tot = mu.sum(axis=1)
     mu_pair = (np.einsum("bk,bk->b", mu_tot, mu_tot) - L * mu_sq) / (L * (L - 1))
@@ -65,9 +66,13 @@ def residual_stats(probs: np.ndarray, labels: np.ndarray) -> Stats:
     return _stats(residuals(probs, labels))
 
 
+@lru_cache(maxsize=8)
 def _boot_weights(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """Bootstrap resampling weights (n_boot, n), rows summing to 1; cached (read-only)."""
     rng = np.random.default_rng(seed)
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot) / n
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot) / n
+    weights.flags.writeable = False
+    return weights
 
 
 def bootstrap_stats(probs: np.ndarray, labels: np.ndarray, n_boot: int = 200, seed: int = 0
