@@ -121,6 +121,18 @@ def test_a_spec_over_the_cap_comes_back_as_a_failure_result(local_ray, tmp_path)
     assert not (tmp_path / "ray").exists()
 
 
+def test_an_exception_in_a_worker_is_an_error_failure_quoting_it(local_ray, tmp_path):
+    """A job that cannot run (extending another spec's evaluation) raises ValueError in the
+    worker; the driver gets it as one failure line, not a crash."""
+    other = EvalResult(spec_hash="not-this-spec", fidelity="tiny", seeds=(0, 1), E=0.5,
+                       sigma2=0.1, rho=0.5, ci={}, se={}, learners=[], npz="x.npz", wall_s=0,
+                       device_s=0, params=1, flops=1)
+    (i, got), = ray_evaluator(tmp_path).evaluate_many(jobs_for((0, 1, 2), other)[:1])
+    assert isinstance(got, EvalFailure) and got.kind == "error"
+    assert got.message.startswith("ValueError: cannot extend evaluation x.npz with seeds (0, 1, 2)")
+    assert "\n" not in got.message
+
+
 @pytest.mark.parametrize("limit", [None, 1])
 def test_at_most_max_concurrent_tasks_are_in_flight(local_ray, tmp_path, monkeypatch, limit):
     """Two jobs of two learner-tasks each (over the cap, so each part ends at once): without a
