@@ -45,8 +45,9 @@ class Budget:
             return "iterations"
         if (reason := self.out_of_time()) is not None:
             return reason
-        if c.max_learner_epochs is not None and s.learner_epochs_spent >= c.max_learner_epochs:
-            return "max_learner_epochs"
+        if c.max_learner_epochs is not None and not self.affords(
+                c.rungs()[0].learner_epochs(c.min_learners)):
+            return "max_learner_epochs"  # not even one first-rung evaluation fits
         if c.max_cost_usd is not None and (
                 s.cost_usd + self.proposer.expected_call_cost_usd() > c.max_cost_usd):
             return "max_cost_usd"
@@ -67,6 +68,11 @@ class Budget:
         if c.max_device_seconds is not None and s.device_s >= c.max_device_seconds:
             return "max_device_seconds"
         return None
+
+    def affords(self, learner_epochs: float) -> bool:
+        """Whether ``learner_epochs`` more fit ``--max-learner-epochs`` (always without one)."""
+        cap = self.config.max_learner_epochs
+        return cap is None or self.state.learner_epochs_spent + learner_epochs <= cap
 
     def left(self) -> dict[str, float]:
         """What is left of each budget, as the prompt shows it."""

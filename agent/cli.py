@@ -138,16 +138,18 @@ def default_wall_seconds(space: str, dataset: str, fidelity: str) -> float | Non
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     fields = {k: v for k, v in vars(args).items() if k not in ("resume", "validate", "learners")}
     fields["validate_ensemble"] = args.validate
+    default_task = (args.fidelity is None and args.fidelity_schedule is None
+                    and (args.space, args.dataset) == (RunConfig().space, RunConfig().dataset))
     if args.fidelity is None:
         fields["fidelity"] = RunConfig().fidelity
-        if args.fidelity_schedule is None and (args.space, args.dataset) == (
-                RunConfig().space, RunConfig().dataset):
+        if default_task:
             fields["fidelity_schedule"] = DEFAULT_SCHEDULE  # the embedded default run
     elif args.fidelity_schedule is not None:
         raise UsageError("--fidelity and --fidelity-schedule: give one (a single rung is "
                          "--fidelity-schedule NAME)")
     if fields.get("max_wall_seconds") is None:
-        fields["max_wall_seconds"] = default_wall_seconds(args.space, args.dataset,
-                                                          fields["fidelity"])
+        fields["max_wall_seconds"] = (default_wall_seconds(args.space, args.dataset,
+                                                           fields["fidelity"])
+                                      if args.fidelity_schedule is None else None)
     fields["min_learners"], fields["max_learners"] = parse_learners(args.learners)
     return checked_config(fields)

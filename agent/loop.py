@@ -211,13 +211,22 @@ class SearchLoop:
     def affordable(self, cand: Candidate, r: int, reserved: float = 0.0) -> bool:
         """Whether ``--max-learner-epochs`` pays for ``cand`` at rung ``r`` (MIN learners, and
         the baseline's learners there if it has none yet)."""
-        if self.config.max_learner_epochs is None:
-            return True
         rung, base = self.rungs[r], self.state.baseline
         need = rung_cost(rung, self.config.min_learners) + reserved
         if rung.name not in base.results:
             need += rung_cost(rung, self.config.baseline_learners)
-        return self.state.learner_epochs_spent + need <= self.config.max_learner_epochs
+        return self.budget.affords(need)
+
+    def _affordable(self, cands: list[Candidate], r: int) -> list[Candidate]:
+        """The first of ``cands`` whose MIN learners at rung ``r`` fit the learner-epoch budget
+        together (the rest wait; the run ends as ``max_learner_epochs`` when none fits)."""
+        out: list[Candidate] = []
+        for cand in cands:
+            if not self.affordable(cand, r, rung_cost(self.rungs[r], self.config.min_learners)
+                                   * len(out)):
+                break
+            out.append(cand)
+        return out
 
     def decide(self, cand: Candidate, rung: Fidelity) -> None:
         """The sequential rule at ``rung``: look at the gain with the learners both sides have
@@ -241,6 +250,9 @@ class SearchLoop:
             more = next_learners(L_new, c.min_learners, c.max_learners)
             if cand.proposal_id in failed_growth or base.proposal_id in failed_growth:
                 more = None
+            if more is not None and not self.budget.affords(  # the candidate's and the
+                    rung_cost(rung, more - L_new) + rung_cost(rung, max(0, more - L_old))):
+                more = None  # baseline's extra learners must fit the learner-epoch budget
             estimate = gain_between(self.run_dir / EVALS, new, old, M,
                                     pool=self.state.seed_pool(rung.name))
             d = decide(new.stats, old.stats, M, c.rule, c.margin, estimate,
@@ -276,7 +288,8 @@ class SearchLoop:
                 active = [c for c in (self.state.candidates[p] for p in self.state.order)
                           if c.proposal_id != "baseline" and c.kept and not c.rejected
                           and (c.rung or self.rungs[0].name) == rung.name and not c.stopped]
-                pending = [c for c in active if rung.name not in c.results]
+                pending = self._affordable([c for c in active if rung.name not in c.results],
+                                           self.rungs.index(rung))
                 if pending and not self.baseline_at(rung):
                     return
                 if pending:
@@ -284,7 +297,7 @@ class SearchLoop:
                 for cand in active:
                     if rung.name not in cand.results:
                         if not cand.failures:
-                            return  # cut by the wall budget: stays in flight
+                            return  # cut by a budget: stays in flight
                         continue
                     if rung.name not in cand.decisions:
                         if self.stop.requested or self.out_of_time() is not None:

@@ -18,6 +18,7 @@ from tests.agent.runcli import events_of, run_cli, run_dir_of
     (["--dataset", "fashion-mnist"], None),
     (["--space", "hierarchical"], None),
     (["--fidelity", "medium"], None),
+    (["--fidelity-schedule", "low,medium"], None),  # a schedule of one's own is not the default
     (["--dataset", "fashion-mnist", "--max-wall-seconds", "30"], 30.0),
     (["--max-wall-seconds", "400"], 400.0),
 ])
@@ -48,8 +49,9 @@ def test_the_finishing_budget_covers_what_was_spent_plus_the_cut_evaluations():
 
 @pytest.mark.slow
 def test_a_cut_baseline_is_named_with_its_epoch_and_the_printed_command_finishes_it(tmp_path):
+    # medium fidelity: the baseline's four 15-epoch learners outlast 8 s even on an idle machine
     args = ["--model", "builtin", "--dataset", "mnist1d", "--n-samples", "4000", "--predictor",
-            "none", "--iterations", "0", "--out", tmp_path]
+            "none", "--fidelity", "medium", "--iterations", "0", "--out", tmp_path]
     proc = run_cli("agent.run", *args, "--max-wall-seconds", "8")
     run_dir = run_dir_of(proc)
     finished = events_of(run_dir)[-1]
