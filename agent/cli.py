@@ -127,7 +127,7 @@ def parse_learners(text: str) -> tuple[int, int]:
 
 
 def default_wall_seconds(space: str, dataset: str, fidelity: str) -> float | None:
-    """The wall budget when ``--max-wall-seconds`` is not given: RunConfig's default (150 s)
+    """The wall budget when ``--max-wall-seconds`` is not given: RunConfig's default (135 s)
     for the embedded default task only, whose 3-minute promise it keeps; on any other task it
     would cut the first evaluations of a real dataset, so there is none."""
     d = RunConfig()

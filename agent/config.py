@@ -55,7 +55,7 @@ class RunConfig(BaseModel):
     proposals: int = Field(4, ge=1, le=64)
     keep: int = Field(2, ge=1, le=64)
     max_device_seconds: float | None = Field(None, gt=0)
-    max_wall_seconds: float | None = Field(150.0, gt=0)
+    max_wall_seconds: float | None = Field(135.0, gt=0)
     max_cost_usd: float | None = Field(None, ge=0)
     eval_time_limit: float | None = Field(None, gt=0)
     compile: bool = False

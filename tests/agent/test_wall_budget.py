@@ -14,7 +14,7 @@ from tests.agent.runcli import events_of, run_cli, run_dir_of
 
 
 @pytest.mark.parametrize("flags, expected", [
-    ([], 150.0),
+    ([], 135.0),
     (["--dataset", "fashion-mnist"], None),
     (["--space", "hierarchical"], None),
     (["--fidelity", "medium"], None),
