@@ -21,7 +21,7 @@ from agent.budget import Budget, StopRequested
 from agent.config import RunConfig
 from agent.proposers.base import ProposalContext, Proposer, ProposerFatal, ProposerOutOfTime
 from agent.rule import decide, learner_schedule, next_learners
-from agent.rungs import plan_promotions, refit, rung_cost
+from agent.rungs import plan_promotions, refit
 from agent.state import Candidate, SearchState
 from agent.trajectory import EVALS, Trajectory
 from evaluators.data import Task
@@ -212,17 +212,17 @@ class SearchLoop:
         """Whether ``--max-learner-epochs`` pays for ``cand`` at rung ``r`` (MIN learners, and
         the baseline's learners there if it has none yet)."""
         rung, base = self.rungs[r], self.state.baseline
-        need = rung_cost(rung, self.config.min_learners) + reserved
+        need = rung.learner_epochs(self.config.min_learners) + reserved
         if rung.name not in base.results:
-            need += rung_cost(rung, self.config.baseline_learners)
+            need += rung.learner_epochs(self.config.baseline_learners)
         return self.budget.affords(need)
 
-    def _affordable(self, cands: list[Candidate], r: int) -> list[Candidate]:
+    def within_budget(self, cands: list[Candidate], r: int) -> list[Candidate]:
         """The first of ``cands`` whose MIN learners at rung ``r`` fit the learner-epoch budget
         together (the rest wait; the run ends as ``max_learner_epochs`` when none fits)."""
         out: list[Candidate] = []
         for cand in cands:
-            if not self.affordable(cand, r, rung_cost(self.rungs[r], self.config.min_learners)
+            if not self.affordable(cand, r, self.rungs[r].learner_epochs(self.config.min_learners)
                                    * len(out)):
                 break
             out.append(cand)
@@ -251,7 +251,7 @@ class SearchLoop:
             if cand.proposal_id in failed_growth or base.proposal_id in failed_growth:
                 more = None
             if more is not None and not self.budget.affords(  # the candidate's and the
-                    rung_cost(rung, more - L_new) + rung_cost(rung, max(0, more - L_old))):
+                    rung.learner_epochs(more - L_new) + rung.learner_epochs(max(0, more - L_old))):
                 more = None  # baseline's extra learners must fit the learner-epoch budget
             estimate = gain_between(self.run_dir / EVALS, new, old, M,
                                     pool=self.state.seed_pool(rung.name))
@@ -288,7 +288,7 @@ class SearchLoop:
                 active = [c for c in (self.state.candidates[p] for p in self.state.order)
                           if c.proposal_id != "baseline" and c.kept and not c.rejected
                           and (c.rung or self.rungs[0].name) == rung.name and not c.stopped]
-                pending = self._affordable([c for c in active if rung.name not in c.results],
+                pending = self.within_budget([c for c in active if rung.name not in c.results],
                                            self.rungs.index(rung))
                 if pending and not self.baseline_at(rung):
                     return
@@ -316,7 +316,7 @@ class SearchLoop:
         def affordable(cand: Candidate, r: int) -> bool:
             ok = self.affordable(cand, r, reserved[0])
             if ok:
-                reserved[0] += rung_cost(self.rungs[r], self.config.min_learners)
+                reserved[0] += self.rungs[r].learner_epochs(self.config.min_learners)
             return ok
 
         plan = plan_promotions(self.state, self.rungs, self.rung_predictor, self.config.eta,

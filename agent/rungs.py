@@ -21,7 +21,7 @@ from agent.state import Candidate, SearchState
 from evaluators.fidelity import Fidelity
 from evaluators.promotion import RungPredictor, opportunistic, successive_halving
 
-__all__ = ["Promotion", "waiting", "finished_rung", "refit", "plan_promotions", "rung_cost"]
+__all__ = ["Promotion", "waiting", "finished_rung", "refit", "plan_promotions"]
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,6 @@ def waiting(cand: Candidate, rung: str) -> bool:
     """At ``rung``, decided there, not stopped, not settled by a final decision."""
     return (cand.rung == rung and finished_rung(cand, rung) and not cand.stopped
             and cand.final is None)
-
-
-def rung_cost(rung: Fidelity, learners: int) -> float:
-    """Learner-epochs of ``learners`` new learners at ``rung``."""
-    return rung.learner_epochs(learners)
 
 
 def refit(predictor: RungPredictor, state: SearchState, rungs: list[Fidelity]) -> None:
