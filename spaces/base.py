@@ -164,9 +164,17 @@ class SearchSpace(ABC):
 
     # ---- helpers shared by all spaces ------------------------------------------------
     def validation_error_text(self, err: ValidationError) -> str:
-        """One readable line per validation problem, naming the field."""
+        """One readable line per validation problem, naming the field, what is allowed and the
+        value that was sent (quoted, at most 60 characters; a missing field has none)."""
         lines = []
         for e in err.errors():
             loc = ".".join(str(p) for p in e["loc"]) or "<root>"
-            lines.append(f"{loc}: {e['msg']}")
+            sent = ("" if e.get("type") == "missing" or "input" not in e
+                    else f" (sent {_quote(e['input'])})")
+            lines.append(f"{loc}: {e['msg']}{sent}")
         return "; ".join(lines)
+
+
+def _quote(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"

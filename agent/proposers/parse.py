@@ -14,8 +14,8 @@ from pydantic import BaseModel, ValidationError
 
 from spaces.base import SearchSpace, SizeCap, SpecTooLarge, TaskInfo
 
-__all__ = ["ParsedItem", "parse_reply", "extract_json", "nesting_depth", "sent_values",
-           "MAX_REPLY_CHARS", "MAX_SPECS", "MAX_DEPTH"]
+__all__ = ["ParsedItem", "parse_reply", "extract_json", "nesting_depth", "MAX_REPLY_CHARS",
+           "MAX_SPECS", "MAX_DEPTH"]
 
 MAX_REPLY_CHARS = 200_000
 MAX_SPECS = 64
@@ -23,7 +23,6 @@ MAX_SPECS = 64
 MAX_DEPTH = 32
 #: how many places in a prose reply a JSON value is looked for
 MAX_STARTS = 200
-_QUOTE_CHARS = 60
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 
 
@@ -117,24 +116,6 @@ def extract_json(text: str) -> Any:
     raise ValueError("the reply holds no JSON object or list")
 
 
-def _quote(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= _QUOTE_CHARS else text[:_QUOTE_CHARS] + "…"
-
-
-def sent_values(err: ValidationError) -> str:
-    """``field='value'`` for each invalid value of a validation error (missing fields have
-    none), each quoted up to 60 characters: the model sees what it wrote, not only what is
-    allowed."""
-    parts = []
-    for e in err.errors():
-        if e.get("type") == "missing" or "input" not in e:
-            continue
-        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
-        parts.append(f"{loc}={_quote(e['input'])}")
-    return ", ".join(dict.fromkeys(parts[:8]))
-
-
 def _items(value: Any) -> list[Any]:
     """``{"proposals": [...]}``, a bare list of specs, or one bare spec."""
     if isinstance(value, dict) and "proposals" in value:
@@ -166,9 +147,7 @@ def parse_reply(text: str, space: SearchSpace, task: TaskInfo, cap: SizeCap | No
             space.check_size(item.spec, task, cap, width_mult)
             item.spec_hash = space.canonical_hash(item.spec)
         except ValidationError as err:
-            sent = sent_values(err)
-            item.spec, item.error = None, (f"invalid spec: {space.validation_error_text(err)}"
-                                           + (f" (sent: {sent})" if sent else ""))
+            item.spec, item.error = None, f"invalid spec: {space.validation_error_text(err)}"
         except SpecTooLarge as err:
             item.spec, item.error = None, str(err)
         except ValueError as err:

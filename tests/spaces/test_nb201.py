@@ -112,6 +112,7 @@ def test_invalid_fields_name_the_field_and_the_allowed_values(bad, field):
     assert field in text
     if field == "edge_1_0":
         assert "nor_conv_3x3" in text  # lists what is allowed
+        assert f"(sent {bad[field]!r})" in text  # and quotes what was sent
 
 
 def test_missing_edge_and_malformed_json_are_validation_errors():
