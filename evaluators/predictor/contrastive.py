@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from evaluators.predictor.features import schema_slots
@@ -98,7 +99,8 @@ def cache_dir() -> Path:
 # ---- views ---------------------------------------------------------------------------------
 def hash_preserving_rewrite(space, spec, rng: np.random.Generator, tries: int = 12):
     """A spec that builds the same function: one field changed at random, kept only if the
-    canonical hash is unchanged; ``spec`` itself when no try keeps it."""
+    canonical hash is unchanged (a change the spec model refuses is skipped); ``spec`` itself
+    when no try keeps it."""
     slots = schema_slots(space)
     data, want = spec.model_dump(), space.canonical_hash(spec)
     for _ in range(tries):
@@ -113,7 +115,10 @@ def hash_preserving_rewrite(space, spec, rng: np.random.Generator, tries: int = 
             new[name][index] = value
         if new == data:
             continue
-        candidate = space.spec_model.model_validate(new)
+        try:
+            candidate = space.spec_model.model_validate(new)
+        except ValidationError:  # one field changed alone can break a cross-field constraint
+            continue
         if space.canonical_hash(candidate) == want:
             return candidate
     return spec

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch_geometric.data import Batch
 
@@ -27,6 +27,7 @@ def private_cache(tmp_path, monkeypatch):
 
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**32 - 1))
+@example(13950906)  # CI: a one-field rewrite put both hierarchical downsamplings on one layer
 def test_hash_preserving_rewrite_keeps_the_function(seed):
     rng = np.random.default_rng(seed)
     for space in (NB201, get_space("hierarchical")):
