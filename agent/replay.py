@@ -70,7 +70,7 @@ def redecide(run_dir: Path, M: int, rule: str, margin: float, confidence: float,
     if state.candidates.get("baseline") is None or state.candidates["baseline"].result is None:
         raise RunFolderError(f"{run_dir}: the baseline was never evaluated")
     lo, hi = learners
-    looks = len(learner_schedule(lo, hi))
+    looks = learner_schedule(lo, hi)  # the information at each look, for z
     pools: dict[str, tuple[float, int] | None] = {}
     baseline_id, out = "baseline", []
     for logged in state.decisions():

@@ -15,7 +15,9 @@ For squared loss the M-ensemble error is exactly E_ens = E − σ²·(M−1)/M·
 **Confidence.** The predicted gain g = E_ens(π_old) − E_ens(π) comes with a standard error that
 includes the validation samples *and* the learners' seeds
 (:func:`evaluators.stats.gain_estimate`). A decision is *confident* when |g| > z·SE_total, with
-z from ``--confidence`` split over the sequential looks (:func:`evaluators.stats.z_for`). Only
+z from ``--confidence`` for a rule that looks several times (:func:`evaluators.stats.z_for`: a
+group-sequential boundary, so that the chance of *any* look calling a wrong sign confident stays
+at 1 − confidence). Only
 a confident decision is applied: while it is not, the loop adds learners (:func:`next_learners`)
 up to ``--learners MAX``; a decision still not confident then is *undecided* and the baseline
 stays. ``--margin z_m`` additionally asks an accepted gain to exceed z_m·SE_total.
@@ -23,6 +25,7 @@ stays. ``--margin z_m`` additionally asks an accepted gain to exceed z_m·SE_tot
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -104,14 +107,16 @@ class Decision(BaseModel):
 
 
 def decide(new: Stats, old: Stats, M: int, rule: Rule = "exact", margin_z: float = 0.0,
-           estimate: GainEstimate | None = None, *, confidence: float = 0.0, looks: int = 1,
+           estimate: GainEstimate | None = None, *, confidence: float = 0.0,
+           looks: int | Sequence[int] = 1,
            final: bool = True, learners: tuple[int, int] = (2, 2)) -> Decision:
     """Apply the rule for candidate ``new`` against baseline ``old`` at ensemble size ``M``.
 
     ``estimate``: the gain's standard error and its parts (None, or a seed part that is unknown:
     only ``confidence`` 0 can be confident). ``confidence``: the two-sided level of the bound
-    |gain| > z·SE_total, z split over ``looks`` sequential looks (0: every decision is confident,
-    the point-estimate rule). ``final``: no more learners will be added, so a decision that is
+    |gain| > z·SE_total, z the group-sequential bound for ``looks`` (a count, or the learner
+    counts of the schedule, :func:`learner_schedule`) (0: every decision is confident, the
+    point-estimate rule). ``final``: no more learners will be added, so a decision that is
     not confident is *undecided*; otherwise the caller adds learners and asks again.
     ``margin_z`` > 0 additionally requires the gain to exceed ``margin_z``·SE_total.
     ``learners``: (candidate, baseline) learner counts when there is no ``estimate``.
