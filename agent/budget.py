@@ -36,8 +36,10 @@ class Budget:
     proposer: Proposer
     stop: StopRequested
 
-    def stop_reason(self, next_iteration: int) -> str | None:
-        """Why no further iteration may start, or None."""
+    def stop_reason(self, next_iteration: int, asked: bool = False) -> str | None:
+        """Why no further iteration may start, or None. ``asked``: its proposer call was
+        already made (``--pipeline``), so the cost and supply checks, made before that call,
+        are not made again."""
         c, s = self.config, self.state
         if self.stop.requested:
             return "interrupted"
@@ -48,6 +50,8 @@ class Budget:
         if c.max_learner_epochs is not None and not self.affords(
                 c.rungs()[0].learner_epochs(c.min_learners)):
             return "max_learner_epochs"  # not even one first-rung evaluation fits
+        if asked:
+            return None
         if c.max_cost_usd is not None and (
                 s.cost_usd + self.proposer.expected_call_cost_usd() > c.max_cost_usd):
             return "max_cost_usd"

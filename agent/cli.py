@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
       "default 1/MIN learners on CUDA, 0 on CPU")
     a("--max-concurrent", type=int, default=None, metavar="N", help="with --executor ray: Ray "
       "tasks in flight at most (default: as many as the cluster's resources allow)")
+    a("--pipeline", action="store_true", help="ask the proposer for the next iteration while "
+      "this one's candidates train (any --executor); its prompt then reflects only decided "
+      "history: the baseline and verdicts as they stood when this iteration's proposals were "
+      "logged")
     a("--max-params", type=int, default=d.max_params, help="refuse specs with more parameters")
     a("--max-flops", type=int, default=d.max_flops, help="refuse specs with more FLOPs per sample")
     a("--baseline", default=None, help="JSON file with the first baseline spec")

@@ -65,6 +65,8 @@ class RunConfig(BaseModel):
     gpus_per_learner: float | None = Field(None, ge=0, le=1, description="None: 1/min_learners "
                                            "on CUDA, 0 on CPU")
     max_concurrent: int | None = Field(None, ge=1)
+    pipeline: bool = Field(False, description="ask the proposer for the next iteration while "
+                           "this one's candidates train (the prompt reflects decided history)")
     max_params: int = Field(50_000_000, ge=1)
     max_flops: int = Field(20_000_000_000, ge=1)
     baseline: str | None = None

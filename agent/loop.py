@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from agent.budget import Budget, StopRequested
 from agent.config import RunConfig
+from agent.pipeline import Pipeline
 from agent.proposers.base import ProposalContext, Proposer, ProposerFatal, ProposerOutOfTime
 from agent.rule import decide, learner_schedule, next_learners
 from agent.rungs import plan_promotions, refit
@@ -53,6 +54,7 @@ class SearchLoop:
     def __post_init__(self) -> None:
         self.budget = Budget(self.config, self.state, self.proposer, self.stop)
         self.rung_predictor = RungPredictor(self.config.ensemble_size)
+        self.ahead = Pipeline(self.proposer, self.config.proposals)  # --pipeline's next call
 
     @property
     def fidelity(self) -> Fidelity:
@@ -114,8 +116,23 @@ class SearchLoop:
             deadline=self.budget.deadline(), cap=self.cap, width_mult=self.width_mult)
 
     def propose(self, iteration: int) -> None:
-        """Ask for K proposals and log each: valid ones, and why the others were rejected."""
-        proposals = self.proposer.propose(self.context(iteration), self.config.proposals)
+        """Ask for K proposals (or take the ones ``--pipeline`` asked for ahead) and log them."""
+        proposals = self.ahead.take(iteration)
+        if proposals is None:
+            proposals = self.proposer.propose(self.context(iteration), self.config.proposals)
+        self.log_proposals(iteration, proposals)
+
+    def ask_ahead(self, iteration: int) -> None:
+        """``--pipeline``: start the call for ``iteration`` now, from decided history only,
+        when the loop would make it (budgets, the conservative rule) as far as is known now."""
+        if (self.config.pipeline and self.ahead.pending is None
+                and not self.state.in_iteration(iteration)
+                and not self.stop.requested and not self.conservative()
+                and self.budget.stop_reason(iteration) is None):
+            self.ahead.ask(iteration, self.context(iteration))
+
+    def log_proposals(self, iteration: int, proposals: list) -> None:
+        """Log each proposal: valid ones, and why the others were rejected."""
         for j, prop in enumerate(proposals, start=1):
             pid = f"it{iteration}-p{j}"
             spec_hash = prop.spec_hash if prop.spec is not None else None
@@ -334,11 +351,20 @@ class SearchLoop:
             self.propose(iteration)
         if self.stop.requested:
             return
+        self.ask_ahead(iteration + 1)
         self.filter(iteration)
         self.advance()
 
     def run(self, baseline_spec) -> str:
         """Run until a budget ends; returns the stop reason."""
+        try:
+            reason = self._run(baseline_spec)
+            self.ahead.settle(self.log_proposals)  # a --pipeline call still pending is logged
+            return reason
+        finally:
+            self.ahead.close()
+
+    def _run(self, baseline_spec) -> str:
         try:
             self.ensure_baseline(baseline_spec)
             base = self.state.candidates["baseline"]
@@ -348,7 +374,7 @@ class SearchLoop:
                 return f"baseline_failed: {base.failure.kind}: {base.failure.message}"
             iteration = max(1, self.state.iteration)
             while True:
-                reason = self.budget.stop_reason(iteration)
+                reason = self.budget.stop_reason(iteration, asked=self.ahead.pending == iteration)
                 if reason is not None:
                     return reason
                 logged = self.state.events_applied
