@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
       "same seeds) only while the decision is not confident; still not confident at MAX = "
       "undecided, the baseline stays")
     a("--confidence", type=float, default=d.confidence, help="a decision is confident when "
-      "|predicted gain| exceeds the two-sided bound at this level (split over the looks); 0 = "
+      "|predicted gain| exceeds the two-sided bound at this level (a group-sequential bound over "
+      "the looks: the chance that any look is wrongly confident stays 1 - level); 0 = "
       "decide on the point estimate with MIN learners")
     a("--predictor", default=d.predictor,
       help="gnn-ensemble (GIN from scratch) | dcl-ensemble (GIN from the contrastive encoder, "

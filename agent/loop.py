@@ -211,19 +211,23 @@ class SearchLoop:
                 self.cand_filter.observe(self.space.parse(cand.spec),
                                          result.stats.ens_error(self.config.ensemble_size))
 
-    def extend(self, cand: Candidate, learners: int, rung: Fidelity) -> bool:
-        """Grow ``cand``'s evaluation at ``rung`` to ``learners`` learners and log ``extended``;
-        False when the wall budget cut it (nothing logged) — a failure is logged, True."""
-        before = len(cand.results[rung.name].learners)
-        for _, result in self._train([cand], learners, rung):
+    def extend(self, cands: list[Candidate], learners: int, rung: Fidelity) -> bool:
+        """Grow each of ``cands``' evaluations at ``rung`` to ``learners`` learners, as one batch
+        of jobs (a close call's candidate and baseline train at once on a distributed
+        evaluator), and log ``extended`` for each; False when the wall budget cut one (nothing
+        logged for it) — a failure is logged and counts as done."""
+        before = {c.proposal_id: len(c.results[rung.name].learners) for c in cands}
+        done = 0
+        for cand, result in self._train(cands, learners, rung):
+            done += 1
             if isinstance(result, EvalFailure):
                 self.log("extended", cand.iteration, **_failure(cand, result))
-            else:
-                self.log("extended", cand.iteration, **_statistics(cand, result, self.config),
-                         new_learners=result.learners[before:],
-                         learner_epochs=rung.learner_epochs(len(result.learners) - before))
-            return True
-        return False
+                continue
+            self.log("extended", cand.iteration, **_statistics(cand, result, self.config),
+                     new_learners=result.learners[before[cand.proposal_id]:],
+                     learner_epochs=rung.learner_epochs(len(result.learners)
+                                                        - before[cand.proposal_id]))
+        return done == len(cands)
 
     def affordable(self, cand: Candidate, r: int, reserved: float = 0.0) -> bool:
         """Whether ``--max-learner-epochs`` pays for ``cand`` at rung ``r`` (MIN learners, and
@@ -252,14 +256,14 @@ class SearchLoop:
         again. Logs the ``decision`` once confident or at MAX (then *undecided*); it is final
         at the top rung or at the highest rung the budget allowed."""
         c, M, r = self.config, self.config.ensemble_size, self.rungs.index(rung)
-        looks = len(learner_schedule(c.min_learners, c.max_learners))
+        looks = learner_schedule(c.min_learners, c.max_learners)  # the information at each look
         failed_growth: set[str] = set()
         while True:
             base = self.state.baseline
             new, old = cand.results[rung.name], base.results[rung.name]
             L_new, L_old = len(new.learners), len(old.learners)
             if L_old < L_new and base.proposal_id not in failed_growth:
-                if not self.extend(base, L_new, rung):
+                if not self.extend([base], L_new, rung):
                     return  # the wall budget ended: the decision stays in flight
                 if len(base.results[rung.name].learners) < L_new:
                     failed_growth.add(base.proposal_id)
@@ -286,10 +290,11 @@ class SearchLoop:
                 return
             if self.stop.requested or self.out_of_time() is not None:
                 return
-            if not self.extend(cand, more, rung):
+            both = [cand] + ([base] if L_old < more else [])  # the baseline's same seeds too
+            if not self.extend(both, more, rung):
                 return
-            if len(cand.results[rung.name].learners) < more:
-                failed_growth.add(cand.proposal_id)
+            failed_growth.update(x.proposal_id for x in both
+                                 if len(x.results[rung.name].learners) < more)
 
     def conservative(self) -> bool:
         """Under 20 % of ``--max-learner-epochs`` left: no new first-rung work."""

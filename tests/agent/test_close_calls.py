@@ -1,0 +1,39 @@
+"""A close call grows the candidate and the baseline together: their extra learners are one
+batch of jobs for the evaluator (``evaluate_many``), so a distributed evaluator trains both at
+once instead of one after the other."""
+
+from agent.run import main
+from evaluators.evaluator import LocalEvaluator
+from tests.agent.runcli import TINY, events_of
+
+
+class Recording(LocalEvaluator):
+    """The local evaluator, noting the (proposal id, learner count) of every batch it is given."""
+
+    batches: list[list[tuple[str, int]]] = []
+
+    def evaluate_many(self, jobs, on_epoch=None):
+        Recording.batches.append([(j.label, len(j.seeds)) for j in jobs])
+        yield from super().evaluate_many(jobs, on_epoch)
+
+
+def test_a_close_calls_candidate_and_baseline_grow_in_one_batch(tmp_path, monkeypatch):
+    """--confidence 0.999999 makes every decision close, so each candidate goes 2 → 3 → 4 → 6
+    learners (--learners 2:6); the baseline has 4, so the step to 6 adds learners to both: that
+    step, for the first candidate, must be one batch holding both jobs, and every decision must
+    name 6 learners a side."""
+    Recording.batches = []
+    monkeypatch.setattr("evaluators.evaluator.LocalEvaluator", Recording)
+    rc = main([*TINY, "--iterations", "1", "--learners", "2:6", "--confidence", "0.999999",
+               "--out", str(tmp_path)])
+    assert rc == 0
+    (run_dir,) = tmp_path.iterdir()
+    decisions = [e for e in events_of(run_dir) if e["event"] == "decision"]
+    assert decisions and all((d["learners"], d["learners_old"]) == (6, 6) for d in decisions)
+    first = decisions[0]
+    assert sorted([(first["proposal_id"], 6), (first["baseline_id"], 6)]) in map(
+        sorted, Recording.batches), Recording.batches
+    # the baseline grew to 6 alongside the first candidate, never in a batch of its own (the
+    # later candidates find it at 6 already)
+    assert not any(b == [(first["baseline_id"], 6)] for b in Recording.batches)
+    assert sum((first["baseline_id"], 6) in b for b in Recording.batches) == 1
