@@ -4,8 +4,9 @@ Protocol (issue 10, point 5). Sixteen NB201 cells in two families (a base cell a
 one-edge changes of it each, so real near ties exist); every ordered pair (π, π_old) of
 distinct cells is one decision: 16·15 = 240 pairs. For each cell:
 
-* decision learners, seeds 0…D−1 (D = 8 with ``--small``, 16 otherwise): the only learners the
-  rules see, through their validation probabilities;
+* decision learners, seeds 0…D−1 (``--decision-learners``; D = 8 with ``--small``, 16
+  otherwise; a cache with fewer is extended by training only the new seeds): the only learners
+  the rules see, through their validation probabilities;
 * a truth ensemble of T learners (``--true-ensemble``, T ≥ 16), seeds 10000…, never seen by a
   rule. Truth: the real T-ensemble's Brier error (averaged probabilities) on the held-out test
   split; the true gap Brier(π_old) − Brier(π) has an SE from a paired bootstrap over test
@@ -35,7 +36,8 @@ The line at the product's M uses the first order only.
 Trained probabilities are cached per cell under ``--out`` (a rerun with other rule settings
 reads them back); the curve of clear-pair agreement against MAX is written as a PNG there.
 
-    python benchmarks/rule_validity.py --small [--dataset fashion-mnist] [--learners 2:8]
+    python benchmarks/rule_validity.py --small --decision-learners 16 [--dataset fashion-mnist]
+        [--learners 2:8]
 """
 
 from __future__ import annotations
@@ -106,6 +108,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fidelity", default="low")
     p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
     p.add_argument("--out", default="benchmarks/out", help="folder for cache, PNG and JSON")
+    p.add_argument("--decision-learners", type=int, default=None,
+                   help="D, decision learners per cell (default 8 with --small, else 16); a cache "
+                        "with fewer is extended: only the new seeds are trained")
     p.add_argument("--orderings", type=int, default=2,
                    help="seed orderings of the decision learners for the spread (≤ D/2)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -120,13 +125,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.exit(2, f"error: --orderings {args.orderings!r}: expected at least 1\n")
     if args.ensemble_size < 2:
         p.exit(2, f"error: --ensemble-size {args.ensemble_size!r}: expected M >= 2\n")
-    args.decision_learners = 8 if args.small else 16
+    args.decision_learners = args.decision_learners or (8 if args.small else 16)
+    if args.decision_learners < 4:
+        p.exit(2, f"error: --decision-learners {args.decision_learners!r}: expected at least 4\n")
     args.true_ensemble = args.true_ensemble or (16 if args.small else 32)
     if args.true_ensemble < 16:
         p.exit(2, f"error: --true-ensemble {args.true_ensemble!r}: the truth needs T >= 16\n")
     if args.max_learners > args.decision_learners:
         p.exit(2, f"error: --learners {args.learners!r}: MAX above the {args.decision_learners} "
-                  "decision learners this setting trains (drop --small for 16)\n")
+                  "decision learners this setting trains (raise --decision-learners)\n")
     if args.n_samples is None:
         args.n_samples = (1000 if args.small else None) if args.dataset == "fashion-mnist" else (
             3000 if args.small else 4000)
@@ -155,19 +162,39 @@ def load_probs(args, archs, err: Console) -> dict[str, np.ndarray]:
         bar = progress.add_task(f"{args.dataset}: {len(archs)} cells × {D}+{T} learners",
                                 total=len(archs) * len(seeds))
         for i, (_, spec) in enumerate(archs):
-            path = cache / f"{i:02d}-{space.canonical_hash(spec)[:12]}-d{D}-t{T}.npz"
+            stem = f"{i:02d}-{space.canonical_hash(spec)[:12]}"
+            path = cache / f"{stem}-d{D}-t{T}.npz"
             if not path.exists():
-                done = progress.tasks[bar].completed
-                runs = train_spec(spec, space, task, fidelity, seeds, on_epoch=lambda t, d=done:
+                val_old, test_old = _cached_prefix(cache, stem, D, T)
+                todo = seeds[len(val_old):D] + ([] if test_old is not None else seeds[D:])
+                done = progress.tasks[bar].completed + len(seeds) - len(todo)
+                progress.update(bar, completed=done)
+                runs = train_spec(spec, space, task, fidelity, todo, on_epoch=lambda t, d=done:
                                   progress.update(bar, completed=d + t.learner - 1 + t.epoch / t.epochs))
-                np.savez(path, val=np.stack([r.val_probs for r in runs[:D]]).astype(np.float32),
-                         test=np.stack([r.test_probs for r in runs[D:]]).astype(np.float32))
+                new_val = [r.val_probs for r in runs[:D - len(val_old)]]
+                np.savez(path, val=np.concatenate([*val_old[None][:len(val_old) > 0],
+                                                   np.stack(new_val)]).astype(np.float32),
+                         test=(test_old if test_old is not None else np.stack(
+                             [r.test_probs for r in runs[D - len(val_old):]])).astype(np.float32))
             with np.load(path) as saved:
                 val.append(saved["val"])
                 test.append(saved["test"])
             progress.update(bar, completed=(i + 1) * len(seeds))
     return {"val": np.stack(val), "test": np.stack(test), "y_val": task.y_val.numpy(),
             "y_test": task.y_test.numpy(), "fidelity": fidelity.name, "cache": cache}
+
+
+def _cached_prefix(cache: Path, stem: str, D: int, T: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The most decision learners (< D, seeds 0…) a cache file of this cell already holds, with
+    its T truth learners (None when no file of this cell has them): extending D trains only the
+    new seeds, since learner l's seed is l whatever D is."""
+    best: tuple[np.ndarray, np.ndarray | None] = (np.zeros((0,)), None)
+    for f in sorted(cache.glob(f"{stem}-d*-t{T}.npz")):
+        d = int(f.stem.split("-d")[-1].split("-t")[0])
+        if d < D and d > len(best[0]):
+            with np.load(f) as saved:
+                best = (saved["val"], saved["test"])
+    return best
 
 
 def load_gains(path: Path) -> dict[str, es.GainEstimate]:
@@ -212,7 +239,7 @@ def sequential_rule(val, y, pairs, M: int, lo: int, hi: int, confidence: float, 
         memo["pool", r, M, base_L] = es.pool_seed_variance(
             (base_L, es.seed_variance(es.residuals(v[order[:base_L]], y), M)) for v in val)
     pool = memo["pool", r, M, base_L]
-    looks = len(learner_schedule(lo, hi))
+    looks = learner_schedule(lo, hi)  # the information at each look, for z
 
     def stats(a: int, L: int):
         if ("stats", a, L, r) not in memo:
@@ -320,7 +347,7 @@ def analyse(args, archs, data, err: Console) -> dict:
     near = np.array([edge_distance(archs[a][1], archs[b][1]) == 1 for a, b in pairs])
     R = min(args.orderings, D // 2)
     lo, hi, conf = args.min_learners, args.max_learners, args.confidence
-    gains_path = data["cache"] / "gains.json"
+    gains_path = data["cache"] / f"gains-d{D}.json"  # keys name learner orders, which depend on D
     memo: dict = {"gains": load_gains(gains_path)}
     fixed_rows = [fixed_rule(val, y, pairs, T, r) for r in range(D // 2)]
     tops = [m for m in sorted({*CURVE_MAX, hi}, reverse=True) if lo <= m <= D]
