@@ -103,6 +103,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-wall-seconds", type=float, default=3600,
                    help="passed to every run: without it a low-first schedule on nb201/mnist1d "
                    "gets the default task's 150 s wall budget")
+    p.add_argument("--baseline", help="JSON spec of the first baseline, passed to every run (e.g. "
+                   "benchmarks/weak_nb201_baseline.json, a cell a search can improve on)")
     p.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -128,6 +130,8 @@ def main(argv=None) -> int:
               str(args.iterations), "--proposals", str(args.proposals), "--keep", str(args.keep),
               "--n-samples", str(args.n_samples), "--ensemble-size", str(args.ensemble_size),
               "--eta", str(args.eta), "--max-wall-seconds", f"{args.max_wall_seconds:g}"]
+    if args.baseline:
+        common += ["--baseline", str(Path(args.baseline).resolve())]
     budget = {"progressive": args.budget_share * args.max_learner_epochs,
               "single": args.max_learner_epochs}
     methods = {"progressive": ["--fidelity-schedule", args.schedule],
