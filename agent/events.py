@@ -14,11 +14,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from agent.rule import Decision
+from agent.trajectory import EVALS
 from evaluators.results import EvalFailure, EvalResult, LearnerResult
 
 __all__ = ["Event", "parse_event", "LogInconsistent", "RunStarted", "Resumed", "ProposalEvent",
            "Repair", "ProposalRejected", "Filtered", "Evaluated", "Extended", "DecisionEvent",
-           "Promoted", "Validated", "RunFinished", "Failure"]
+           "Promoted", "Validated", "RunFinished", "Failure", "evaluation_fields", "failure_fields"]
 
 
 class LogInconsistent(ValueError):
@@ -226,3 +227,21 @@ def parse_event(raw: dict[str, Any]) -> Event:
         raise LogInconsistent(f"event {raw.get('event')!r}"
                               f"{' of ' + repr(raw['proposal_id']) if 'proposal_id' in raw else ''}"
                               f": {where}: {first['msg']}") from None
+
+
+def evaluation_fields(proposal_id: str, result: EvalResult, M: int) -> dict[str, Any]:
+    """The fields an ``evaluated`` or ``extended`` event shares (statistics over all learners;
+    E_ens at the run's ensemble size ``M``)."""
+    return {"proposal_id": proposal_id, "spec_hash": result.spec_hash,
+            "fidelity": result.fidelity, "seeds": list(result.seeds), "E": result.E,
+            "sigma2": result.sigma2, "rho": result.rho, "ci": result.ci, "se": result.se,
+            "seed_var": result.seed_var, "predicted_ens_error": result.stats.ens_error(M),
+            "npz": f"{EVALS}/{result.npz}", "wall_s": result.wall_s, "device_s": result.device_s}
+
+
+def failure_fields(proposal_id: str, result: EvalFailure) -> dict[str, Any]:
+    """The fields of an ``evaluated`` or ``extended`` event that logs a failed training."""
+    return {"proposal_id": proposal_id, "spec_hash": result.spec_hash,
+            "fidelity": result.fidelity, "seeds": list(result.seeds),
+            "failure": {"kind": result.kind, "message": result.message},
+            "wall_s": result.wall_s, "device_s": 0.0}

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from agent.budget import Budget, StopRequested
 from agent.config import RunConfig
+from agent.events import evaluation_fields, failure_fields
 from agent.pipeline import Pipeline
 from agent.proposers.base import ProposalContext, Proposer, ProposerFatal, ProposerOutOfTime
 from agent.rule import decide, learner_schedule, next_learners
@@ -191,20 +192,22 @@ class SearchLoop:
     def evaluate(self, cands: list[Candidate], learners: int, rung: Fidelity) -> None:
         """Train ``learners`` learners of each of ``cands`` at ``rung`` at once (or reuse a
         logged evaluation of the same architecture there); log each ``evaluated`` as it comes."""
-        todo, r = [], self.rungs.index(rung)
+        todo, r, M = [], self.rungs.index(rung), self.config.ensemble_size
         for cand in cands:
             logged = self.state.results.get((cand.spec_hash, rung.name))
             if logged is None:
                 todo.append(cand)
                 continue
-            self.log("evaluated", cand.iteration, rung=r, **_statistics(cand, logged, self.config),
-                     learners=logged.learners, params=logged.params, flops=logged.flops,
-                     cached=True)
+            self.log("evaluated", cand.iteration, rung=r,
+                     **evaluation_fields(cand.proposal_id, logged, M), learners=logged.learners,
+                     params=logged.params, flops=logged.flops, cached=True)
         for cand, result in self._train(todo, learners, rung) if todo else ():
             if isinstance(result, EvalFailure):
-                self.log("evaluated", cand.iteration, rung=r, **_failure(cand, result))
+                self.log("evaluated", cand.iteration, rung=r,
+                         **failure_fields(cand.proposal_id, result))
                 continue
-            self.log("evaluated", cand.iteration, rung=r, **_statistics(cand, result, self.config),
+            self.log("evaluated", cand.iteration, rung=r,
+                     **evaluation_fields(cand.proposal_id, result, M),
                      learners=result.learners, params=result.params, flops=result.flops,
                      learner_epochs=rung.learner_epochs(len(result.learners)))
             if r == 0:
@@ -221,9 +224,10 @@ class SearchLoop:
         for cand, result in self._train(cands, learners, rung):
             done += 1
             if isinstance(result, EvalFailure):
-                self.log("extended", cand.iteration, **_failure(cand, result))
+                self.log("extended", cand.iteration, **failure_fields(cand.proposal_id, result))
                 continue
-            self.log("extended", cand.iteration, **_statistics(cand, result, self.config),
+            self.log("extended", cand.iteration,
+                     **evaluation_fields(cand.proposal_id, result, self.config.ensemble_size),
                      new_learners=result.learners[before[cand.proposal_id]:],
                      learner_epochs=rung.learner_epochs(len(result.learners)
                                                         - before[cand.proposal_id]))
@@ -392,19 +396,3 @@ class SearchLoop:
         except ProposerFatal as err:
             return f"proposer_error: {err}"
 
-
-def _statistics(cand: Candidate, result: EvalResult, config: RunConfig) -> dict[str, Any]:
-    """The fields an ``evaluated`` or ``extended`` event shares (statistics over all learners)."""
-    return {"proposal_id": cand.proposal_id, "spec_hash": result.spec_hash,
-            "fidelity": result.fidelity, "seeds": list(result.seeds), "E": result.E,
-            "sigma2": result.sigma2, "rho": result.rho, "ci": result.ci, "se": result.se,
-            "seed_var": result.seed_var,
-            "predicted_ens_error": result.stats.ens_error(config.ensemble_size),
-            "npz": f"{EVALS}/{result.npz}", "wall_s": result.wall_s, "device_s": result.device_s}
-
-
-def _failure(cand: Candidate, result: EvalFailure) -> dict[str, Any]:
-    return {"proposal_id": cand.proposal_id, "spec_hash": result.spec_hash,
-            "fidelity": result.fidelity, "seeds": list(result.seeds),
-            "failure": {"kind": result.kind, "message": result.message},
-            "wall_s": result.wall_s, "device_s": 0.0}
