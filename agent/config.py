@@ -12,12 +12,20 @@ from evaluators.fidelity import Fidelity, parse_schedule
 from spaces.base import SizeCap
 
 __all__ = ["RunConfig", "package_versions", "SECRET_MARKERS", "BASELINE_LEARNERS",
-           "DEFAULT_SCHEDULE"]
+           "DEFAULT_SCHEDULE", "first_baseline_learners"]
 
 #: the embedded default run's progressive schedule (2-epoch rung, then the 6-epoch low preset)
 DEFAULT_SCHEDULE = "low:2,low"
 #: learners of the first baseline at least (the pooled seed variance needs three or more)
 BASELINE_LEARNERS = 4
+
+
+def first_baseline_learners(min_learners: int) -> int:
+    """Learners of the first baseline with ``--learners MIN:…``: at least 4, so the run's pooled
+    seed variance has a jackknife estimate before the first decision (``evaluators.stats``)."""
+    return max(min_learners, BASELINE_LEARNERS)
+
+
 #: substrings of setting names never written to disk
 SECRET_MARKERS = ("key", "token", "secret", "password")
 
@@ -97,9 +105,8 @@ class RunConfig(BaseModel):
 
     @property
     def baseline_learners(self) -> int:
-        """Learners of the first baseline: at least 4, so the run's pooled seed variance has a
-        jackknife estimate before the first decision (see ``evaluators.stats``)."""
-        return max(self.min_learners, BASELINE_LEARNERS)
+        """Learners of the first baseline (:func:`first_baseline_learners`)."""
+        return first_baseline_learners(self.min_learners)
 
     def safe_dump(self) -> dict[str, Any]:
         """The settings without anything that looks like a secret, plus package versions."""

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agent.cli import UsageError, parse_learners
-from agent.config import BASELINE_LEARNERS
+from agent.config import first_baseline_learners
 from agent.events import DecisionEvent
 from agent.rule import Decision, decide, learner_schedule, next_learners, verdict_text
 from agent.state import SearchState
@@ -85,7 +85,7 @@ def redecide(run_dir: Path, M: int, rule: str, margin: float, confidence: float,
         p_old, _ = load_probs(run_dir / EVALS, old.results[rung])
         L = lo
         while True:  # the live loop's looks, on the first L learners of each side
-            L_old = max(L, max(lo, BASELINE_LEARNERS) if baseline_id == "baseline" else lo)
+            L_old = max(L, first_baseline_learners(lo) if baseline_id == "baseline" else lo)
             short = len(p_new) < L or len(p_old) < L_old
             a, b = p_new[:L], p_old[:L_old]
             more = next_learners(L, lo, hi)

@@ -18,8 +18,8 @@ M, gets one extra line against the same truth):
 
 * fixed: the product before issue 10: the point estimate from learners 0–1 of each side.
 * sequential (``--learners MIN:MAX``, ``--confidence``), as ``agent.loop.SearchLoop.decide``
-  runs it: the baseline starts with ``RunConfig.baseline_learners`` learners, the candidate
-  with MIN; at each look the baseline is brought to the candidate's learner count (same seeds),
+  runs it: the baseline starts with :func:`agent.config.first_baseline_learners` learners,
+  the candidate with MIN; at each look the baseline is brought to the candidate's learner count (same seeds),
   :func:`evaluators.stats.gain_estimate` uses all learners of each side; confident → decided,
   else the candidate grows by :func:`agent.rule.next_learners` until MAX, then *undecided*
   (the baseline stays: not accepted).
@@ -53,7 +53,7 @@ from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn, track
 
 from agent.cli import UsageError, parse_learners
-from agent.config import RunConfig
+from agent.config import first_baseline_learners
 from agent.rule import decide, learner_schedule, next_learners
 from evaluators import stats as es
 from evaluators.data import DatasetUnavailable, load_task
@@ -234,7 +234,7 @@ def sequential_rule(val, y, pairs, M: int, lo: int, hi: int, confidence: float, 
     ``memo`` keeps statistics and gain estimates (``memo["gains"]``, saved between runs) between
     calls: they do not depend on MAX or the confidence, only z does."""
     order = np.roll(np.arange(val.shape[1]), -r * (val.shape[1] // R))
-    base_L = min(RunConfig(min_learners=lo, max_learners=hi).baseline_learners, val.shape[1])
+    base_L = min(first_baseline_learners(lo), val.shape[1])
     if ("pool", r, M, base_L) not in memo:
         memo["pool", r, M, base_L] = es.pool_seed_variance(
             (base_L, es.seed_variance(es.residuals(v[order[:base_L]], y), M)) for v in val)
