@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from agent.trajectory import read_events
@@ -37,9 +38,10 @@ def events_of(run_dir):
     return read_events(run_dir).events
 
 
-def kill_when(out: Path, args: list, marker: str, timeout: float = 300) -> Path:
+def kill_when(out: Path, args: list, until: str | Callable[[list[dict]], bool],
+              timeout: float = 300) -> Path:
     """Start ``agent.run`` with ``args`` into ``out``, SIGKILL it as soon as its trajectory
-    contains ``marker``; returns the run folder."""
+    contains ``until`` (a marker string) or ``until(events)`` holds; returns the run folder."""
     proc = subprocess.Popen([sys.executable, "-m", "agent.run", *map(str, args), "--out", str(out)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, run_dir = time.time() + timeout, None
@@ -47,7 +49,8 @@ def kill_when(out: Path, args: list, marker: str, timeout: float = 300) -> Path:
         dirs = list(out.iterdir())
         if dirs and (dirs[0] / "trajectory.jsonl").exists():
             run_dir = dirs[0]
-            if marker in (run_dir / "trajectory.jsonl").read_text():
+            if (until in (run_dir / "trajectory.jsonl").read_text() if isinstance(until, str)
+                    else until(events_of(run_dir))):
                 break
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)

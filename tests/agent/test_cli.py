@@ -172,23 +172,9 @@ def test_same_seed_gives_the_same_trajectory(tiny_run, tmp_path):
 
 
 def test_sigkill_then_resume_finishes_without_duplicate_evaluations(tmp_path):
-    args = [sys.executable, "-m", "agent.run", *TINY, "--iterations", 3, "--out", tmp_path,
-            "--seed", 5]
-    proc = subprocess.Popen(list(map(str, args)), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    run_dir = None
-    while time.time() < deadline:
-        dirs = list(tmp_path.iterdir())
-        if dirs and (dirs[0] / "trajectory.jsonl").exists():
-            run_dir = dirs[0]
-            text = (run_dir / "trajectory.jsonl").read_text()
-            if text.count('"event": "evaluated"') >= 2:
-                break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert run_dir is not None
+    run_dir = kill_when(tmp_path, [*TINY, "--iterations", 3, "--seed", 5],
+                        lambda events: sum(e["event"] == "evaluated" for e in events) >= 2,
+                        timeout=240)
     before = events_of(run_dir)
     assert before[-1]["event"] != "run_finished"
     with open(run_dir / "trajectory.jsonl", "a") as f:

@@ -6,9 +6,6 @@ Tiny settings (digits, 300 samples, no predictor, 3 proposals, keep 2) as in tes
 in-process runs replace the proposer by a recording builtin one (``agent.proposers.open_proposer``
 is looked up when ``agent.run.main`` starts)."""
 
-import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -20,7 +17,7 @@ from agent.proposers.builtin import BuiltinProposer
 from agent.run import main
 from agent.state import SearchState
 from agent.trajectory import read_events
-from tests.agent.runcli import ROOT, TINY, events_of, run_cli, run_dir_of, trained_seeds
+from tests.agent.runcli import TINY, events_of, kill_when, run_cli, run_dir_of, trained_seeds
 
 M = 50  # RunConfig's default ensemble size, which TINY keeps
 PROPOSAL_EVENTS = ("proposal", "repair", "proposal_rejected")
@@ -164,22 +161,10 @@ def test_pipelined_run_decides_as_a_sequential_replay_of_its_proposals(piped, tm
 
 
 def test_kill_before_next_proposals_are_logged_then_resume_asks_again(tmp_path):
-    args = [sys.executable, "-m", "agent.run", *TINY, "--pipeline", "--iterations", 2,
-            "--seed", 7, "--out", tmp_path]
-    proc = subprocess.Popen(list(map(str, args)), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline, run_dir = time.time() + 240, None
-    while time.time() < deadline:  # kill once iteration 1 trains: iteration 2 has been asked
-        dirs = list(tmp_path.iterdir())
-        if dirs and (dirs[0] / "trajectory.jsonl").exists():
-            run_dir = dirs[0]
-            if any(e["event"] == "evaluated" and e["iteration"] == 1
-                   for e in events_of(run_dir)):
-                break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert run_dir is not None
+    # kill once iteration 1 trains: iteration 2 has been asked
+    run_dir = kill_when(tmp_path, [*TINY, "--pipeline", "--iterations", 2, "--seed", 7],
+                        lambda events: any(e["event"] == "evaluated" and e["iteration"] == 1
+                                           for e in events), timeout=240)
     before = events_of(run_dir)
     assert before[-1]["event"] != "run_finished"
     assert not any(e["event"] == "proposal" and e["iteration"] == 2 for e in before)
