@@ -211,8 +211,7 @@ class SearchLoop:
                      learners=result.learners, params=result.params, flops=result.flops,
                      learner_epochs=rung.learner_epochs(len(result.learners)))
             if r == 0:
-                self.cand_filter.observe(self.space.parse(cand.spec),
-                                         result.stats.ens_error(self.config.ensemble_size))
+                self.cand_filter.observe(self.space.parse(cand.spec), result.stats.ens_error(M))
 
     def extend(self, cands: list[Candidate], learners: int, rung: Fidelity) -> bool:
         """Grow each of ``cands``' evaluations at ``rung`` to ``learners`` learners, as one batch

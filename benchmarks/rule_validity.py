@@ -172,8 +172,7 @@ def load_probs(args, archs, err: Console) -> dict[str, np.ndarray]:
                 runs = train_spec(spec, space, task, fidelity, todo, on_epoch=lambda t, d=done:
                                   progress.update(bar, completed=d + t.learner - 1 + t.epoch / t.epochs))
                 new_val = [r.val_probs for r in runs[:D - len(val_old)]]
-                np.savez(path, val=np.concatenate([*val_old[None][:len(val_old) > 0],
-                                                   np.stack(new_val)]).astype(np.float32),
+                np.savez(path, val=np.stack([*val_old, *new_val]).astype(np.float32),
                          test=(test_old if test_old is not None else np.stack(
                              [r.test_probs for r in runs[D - len(val_old):]])).astype(np.float32))
             with np.load(path) as saved:
@@ -184,16 +183,17 @@ def load_probs(args, archs, err: Console) -> dict[str, np.ndarray]:
             "y_test": task.y_test.numpy(), "fidelity": fidelity.name, "cache": cache}
 
 
-def _cached_prefix(cache: Path, stem: str, D: int, T: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """The most decision learners (< D, seeds 0…) a cache file of this cell already holds, with
-    its T truth learners (None when no file of this cell has them): extending D trains only the
-    new seeds, since learner l's seed is l whatever D is."""
-    best: tuple[np.ndarray, np.ndarray | None] = (np.zeros((0,)), None)
+def _cached_prefix(cache: Path, stem: str, D: int, T: int
+                   ) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """The most decision learners (< D, seeds 0…; one array each) a cache file of this cell
+    already holds, with its T truth learners (None when no file of this cell has them):
+    extending D trains only the new seeds, since learner l's seed is l whatever D is."""
+    best: tuple[list[np.ndarray], np.ndarray | None] = ([], None)
     for f in sorted(cache.glob(f"{stem}-d*-t{T}.npz")):
         d = int(f.stem.split("-d")[-1].split("-t")[0])
-        if d < D and d > len(best[0]):
+        if len(best[0]) < d < D:
             with np.load(f) as saved:
-                best = (saved["val"], saved["test"])
+                best = (list(saved["val"]), saved["test"])
     return best
 
 

@@ -170,12 +170,13 @@ def z_for(confidence: float, looks: int | Sequence[float] = 1) -> float:
     validation samples, which correlates them more. ``confidence`` 0 gives z = 0."""
     if not 0.0 <= confidence < 1.0:
         raise ValueError(f"confidence must be in [0, 1), got {confidence}")
-    info = tuple(range(1, max(1, looks) + 1)) if isinstance(looks, int) else tuple(map(float, looks))
+    info = tuple(float(v) for v in (range(1, max(1, looks) + 1) if isinstance(looks, int)
+                                    else looks))
     if not info or any(b <= a for a, b in zip(info, info[1:], strict=False)) or info[0] <= 0:
         raise ValueError(f"looks must be a positive count or increasing information, got {looks!r}")
     if confidence == 0.0:
         return 0.0
-    return _boundary(confidence, tuple(float(v) for v in info))
+    return _boundary(confidence, info)
 
 
 @dataclass(frozen=True)
