@@ -4,8 +4,8 @@
         --max-learner-epochs 400 --iterations 6 --n-samples 1500 --ensemble-size 8 [--json]
 
 For each seed, two real runs of ``python -m agent.run --model builtin --predictor none
---validate`` in subprocesses, with the same ``--max-learner-epochs``, ``--iterations``,
-``--proposals``/``--keep``, ``--n-samples`` and ``--ensemble-size`` M: (a) progressive,
+--validate`` in subprocesses, with the same ``--iterations``, ``--proposals``/``--keep``,
+``--n-samples``, ``--ensemble-size`` M and ``--baseline`` (optional): (a) progressive,
 ``--fidelity-schedule SCHEDULE``; (b) single fidelity, ``--fidelity SINGLE`` (the schedule's
 top rung; a one-rung ``--fidelity-schedule`` when it names custom epochs, e.g. ``medium:8``).
 Read back from each run's trajectory: the **final baseline's true M-ensemble Brier on the test
