@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
       help="closed-form: bagging rates of the dual evaluations")
     a("--check-grid", type=_rates, default=None,
       help="closed-form: rates at which to train the true M-ensemble (and at r*)")
+    a("--check-repeats", type=int, default=1,
+      help="--check-grid / --check: disjoint true M-ensembles per checked spec, averaged")
     a("--pool", type=int, default=10, help="differentiable: learners with random masks")
     a("--pool-rate", type=float, default=0.5, help="differentiable: inclusion prob. of the pool")
     a("--steps", type=int, default=150, help="differentiable: gradient steps")
@@ -82,6 +84,11 @@ def _validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     if args.pool < 1 or args.steps < 1 or args.kappa < 0 or not 0 < args.pool_rate <= 1:
         parser.error(f"need --pool >= 1, --steps >= 1, --kappa >= 0, 0 < --pool-rate <= 1; got "
                      f"{args.pool}, {args.steps}, {args.kappa}, {args.pool_rate}")
+    if not 1 <= args.check_repeats <= 100:
+        parser.error(f"--check-repeats must be in 1..100, got {args.check_repeats}")
+    if args.ensemble_size * args.check_repeats > 900:  # check seeds are 1000·seed + 100 …
+        parser.error(f"--ensemble-size × --check-repeats must be <= 900, got "
+                     f"{args.ensemble_size} × {args.check_repeats}")
     if len(set(args.rates)) < 2:
         parser.error(f"--rates needs >= 2 distinct rates, got {args.rates}")
 

@@ -27,11 +27,15 @@ def _seeds(args: argparse.Namespace) -> tuple[tuple[int, int], int, int]:
 
 
 def grid_verdict(r_star: float, checks: list[dict], grid: list[float], key: str) -> dict:
-    """Is the grid point nearest r* among the two grid points with the lowest true ``key``?"""
+    """Is the grid point nearest r* among the two grid points with the lowest true ``key``
+    (``within_best_two``, the issue's check)? Also r*'s own rank among the grid points by its true
+    ``key`` (``r_star_rank``: 1 + the grid points strictly better than r*)."""
     on_grid = sorted((c for c in checks if c["rate"] in grid), key=lambda c: c[key])
     best_two = [c["rate"] for c in on_grid[:2]]
     nearest = min(grid, key=lambda r: (abs(r - r_star), -r))
-    return {"best_two": best_two, "nearest_grid_rate": nearest, "within_best_two": nearest in best_two}
+    at_star = next(c[key] for c in checks if c["rate"] == r_star)
+    return {"best_two": best_two, "nearest_grid_rate": nearest, "within_best_two": nearest in best_two,
+            "r_star_rank": 1 + sum(c[key] < at_star for c in on_grid if c["rate"] != r_star)}
 
 
 def run_closed_form(args: argparse.Namespace, space, task, fidelity, base, log: Trajectory) -> dict:
@@ -63,14 +67,15 @@ def run_closed_form(args: argparse.Namespace, space, task, fidelity, base, log: 
         checks, grid = [], sorted(set(args.check_grid))
         for rate in sorted(set(grid) | {r_star}):
             spec = base.model_copy(update={"bagging_rate": rate, "field_probs": None})
-            true = true_ensemble(spec, space, task, fidelity, M, check_seed)
+            true = true_ensemble(spec, space, task, fidelity, M, check_seed,
+                                 repeats=args.check_repeats)
             check = {"rate": rate, "fitted_ens": fit.ensemble_error(rate, M), **true}
             checks.append(check)
             log.append("ensemble_checked", len(checks), **check)
             console.print(f"check r={rate:.3f}: true E_ens({M}) val {true['true_ens']:.4f} "
                           f"test {true['test_true_ens']:.4f}; fitted {check['fitted_ens']:.4f}")
-        result |= {"checks": checks, "check_trainings": M * len(checks),
-                   "grid_trainings": M * len(grid),
+        result |= {"checks": checks, "check_trainings": M * args.check_repeats * len(checks),
+                   "check_repeats": args.check_repeats, "grid_trainings": M * len(grid),
                    "verdict_val": grid_verdict(r_star, checks, grid, "true_ens"),
                    "verdict_test": grid_verdict(r_star, checks, grid, "test_true_ens")}
     return result
@@ -129,10 +134,11 @@ def run_differentiable(args: argparse.Namespace, space, task, fidelity, base, lo
     if args.check:
         checks = {}
         for role, spec in (("old", base), ("final", new_spec)):
-            checks[role] = true_ensemble(spec, space, task, fidelity, M, check_seed)
+            checks[role] = true_ensemble(spec, space, task, fidelity, M, check_seed,
+                                         repeats=args.check_repeats)
             log.append("ensemble_checked", 0, role=role, **checks[role])
         kept = checks["final"] if decision.accepted else checks["old"]
-        result |= {"checks": checks, "check_trainings": 2 * M,
+        result |= {"checks": checks, "check_trainings": 2 * M * args.check_repeats,
                    "monotonic_val": checks["final"]["true_ens"] <= checks["old"]["true_ens"],
                    "monotonic_test": checks["final"]["test_true_ens"] <= checks["old"]["test_true_ens"],
                    "returned_true_ens": kept["true_ens"], "returned_test_true_ens": kept["test_true_ens"]}

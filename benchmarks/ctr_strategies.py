@@ -4,15 +4,17 @@ For each seed:
 
 1. **closed-form** (``python -m agent.edas --strategy closed-form``): dual learners at r ∈
    {0.25, 0.5, 0.75, 1} (8 trainings) → r*; the true M-ensemble on the grid r = 0.1, …, 1.0 and
-   at r* (what a grid search would have cost: 10·M trainings). Passes when the grid point
-   nearest r* is one of the two best grid points of the true curve.
+   at r* (what a grid search would have cost: 10·M trainings), averaged over ``--check-repeats``
+   K disjoint M-ensembles per rate (default 3: one M-ensemble's seed noise is as large as the
+   differences between neighbouring rates). Passes when the grid point nearest r* is one of the
+   two best grid points of the true curve; r*'s own rank among the grid points is printed too.
 2. **differentiable** (``--strategy differentiable --check``): baseline duals (π_old = every
    field) + 10 random-mask learners + final duals (14 trainings) → π; the true M-ensembles of
-   π_old and π. Passes when E_ens_true(π) ≤ E_ens_true(π_old) (the monotonic condition).
+   π_old and π (K of each, averaged). Passes when E_ens_true(π) ≤ E_ens_true(π_old) (the monotonic condition).
 3. **llm** (``python -m agent.run --space ctr`` with the builtin proposer, 2 learners per
    candidate, 3 iterations × 2 candidates = 14 trainings, the budget of strategy 2; the
    point-estimate rule, ``--confidence 0``, as strategy 2's check uses) → the final baseline;
-   its true M-ensemble.
+   its true M-ensembles (K, averaged).
 
 Every true ensemble uses the seeds 1000·seed + 100 … (never seen by a strategy); errors are the
 2-class Brier error (= 2 × the binary Brier score) on the held-out test split and on validation.
@@ -39,7 +41,7 @@ def _newest(out: Path, pattern: str) -> Path:
     return max(out.glob(pattern), key=lambda p: p.stat().st_mtime)
 
 
-def _strategy3(seed: int, M: int, out: Path, n_samples: int | None) -> dict:
+def _strategy3(seed: int, M: int, out: Path, n_samples: int | None, repeats: int) -> dict:
     from agent.run import main as run_main
     from evaluators.data import load_task
     from evaluators.edas.common import true_ensemble
@@ -65,14 +67,15 @@ def _strategy3(seed: int, M: int, out: Path, n_samples: int | None) -> dict:
         if e["event"] in ("evaluated", "extended") and e.get("seeds"):
             per_candidate[e["proposal_id"]] = max(per_candidate.get(e["proposal_id"], 0), len(e["seeds"]))
     learners = sum(per_candidate.values())
-    true = true_ensemble(spec, space, task, get_fidelity("low"), M, 1000 * seed + 100)
+    true = true_ensemble(spec, space, task, get_fidelity("low"), M, 1000 * seed + 100, repeats)
     return {"run_dir": str(run_dir), "spec": spec.model_dump(), "trainings": learners, **true}
 
 
-def run_seed(seed: int, M: int, out: Path, n_samples: int | None) -> dict:
+def run_seed(seed: int, M: int, out: Path, n_samples: int | None, repeats: int) -> dict:
     from agent.edas import main as edas_main
 
-    common = ["--seed", str(seed), "--ensemble-size", str(M), "--out", str(out)]
+    common = ["--seed", str(seed), "--ensemble-size", str(M), "--out", str(out),
+              "--check-repeats", str(repeats)]
     if n_samples:
         common += ["--n-samples", str(n_samples)]
     assert edas_main(["--strategy", "closed-form", "--check-grid", GRID, *common]) == 0
@@ -81,7 +84,7 @@ def run_seed(seed: int, M: int, out: Path, n_samples: int | None) -> dict:
     assert edas_main(["--strategy", "differentiable", "--check", *common]) == 0
     s2_dir = _newest(out, f"*-edas-differentiable-*-s{seed}")
     s2 = json.loads((s2_dir / "result.json").read_text())
-    s3 = _strategy3(seed, M, out, n_samples)
+    s3 = _strategy3(seed, M, out, n_samples, repeats)
     at_star = next(c for c in s1["checks"] if c["rate"] == s1["r_star"])
     grid = [c for c in s1["checks"] if c["rate"] in [float(r) for r in GRID.split(",")]]
     best = {k: min(c[k] for c in grid) for k in ("true_ens", "test_true_ens")}
@@ -92,6 +95,9 @@ def run_seed(seed: int, M: int, out: Path, n_samples: int | None) -> dict:
                "within_best_two_val": s1["verdict_val"]["within_best_two"],
                "within_best_two_test": s1["verdict_test"]["within_best_two"],
                "best_two_test": s1["verdict_test"]["best_two"], "true_ens": at_star["true_ens"],
+               "rank_val": s1["verdict_val"]["r_star_rank"],
+               "rank_test": s1["verdict_test"]["r_star_rank"], "repeats": repeats,
+               "test_sd": float(np.median([c.get("test_true_ens_sd", np.nan) for c in grid])),
                "test_true_ens": at_star["test_true_ens"], "grid_best_val": best["true_ens"],
                "grid_best_test": best["test_true_ens"],
                "curve_test": [(c["rate"], c["test_true_ens"]) for c in grid]},
@@ -116,24 +122,30 @@ def summarise(rows: list[dict], M: int) -> str:
         return s2["test_true_ens"] if s2["rule_accepted"] else s2["old_test_true_ens"]
 
     lines = ["| seed | baseline r=1 | S1 r* | S1 at r* | grid best | S1 in best two (val/test) | "
-             "S2 mean π | S2 rule | S2 π | S2 π monotonic (val/test) | S2 returned | S3 |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "r* rank (val/test) | S2 mean π | S2 rule | S2 π | S2 π monotonic (val/test) | "
+             "S2 returned | S3 |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         s1, s2, s3 = r["s1"], r["s2"], r["s3"]
         lines.append(f"| {r['seed']} | {s2['old_test_true_ens']:.4f} | {s1['r_star']:.3f} | "
                      f"{s1['test_true_ens']:.4f} | {s1['grid_best_test']:.4f} | "
-                     f"{s1['within_best_two_val']}/{s1['within_best_two_test']} | {s2['mean_pi']:.3f} | "
+                     f"{s1['within_best_two_val']}/{s1['within_best_two_test']} | "
+                     f"{s1.get('rank_val', '?')}/{s1.get('rank_test', '?')} | {s2['mean_pi']:.3f} | "
                      f"{'accepted' if s2['rule_accepted'] else 'rejected'} | {s2['test_true_ens']:.4f} | "
                      f"{s2['monotonic_val']}/{s2['monotonic_test']} | {returned(s2):.4f} | "
                      f"{s3['test_true_ens']:.4f} |")
     lines.append(f"| mean ± sd | {_mean_sd([r['s2']['old_test_true_ens'] for r in rows])} | | "
                  f"{_mean_sd([r['s1']['test_true_ens'] for r in rows])} | "
-                 f"{_mean_sd([r['s1']['grid_best_test'] for r in rows])} | | | | "
+                 f"{_mean_sd([r['s1']['grid_best_test'] for r in rows])} | | | | | "
                  f"{_mean_sd([r['s2']['test_true_ens'] for r in rows])} | | "
                  f"{_mean_sd([returned(r['s2']) for r in rows])} | "
                  f"{_mean_sd([r['s3']['test_true_ens'] for r in rows])} |")
     t = rows[0]
-    lines.append(f"\nTrue {M}-ensemble Brier error (2-class) on the test split. Trainings per seed: "
+    k = t["s1"].get("repeats", 1)
+    lines.append(f"\nTrue {M}-ensemble Brier error (2-class) on the test split, the mean of {k} "
+                 f"disjoint {M}-ensembles per spec" + (f" (one {M}-ensemble's SD over them: median "
+                 f"{np.median([r['s1']['test_sd'] for r in rows]):.4f} on the grid)" if k > 1 else "")
+                 + ". Trainings per seed: "
                  f"S1 {t['s1']['trainings']} (grid: {t['s1']['grid_trainings']}), "
                  f"S2 {t['s2']['trainings']}, S3 {t['s3']['trainings']}.")
     return "\n".join(lines)
@@ -166,6 +178,8 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--ensemble-size", type=int, default=8)
     p.add_argument("--n-samples", type=int, default=None)
+    p.add_argument("--check-repeats", type=int, default=3,
+                   help="K: disjoint true M-ensembles per checked spec, averaged")
     p.add_argument("--out", default="runs/bench-ctr")
     p.add_argument("--figure", default=None, help="also write the summary PNG here")
     p.add_argument("--summarise", default=None, metavar="SUMMARY_JSON",
@@ -179,7 +193,8 @@ def main() -> int:
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [run_seed(s, args.ensemble_size, out, args.n_samples) for s in args.seeds]
+    rows = [run_seed(s, args.ensemble_size, out, args.n_samples, args.check_repeats)
+            for s in args.seeds]
     (out / "summary.json").write_text(json.dumps(rows, indent=2))
     table = summarise(rows, args.ensemble_size)
     (out / "summary.md").write_text(table + "\n")

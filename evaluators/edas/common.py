@@ -57,20 +57,27 @@ def dual_stats(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
 
 
 def true_ensemble(spec, space: SearchSpace, task: Task, fidelity: Fidelity, M: int,
-                  seed0: int) -> dict[str, float]:
-    """Train M learners (seeds seed0 … seed0+M−1) and return, on validation and test
-    (``test_`` prefix): ``true_ens`` the M-ensemble's Brier error (2-class, the rule's E),
-    ``predicted_ens`` the dual prediction E_ens(M) from learners 0–1 alone, and ``single`` their
-    mean single-learner error E."""
+                  seed0: int, repeats: int = 1) -> dict[str, float]:
+    """Train ``repeats`` disjoint M-ensembles (seeds seed0 … seed0 + repeats·M − 1) and return,
+    on validation and test (``test_`` prefix): ``true_ens`` the M-ensemble's Brier error (2-class,
+    the rule's E) averaged over the ensembles, ``predicted_ens`` the dual prediction E_ens(M) from
+    learners 0–1 alone, and ``single`` their mean single-learner error E. With ``repeats`` ≥ 2
+    also ``true_ens_sd``: the SD of one M-ensemble's error over the repeats (its seed noise; the
+    mean's SE is that over √repeats)."""
     if M < 2:
         raise ValueError(f"ensemble size M must be >= 2, got {M}")
-    runs = train_spec(spec, space, task, fidelity, [seed0 + i for i in range(M)])
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    runs = train_spec(spec, space, task, fidelity, [seed0 + i for i in range(M * repeats)])
     out: dict[str, float] = {}
     for prefix, probs, labels in (("", [r.val_probs for r in runs], task.y_val),
                                   ("test_", [r.test_probs for r in runs], task.y_test)):
         probs, labels = np.stack(probs), labels.cpu().numpy()
         s = residual_stats(probs[:2], labels)
-        out[f"{prefix}true_ens"] = ensemble_brier(probs, labels)
+        errors = [ensemble_brier(probs[k * M:(k + 1) * M], labels) for k in range(repeats)]
+        out[f"{prefix}true_ens"] = float(np.mean(errors))
+        if repeats > 1:
+            out[f"{prefix}true_ens_sd"] = float(np.std(errors, ddof=1))
         out[f"{prefix}predicted_ens"] = predicted_ensemble_error(s.E, s.sigma2, s.rho, M)
         out[f"{prefix}single"] = s.E
     return out

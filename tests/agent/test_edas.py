@@ -33,7 +33,7 @@ def run_dir_of(proc) -> Path:
 @pytest.mark.slow
 def test_closed_form_end_to_end(tmp_path):
     proc = run("agent.edas", "--strategy", "closed-form", *TINY, "--rates", "0.5,1.0",
-               "--check-grid", "0.5,1.0", "--out", tmp_path)
+               "--check-grid", "0.5,1.0", "--check-repeats", "2", "--out", tmp_path)
     run_dir = run_dir_of(proc)
     result = json.loads((run_dir / "result.json").read_text())
     assert 0 < result["r_star"] <= 1 and len(result["curve"]) == 39
@@ -41,6 +41,10 @@ def test_closed_form_end_to_end(tmp_path):
     events = [e["event"] for e in read_events(run_dir).events]
     assert events.count("dual_evaluated") == 2 and "optimum" in events
     assert events.count("ensemble_checked") == len({0.5, 1.0, result["r_star"]})
+    # two disjoint 2-ensembles per checked rate, averaged, with their spread
+    assert result["check_trainings"] == 2 * 2 * len(result["checks"])
+    assert all(c["test_true_ens_sd"] >= 0 and c["true_ens_sd"] >= 0 for c in result["checks"])
+    assert 1 <= result["verdict_test"]["r_star_rank"] <= 3
     assert events[0] == "run_started" and events[-1] == "run_finished"
     assert (run_dir / "report" / "closed_form_curve.png").stat().st_size > 10_000
 
@@ -87,6 +91,8 @@ def test_llm_strategy_is_the_search_loop(tmp_path):
     (["--rates", "0,2"], "rates must lie in (0, 1]"),
     (["--rates", "0.5"], "--rates needs >= 2 distinct rates"),
     (["--ensemble-size", "1"], "--ensemble-size must be >= 2"),
+    (["--check-repeats", "0"], "--check-repeats must be in 1..100, got 0"),
+    (["--ensemble-size", "200", "--check-repeats", "5"], "must be <= 900, got 200 × 5"),
     (["--baseline", "/nonexistent/spec.json"], "--baseline /nonexistent/spec.json: cannot read it"),
     (["--baseline", str(FIXTURE)], "not a valid ctr spec"),
 ])
@@ -111,3 +117,16 @@ def test_a_bad_criteo_file_is_one_line_naming_file_and_line(tmp_path, module):
     assert len(lines) == 1, proc.stderr
     assert f"{bad}:5: integer field I1 is not an integer: 'seven'" in lines[0]
     assert not (tmp_path / "runs").exists()  # refused before any run folder
+
+
+def test_grid_verdict_ranks_r_star_among_the_grid_points():
+    from agent.edas_strategies import grid_verdict
+
+    checks = [{"rate": 0.5, "e": 0.30}, {"rate": 0.7, "e": 0.20}, {"rate": 0.74, "e": 0.21},
+              {"rate": 0.9, "e": 0.25}, {"rate": 1.0, "e": 0.22}]
+    v = grid_verdict(0.74, checks, [0.5, 0.7, 0.9, 1.0], "e")
+    # best two by error: 0.7 (0.20) and 1.0 (0.22); the grid point nearest 0.74 is 0.7
+    assert v["best_two"] == [0.7, 1.0] and v["nearest_grid_rate"] == 0.7 and v["within_best_two"]
+    assert v["r_star_rank"] == 2  # only 0.7 is better than r*'s 0.21
+    far = grid_verdict(0.9, checks, [0.5, 0.7, 0.9, 1.0], "e")
+    assert not far["within_best_two"] and far["r_star_rank"] == 3
