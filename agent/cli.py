@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
       "|predicted gain| exceeds the two-sided bound at this level (a group-sequential bound over "
       "the looks: the chance that any look is wrongly confident stays 1 - level); 0 = "
       "decide on the point estimate with MIN learners")
+    a("--reject-confidence", type=float, default=d.reject_confidence,
+      help="the level of the bound for a rejection alone (default: --confidence): lower stops "
+      "losing candidates with fewer learners; acceptances keep --confidence")
     a("--predictor", default=d.predictor,
       help="gnn-ensemble (GIN from scratch) | dcl-ensemble (GIN from the contrastive encoder, "
            "pretrained once per space and cached) | none")

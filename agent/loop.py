@@ -280,7 +280,8 @@ class SearchLoop:
             estimate = gain_between(self.run_dir / EVALS, new, old, M,
                                     pool=self.state.seed_pool(rung.name))
             d = decide(new.stats, old.stats, M, c.rule, c.margin, estimate,
-                       confidence=c.confidence, looks=looks, final=more is None)
+                       confidence=c.confidence, looks=looks, final=more is None,
+                       reject_confidence=c.reject_confidence)
             if d.confident or more is None:
                 top = r == len(self.rungs) - 1
                 final = top or (d.accepted and not self.affordable(cand, r + 1))

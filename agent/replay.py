@@ -63,7 +63,7 @@ def replay_pool(run_dir: Path, state: SearchState, M: int,
 
 
 def redecide(run_dir: Path, M: int, rule: str, margin: float, confidence: float,
-             learners: tuple[int, int]) -> list[Replayed]:
+             learners: tuple[int, int], reject_confidence: float | None = None) -> list[Replayed]:
     """Every logged decision (every rung), in logged order, re-made under new settings from the
     logged learners at its rung; the baseline moves only on a decision the run made final."""
     state = SearchState.from_events(read_events(run_dir).events)
@@ -91,7 +91,8 @@ def redecide(run_dir: Path, M: int, rule: str, margin: float, confidence: float,
             more = next_learners(L, lo, hi)
             d = decide(residual_stats(a, labels), residual_stats(b, labels), M, rule, margin,
                        gain_estimate(a, b, labels, M, pool=pool), confidence=confidence,
-                       looks=looks, final=more is None or short)
+                       looks=looks, final=more is None or short,
+                       reject_confidence=reject_confidence)
             if d.confident or more is None or short:
                 break
             L = more
@@ -143,6 +144,9 @@ def reevaluate(run_dir: Path, config: dict, args) -> int:
     if args.confidence is not None or "confidence" in config:
         argv += ["--confidence", str(config["confidence"] if args.confidence is None
                                      else args.confidence)]
+    reject = config.get("reject_confidence") if args.reject_confidence is None else args.reject_confidence
+    if reject is not None:
+        argv += ["--reject-confidence", str(reject)]
     return run_main(argv)
 
 
@@ -153,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rule", choices=["exact", "paper"], default=None, help="default: the run's")
     p.add_argument("--margin", type=float, default=None, help="z (default: the run's)")
     p.add_argument("--confidence", type=float, default=None, help="default: the run's")
+    p.add_argument("--reject-confidence", type=float, default=None,
+                   help="the lower bound's level alone (default: the run's)")
     p.add_argument("--learners", default=None, metavar="MIN:MAX", help="default: the run's")
     p.add_argument("--json", action="store_true", help="print one JSON object per decision")
     p.add_argument("--reevaluate", action="store_true", help="retrain the logged proposals")
@@ -172,9 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         confidence = config.get("confidence", 0.0) if args.confidence is None else args.confidence
         learners = (parse_learners(args.learners) if args.learners else
                     (config.get("min_learners", 2), config.get("max_learners", 2)))
-        if M < 2 or margin < 0 or not 0 <= confidence < 1:
-            raise ValueError("--ensemble-size must be >= 2, --margin >= 0 and --confidence in [0, 1)")
-        rows = redecide(run_dir, M, rule, margin, confidence, learners)
+        reject = (config.get("reject_confidence") if args.reject_confidence is None
+                  else args.reject_confidence)
+        if M < 2 or margin < 0 or not 0 <= confidence < 1 or not 0 <= (reject or 0) < 1:
+            raise ValueError("--ensemble-size must be >= 2, --margin >= 0 and --confidence and "
+                             "--reject-confidence in [0, 1)")
+        rows = redecide(run_dir, M, rule, margin, confidence, learners, reject)
     except (RunFolderError, OSError, KeyError, ValueError, UsageError) as err:
         print(f"error: {args.run_dir}: cannot replay ({err})", file=sys.stderr)
         return 2

@@ -157,7 +157,10 @@ def write_report(run_dir: str | Path) -> Path:
              f"`{config.get('fidelity')}`, model `{config.get('model')}`, rule "
              f"`{config.get('rule')}`, M={config.get('ensemble_size')}, learners "
              f"{config.get('min_learners')}:{config.get('max_learners')}, confidence "
-             f"{config.get('confidence')}, margin z={config.get('margin')}", ""]
+             f"{config.get('confidence')}"
+             + (f" (rejections {config['reject_confidence']})"
+                if config.get("reject_confidence") is not None else "")
+             + f", margin z={config.get('margin')}", ""]
     if (f := state.finished) is not None:
         lines += [f"finished: **{f.reason}** after {f.iterations} iterations, {f.evaluations} "
                   f"evaluations, {f.accepted} accepted, device {f.device_s:.1f}s, wall "

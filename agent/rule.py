@@ -21,6 +21,13 @@ at 1 − confidence). Only
 a confident decision is applied: while it is not, the loop adds learners (:func:`next_learners`)
 up to ``--learners MAX``; a decision still not confident then is *undecided* and the baseline
 stays. ``--margin z_m`` additionally asks an accepted gain to exceed z_m·SE_total.
+
+**Asymmetric bounds.** The two wrong calls do not cost the same: a false accept makes the
+M-ensemble worse (the monotonic guarantee), a false reject only loses one candidate.
+``--reject-confidence`` (default: ``--confidence``) sets the level of the lower bound alone: a
+rejection is confident when g < −z_r·SE_total, an acceptance still needs g > z·SE_total, so a
+lower reject level stops losing candidates with fewer learners and leaves false accepts where
+they were.
 """
 
 from __future__ import annotations
@@ -94,6 +101,9 @@ class Decision(BaseModel):
     learners_old: int  #: learners of the baseline
     confidence: float
     z: float
+    #: the lower bound's level and z (None in logs written before asymmetric bounds existed)
+    reject_confidence: float | None = None
+    z_reject: float | None = None
     margin: float
     accepted_exact: bool
     accepted_paper: bool
@@ -108,7 +118,7 @@ class Decision(BaseModel):
 
 def decide(new: Stats, old: Stats, M: int, rule: Rule = "exact", margin_z: float = 0.0,
            estimate: GainEstimate | None = None, *, confidence: float = 0.0,
-           looks: int | Sequence[int] = 1,
+           looks: int | Sequence[int] = 1, reject_confidence: float | None = None,
            final: bool = True, learners: tuple[int, int] = (2, 2)) -> Decision:
     """Apply the rule for candidate ``new`` against baseline ``old`` at ensemble size ``M``.
 
@@ -116,7 +126,9 @@ def decide(new: Stats, old: Stats, M: int, rule: Rule = "exact", margin_z: float
     only ``confidence`` 0 can be confident). ``confidence``: the two-sided level of the bound
     |gain| > z·SE_total, z the group-sequential bound for ``looks`` (a count, or the learner
     counts of the schedule, :func:`learner_schedule`) (0: every decision is confident, the
-    point-estimate rule). ``final``: no more learners will be added, so a decision that is
+    point-estimate rule). ``reject_confidence``: the level of the lower bound alone, g < −z_r·SE
+    (None: ``confidence``, a symmetric bound; ignored when ``confidence`` is 0). ``final``: no
+    more learners will be added, so a decision that is
     not confident is *undecided*; otherwise the caller adds learners and asks again.
     ``margin_z`` > 0 additionally requires the gain to exceed ``margin_z``·SE_total.
     ``learners``: (candidate, baseline) learner counts when there is no ``estimate``.
@@ -126,6 +138,8 @@ def decide(new: Stats, old: Stats, M: int, rule: Rule = "exact", margin_z: float
     if margin_z < 0:
         raise ValueError(f"margin must be >= 0, got {margin_z}")
     z = z_for(confidence, looks)
+    reject_level = confidence if reject_confidence is None or z == 0 else reject_confidence
+    z_rej = z if reject_level == confidence else z_for(reject_level, looks)
     se = estimate.se_total if estimate is not None else None
     if margin_z > 0 and se is None:
         raise ValueError("a margin needs the standard error of the gain")
@@ -136,7 +150,7 @@ def decide(new: Stats, old: Stats, M: int, rule: Rule = "exact", margin_z: float
     accepted_exact = gain > margin
     accepted_paper = new.rho < threshold and gain > margin if margin > 0 else new.rho < threshold
     seed_known = estimate is not None and estimate.se_seed is not None
-    confident = bool(z == 0 or (seed_known and abs(gain) > z * se))
+    confident = bool(z == 0 or (seed_known and (gain > z * se or gain < -z_rej * se)))
     verdict: Verdict
     if confident:
         verdict = "accepted" if (accepted_exact if rule == "exact" else accepted_paper) else "rejected"
@@ -150,10 +164,11 @@ def decide(new: Stats, old: Stats, M: int, rule: Rule = "exact", margin_z: float
         gain_se_total=se, gain_se_sample=estimate.se_sample if estimate else None,
         gain_se_seed=estimate.se_seed if estimate else None,
         seed_source=estimate.seed_source if estimate else "none", learners=L_new,
-        learners_old=L_old, confidence=confidence, z=z, margin=margin, accepted_exact=accepted_exact,
+        learners_old=L_old, confidence=confidence, z=z, reject_confidence=reject_level,
+        z_reject=z_rej, margin=margin, accepted_exact=accepted_exact,
         accepted_paper=accepted_paper, confident=confident, verdict=verdict,
         accepted=verdict == "accepted",
-        explanation=explain(new, old, M, verdict, gain, se, margin, z, confident))
+        explanation=explain(new, old, M, verdict, gain, se, margin, z, confident, z_rej))
 
 
 def verdict_text(d) -> str:
@@ -171,7 +186,7 @@ def verdict_text(d) -> str:
 
 
 def explain(new: Stats, old: Stats, M: int, verdict: Verdict, gain: float, se: float | None,
-            margin: float, z: float, confident: bool) -> str:
+            margin: float, z: float, confident: bool, z_reject: float | None = None) -> str:
     """One readable sentence: which of accuracy and diversity decided, at which M, how sure."""
     k = (M - 1) / M
     accuracy = old.E - new.E  # > 0: the candidate's single learners are more accurate
@@ -188,7 +203,9 @@ def explain(new: Stats, old: Stats, M: int, verdict: Verdict, gain: float, se: f
         why = f"accuracy gain {accuracy:.4f} {word} diversity loss {-diversity:.4f}"
     sure = f"gain {gain:.4f} ± {se:.4f}" if se is not None else f"gain {gain:.4f}, SE unknown"
     if verdict == "undecided":
-        return (f"undecided ({sure}; a confident call needs the gain beyond ±{z:.2f} SE): "
+        bound = (f"beyond ±{z:.2f} SE" if z_reject is None or z_reject == z else
+                 f"above +{z:.2f} SE or below −{z_reject:.2f} SE")
+        return (f"undecided ({sure}; a confident call needs the gain {bound}): "
                 f"{why} at M={M}; the baseline stays")
     text = f"{verdict}: {why} at M={M}"
     if margin > 0 and verdict == "rejected" and gain > 0 and confident:

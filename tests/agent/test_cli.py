@@ -141,6 +141,17 @@ def test_replay_redecides_from_logged_learners(tiny_run):
     for r in rows:  # asking more than the log holds is said, never invented
         assert r["needs_more_learners"] == (not r["confident"])
         assert r["learners"] <= max(logged[r["proposal_id"]]["learners"], 4)
+    proc = run_cli("agent.replay", run_dir, "--json", "--learners", "2:2", "--confidence", 0.999,
+                   "--reject-confidence", 0)
+    rows = [json.loads(line) for line in proc.stdout.splitlines()][:-1]
+    assert rows and all(r["z_reject"] == 0 and r["z"] > 3 for r in rows)
+    for r in rows:  # rejections on the point estimate, acceptances only beyond z = 3.29 SE
+        if r["gain"] < 0:
+            assert r["confident"] and r["verdict"] == "rejected"
+        else:
+            assert r["confident"] == (r["gain"] > r["z"] * r["gain_se_total"])
+    bad = run_cli("agent.replay", run_dir, "--reject-confidence", 1.5, check=False)
+    assert bad.returncode == 2 and "--reject-confidence in [0, 1)" in bad.stderr
     table = run_cli("agent.replay", run_dir, "--ensemble-size", 2, "--confidence", 0)
     assert "decisions differ" in table.stdout
     bad = run_cli("agent.replay", run_dir, "--learners", "9:3", check=False)

@@ -37,3 +37,20 @@ def test_a_close_calls_candidate_and_baseline_grow_in_one_batch(tmp_path, monkey
     # later candidates find it at 6 already)
     assert not any(b == [(first["baseline_id"], 6)] for b in Recording.batches)
     assert sum((first["baseline_id"], 6) in b for b in Recording.batches) == 1
+
+
+def test_a_losing_candidate_stops_at_the_reject_bound(tmp_path):
+    """--reject-confidence 0 rejects on the point estimate while acceptances keep z(0.999999):
+    a candidate is rejected, confidently, at the first look where it is behind the baseline; one
+    never behind is grown to MAX and stays undecided (no 6-learner gain clears z ≈ 5)."""
+    rc = main([*TINY, "--iterations", "1", "--learners", "2:6", "--confidence", "0.999999",
+               "--reject-confidence", "0", "--out", str(tmp_path)])
+    assert rc == 0
+    (run_dir,) = tmp_path.iterdir()
+    decisions = [e for e in events_of(run_dir) if e["event"] == "decision"]
+    assert decisions and all(d["reject_confidence"] == 0 and d["z_reject"] == 0 for d in decisions)
+    for d in decisions:  # the logged look is the last: behind → rejected there, else MAX
+        if d["gain"] < 0:
+            assert d["confident"] and d["verdict"] == "rejected"
+        else:
+            assert d["learners"] == 6 and d["verdict"] == "undecided"

@@ -80,6 +80,24 @@ def test_margin_confidence_and_undecided():
         decide(new, old, 1)
 
 
+def test_a_lower_reject_confidence_rejects_sooner_and_accepts_as_before():
+    se = _estimate(0.003, 0.004)  # SE_total 0.005
+    good, bad = Stats(0.29, 0.2, 0.6), Stats(0.30, 0.2, 0.6)  # gain ±0.01 = 2 SE
+    # symmetric 0.99 (z 2.58): 2 SE is not enough either way
+    assert decide(bad, good, 50, estimate=se, confidence=0.99, final=True).verdict == "undecided"
+    # rejections at 0.9 (z 1.64): the same −2 SE gain is a confident rejection
+    rej = decide(bad, good, 50, estimate=se, confidence=0.99, reject_confidence=0.9, final=True)
+    assert rej.confident and rej.verdict == "rejected"
+    assert rej.z == pytest.approx(2.5758, abs=1e-4) and rej.z_reject == pytest.approx(1.6449, abs=1e-4)
+    # ... but a +2 SE gain still needs z = 2.58 to be accepted
+    acc = decide(good, bad, 50, estimate=se, confidence=0.99, reject_confidence=0.9, final=True)
+    assert acc.verdict == "undecided" and "above +2.58 SE or below −1.64 SE" in acc.explanation
+    # the default is symmetric, and the point-estimate rule (confidence 0) ignores the option
+    sym = decide(bad, good, 50, estimate=se, confidence=0.99)
+    assert sym.reject_confidence == 0.99 and sym.z_reject == sym.z
+    assert decide(bad, good, 50, estimate=se, confidence=0.0, reject_confidence=0.5).z_reject == 0
+
+
 def test_learner_schedule():
     assert learner_schedule(2, 8) == [2, 3, 4, 6, 8]
     assert learner_schedule(2, 16) == [2, 3, 4, 6, 9, 13, 16]
