@@ -9,17 +9,23 @@ distinct cells is one decision: 16·15 = 240 pairs. For each cell:
   the rules see, through their validation probabilities;
 * a truth ensemble of T learners (``--true-ensemble``, T ≥ 16), seeds 10000…, never seen by a
   rule. Truth: the real T-ensemble's Brier error (averaged probabilities) on the held-out test
-  split; the true gap Brier(π_old) − Brier(π) has an SE from a paired bootstrap over test
-  samples, and a pair is *clear* when |true gap| > 2 SE.
+  split. The true gap Brier(π_old) − Brier(π) has two SEs: the test-sample part, from a paired
+  bootstrap over test samples, and the truth's own seed part, from a jackknife over its T
+  learners (seed i of one cell paired with seed i of the other: they share the seed). A pair is
+  *clear* when |true gap| > 2 SE_sample (the issue's first reading), and *clear with seeds* when
+  |true gap| > 2·√(SE_sample² + SE_seed²): a T-ensemble is one draw of the learners' seeds, and
+  on these tasks its seed SE is about four times its sample SE, so many pairs clear on samples
+  alone are a coin flip of the truth's seeds.
 
 Rules, both in the ``exact`` form, deciding about an ensemble of M = T learners (the truth is
 the T-ensemble, so that is the M whose sign can be checked; ``--ensemble-size``, the product's
 M, gets one extra line against the same truth):
 
 * fixed: the product before issue 10: the point estimate from learners 0–1 of each side.
-* sequential (``--learners MIN:MAX``, ``--confidence``), as ``agent.loop.SearchLoop.decide``
-  runs it: the baseline starts with :func:`agent.config.first_baseline_learners` learners,
-  the candidate with MIN; at each look the baseline is brought to the candidate's learner count (same seeds),
+* sequential (``--learners MIN:MAX``, ``--confidence``, ``--reject-confidence``), as
+  ``agent.loop.SearchLoop.decide`` runs it: the baseline starts with
+  :func:`agent.config.first_baseline_learners` learners, the candidate with MIN; at each look
+  the baseline is brought to the candidate's learner count (same seeds),
   :func:`evaluators.stats.gain_estimate` uses all learners of each side; confident → decided,
   else the candidate grows by :func:`agent.rule.next_learners` until MAX, then *undecided*
   (the baseline stays: not accepted).
@@ -101,6 +107,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "Fashion-MNIST 1000 samples at 14x14 (sized for 2 cores)")
     p.add_argument("--learners", default="2:8", help="sequential rule's MIN:MAX (default 2:8)")
     p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument("--reject-confidence", type=float, default=None,
+                   help="the rejection bound's level alone (default: --confidence)")
     p.add_argument("--ensemble-size", type=int, default=50, help="the product's M (extra line)")
     p.add_argument("--true-ensemble", type=int, default=None, help="T ≥ 16 truth learners")
     p.add_argument("--n-samples", type=int, default=None, help="training+validation samples")
@@ -121,6 +129,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.exit(2, f"error: {err}\n")
     if not 0.0 < args.confidence < 1.0:
         p.exit(2, f"error: --confidence {args.confidence!r}: expected a level in (0, 1)\n")
+    if args.reject_confidence is not None and not 0.0 <= args.reject_confidence < 1.0:
+        p.exit(2, f"error: --reject-confidence {args.reject_confidence!r}: expected a level in "
+                  "[0, 1)\n")
     if args.orderings < 1:
         p.exit(2, f"error: --orderings {args.orderings!r}: expected at least 1\n")
     if args.ensemble_size < 2:
@@ -204,18 +215,27 @@ def load_gains(path: Path) -> dict[str, es.GainEstimate]:
     return {k: es.GainEstimate(**v) for k, v in json.loads(path.read_text()).items()}
 
 
-def truth(test: np.ndarray, y_test: np.ndarray, n_boot: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """True gaps G[a, b] = Brier(ens_b) − Brier(ens_a) (> 0: cell a's T-ensemble is better) and
-    their paired-bootstrap SE over test samples."""
+def truth(test: np.ndarray, y_test: np.ndarray, n_boot: int = 1000
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True gaps G[a, b] = Brier(ens_b) − Brier(ens_a) (> 0: cell a's T-ensemble is better),
+    their paired-bootstrap SE over test samples, and their seed SE: the delete-one-seed jackknife
+    of G over the T truth learners (seed i removed from both cells)."""
     ens = test.astype(np.float64).mean(axis=1)  # (A, N, K)
-    sq = np.sum((ens - np.eye(ens.shape[2])[y_test][None]) ** 2, axis=2)  # (A, N)
+    onehot = np.eye(ens.shape[2])[y_test]
+    sq = np.sum((ens - onehot[None]) ** 2, axis=2)  # (A, N)
     n = sq.shape[1]
     w = np.random.default_rng(0).multinomial(n, np.full(n, 1.0 / n), size=n_boot) / n
     boot = w @ sq.T  # (B, A)
     mean = sq.mean(axis=1)
     gap = mean[None, :] - mean[:, None]
     se = np.std(boot[:, None, :] - boot[:, :, None], axis=0, ddof=1)
-    return gap, se
+    T = test.shape[1]
+    loo_ens = (ens[:, None] * T - test.astype(np.float64)) / (T - 1)  # (A, T, N, K)
+    loo = np.sum((loo_ens - onehot[None, None]) ** 2, axis=3).mean(axis=2)  # (A, T)
+    loo_gap = loo[None, :, :] - loo[:, None, :]  # (A, A, T)
+    dev = loo_gap - loo_gap.mean(axis=2, keepdims=True)
+    se_seed = np.sqrt((T - 1) / T * np.sum(dev**2, axis=2))
+    return gap, se, se_seed
 
 
 def fixed_rule(val, y, pairs, M: int, r: int) -> list[dict]:
@@ -229,7 +249,7 @@ def fixed_rule(val, y, pairs, M: int, r: int) -> list[dict]:
 
 
 def sequential_rule(val, y, pairs, M: int, lo: int, hi: int, confidence: float, r: int,
-                    R: int, memo: dict) -> list[dict]:
+                    R: int, memo: dict, reject_confidence: float | None = None) -> list[dict]:
     """``SearchLoop.decide`` replayed on cached learners taken in order r of R (rotated by r·D/R).
     ``memo`` keeps statistics and gain estimates (``memo["gains"]``, saved between runs) between
     calls: they do not depend on MAX or the confidence, only z does."""
@@ -257,7 +277,8 @@ def sequential_rule(val, y, pairs, M: int, lo: int, hi: int, confidence: float, 
                                                       val[b][order[:L_old]], y, M, pool=pool)
             more = next_learners(L_new, lo, hi)
             d = decide(stats(a, L_new), stats(b, L_old), M, "exact", 0.0, memo["gains"][key],
-                       confidence=confidence, looks=looks, final=more is None)
+                       confidence=confidence, looks=looks, final=more is None,
+                       reject_confidence=reject_confidence)
             if d.confident or more is None:
                 break
             L_new = more
@@ -266,7 +287,8 @@ def sequential_rule(val, y, pairs, M: int, lo: int, hi: int, confidence: float, 
     return out
 
 
-def score(rows: list[dict], gap: np.ndarray, clear: np.ndarray) -> dict[str, float]:
+def score(rows: list[dict], gap: np.ndarray, clear: np.ndarray, clear_seed: np.ndarray
+          ) -> dict[str, float]:
     """Agreement and errors of one rule's decisions against the true gaps (> 0: new better)."""
     verdict = np.array([r["verdict"] for r in rows])
     acc, rej = verdict == "accepted", verdict == "rejected"
@@ -274,6 +296,8 @@ def score(rows: list[dict], gap: np.ndarray, clear: np.ndarray) -> dict[str, flo
     conf = np.array([r["confident"] for r in rows])
     return {"agree_all": float(np.mean(acc == (gap > 0))),  # undecided: baseline stays
             "agree_clear": float(np.mean(right[clear])) if clear.any() else float("nan"),
+            "agree_clear_seed": (float(np.mean(right[clear_seed])) if clear_seed.any()
+                                 else float("nan")),
             "false_accepts": float(np.mean(acc & (gap < 0))),
             "confident": float(np.mean(conf)),
             "confident_right": float(np.mean(right[conf])) if conf.any() else float("nan"),
@@ -295,6 +319,8 @@ def fmt(v: tuple[float, float], pct: bool = True) -> str:
 
 ROWS = (("agreement, all pairs (undecided = baseline stays)", "agree_all", True),
         ("agreement, clear pairs (undecided = miss)", "agree_clear", True),
+        ("agreement, pairs clear with the truth's seed SE (undecided = miss)", "agree_clear_seed",
+         True),
         ("false accepts (share of all pairs)", "false_accepts", True),
         ("called confident (share of all pairs)", "confident", True),
         ("confident decisions right", "confident_right", True),
@@ -313,11 +339,15 @@ def plot(path: Path, curve: dict[int, dict], fixed: dict, title: str) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.errorbar(xs, [100 * curve[x]["agree_clear"][0] for x in xs],
                   yerr=[100 * curve[x]["agree_clear"][1] for x in xs], marker="o", capsize=3,
-                  label="sequential (undecided = miss)")
-    left.axhline(100 * fixed["agree_clear"][0], color="grey", ls="--", label="fixed two-learner")
+                  label="sequential, clear on test samples")
+    left.errorbar(xs, [100 * curve[x]["agree_clear_seed"][0] for x in xs],
+                  yerr=[100 * curve[x]["agree_clear_seed"][1] for x in xs], marker="s", capsize=3,
+                  label="sequential, clear with the truth's seeds")
+    left.axhline(100 * fixed["agree_clear"][0], color="grey", ls="--",
+                 label="fixed two-learner (clear on samples)")
     left.axhline(90, color="red", lw=0.8, ls=":", label="target 90 %")
     left.set(xscale="log", xlabel="MAX learners", ylim=(0, 101),
-             ylabel="agreement on clear pairs (%)", title=title)
+             ylabel="agreement on clear pairs, undecided = miss (%)", title=title)
     left.legend(fontsize=8)
     right.errorbar(xs, [curve[x]["learners_pair"][0] for x in xs],
                    yerr=[curve[x]["learners_pair"][1] for x in xs], marker="o", capsize=3,
@@ -340,10 +370,12 @@ def analyse(args, archs, data, err: Console) -> dict:
     """Replay both rules on every ordered pair and score them against the truth."""
     val, y = data["val"], data["y_val"]
     A, D, T = len(archs), val.shape[1], data["test"].shape[1]
-    gap_m, se_m = truth(data["test"], data["y_test"])
+    gap_m, se_m, seed_m = truth(data["test"], data["y_test"])
     pairs = [(a, b) for a in range(A) for b in range(A) if a != b]
     gap = np.array([gap_m[a, b] for a, b in pairs])
     clear = np.array([abs(gap_m[a, b]) > 2 * se_m[a, b] for a, b in pairs])
+    clear_seed = np.array([abs(gap_m[a, b]) > 2 * np.hypot(se_m[a, b], seed_m[a, b])
+                           for a, b in pairs])
     near = np.array([edge_distance(archs[a][1], archs[b][1]) == 1 for a, b in pairs])
     R = min(args.orderings, D // 2)
     lo, hi, conf = args.min_learners, args.max_learners, args.confidence
@@ -355,13 +387,13 @@ def analyse(args, archs, data, err: Console) -> dict:
     runs: dict[tuple[int, int], list[list[dict]]] = {}
     for M, top, r in track(jobs, description="replaying the rules", console=err):
         runs.setdefault((M, top), []).append(
-            sequential_rule(val, y, pairs, M, lo, top, conf, r, R, memo))
+            sequential_rule(val, y, pairs, M, lo, top, conf, r, R, memo, args.reject_confidence))
     gains_path.write_text(json.dumps({k: dataclasses.asdict(v) for k, v in memo["gains"].items()}))
 
     def scored(rows_by_seed, mask=None):
         m = np.ones(len(pairs), bool) if mask is None else mask
-        return spread([score([r for r, k in zip(rows, m, strict=True) if k], gap[m], clear[m])
-                       for rows in rows_by_seed])
+        return spread([score([r for r, k in zip(rows, m, strict=True) if k], gap[m], clear[m],
+                             clear_seed[m]) for rows in rows_by_seed])
 
     def se_parts(L: int) -> dict[str, float]:
         ests = [memo["gains"].get(f"{a},{b},{L},{max(L, lo, 4)},0,{T},{max(lo, 4)}")
@@ -379,9 +411,11 @@ def analyse(args, archs, data, err: Console) -> dict:
     return {
         "dataset": args.dataset, "n_samples": args.n_samples, "fidelity": data["fidelity"],
         "cells": A, "ordered_pairs": len(pairs), "clear_pairs": int(clear.sum()),
+        "clear_pairs_seed": int(clear_seed.sum()),
         "one_edge_pairs": int(near.sum()), "one_edge_clear": int((near & clear).sum()),
         "decision_learners": D, "truth_learners": T, "M_decision": T, "learners": [lo, hi],
-        "confidence": conf, "orderings": R, "fixed_pairs": D // 2,
+        "confidence": conf, "reject_confidence": args.reject_confidence, "orderings": R,
+        "fixed_pairs": D // 2,
         "fixed": scored(fixed_rows), "sequential": scored(runs[T, hi]),
         "one_edge_fixed": scored(fixed_rows, near), "one_edge_sequential": scored(runs[T, hi], near),
         "curve": {m: scored(runs[T, m]) for m in sorted(tops)},
@@ -392,6 +426,7 @@ def analyse(args, archs, data, err: Console) -> dict:
         "pred_minus_true_ens_sd": float(np.std(pred - true_abs, ddof=1)),
         "gap_correlation": float(np.corrcoef(pred_gap, gap)[0, 1]),
         "truth_gap_se_median": float(np.median(se_m[~np.eye(A, dtype=bool)])),
+        "truth_gap_seed_se_median": float(np.median(seed_m[~np.eye(A, dtype=bool)])),
     }
 
 
@@ -400,23 +435,27 @@ def report(s: dict, png: Path) -> None:
     lo, hi = s["learners"]
     T, fixed, seq = s["truth_learners"], s["fixed"], s["sequential"]
     print(f"rule vs the real {T}-ensemble on the {s['dataset']} test split: {s['cells']} cells, "
-          f"{s['ordered_pairs']} ordered pairs ({s['clear_pairs']} clear, {s['one_edge_pairs']} "
+          f"{s['ordered_pairs']} ordered pairs ({s['clear_pairs']} clear, "
+          f"{s.get('clear_pairs_seed', '?')} clear with seeds, {s['one_edge_pairs']} "
           f"one-edge); fidelity {s['fidelity']}, n_samples {s['n_samples']}; both rules decide "
           f"at M = {T}; mean ± SD over {s['fixed_pairs']} learner pairs (fixed) and "
           f"{s['orderings']} learner orders (sequential)\n")
-    print(f"| figure | fixed two-learner | sequential {lo}:{hi}, confidence {s['confidence']} |")
+    rc = s.get("reject_confidence")
+    level = f"confidence {s['confidence']}" + ("" if rc is None else f", rejections {rc}")
+    print(f"| figure | fixed two-learner | sequential {lo}:{hi}, {level} |")
     print("|---|---|---|")
     for label, key, pct in ROWS:
         print(f"| {label} | {fmt(fixed[key], pct)} | {fmt(seq[key], pct)} |")
     print(f"| one-edge pairs: agreement on the clear ones (n = {s['one_edge_clear']}) | "
           f"{fmt(s['one_edge_fixed']['agree_clear'])} | "
           f"{fmt(s['one_edge_sequential']['agree_clear'])} |")
-    print(f"\nsequential rule against MAX ({lo}:MAX, confidence {s['confidence']}, M = {T}):\n")
-    print("| MAX | agreement, clear pairs (undecided = miss) | confident right | false accepts "
-          "| undecided | learners per candidate | learners per pair |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"\nsequential rule against MAX ({lo}:MAX, {level}, M = {T}):\n")
+    print("| MAX | agreement, clear pairs (undecided = miss) | clear with seeds | confident right "
+          "| false accepts | undecided | learners per candidate | learners per pair |")
+    print("|---|---|---|---|---|---|---|---|")
     for m, c in s["curve"].items():
-        print(f"| {m} | {fmt(c['agree_clear'])} | {fmt(c['confident_right'])} | "
+        print(f"| {m} | {fmt(c['agree_clear'])} | {fmt(c['agree_clear_seed'])} | "
+              f"{fmt(c['confident_right'])} | "
               f"{fmt(c['false_accepts'])} | {fmt(c['undecided'])} | "
               f"{fmt(c['learners_cand'], False)} | {fmt(c['learners_pair'], False)} |")
     p = s["at_product_M"]
@@ -433,10 +472,12 @@ def report(s: dict, png: Path) -> None:
           f"{s['decision_learners']} learners (validation) − real {T}-ensemble Brier (test): "
           f"{s['pred_minus_true_ens_mean']:+.4f} ± {s['pred_minus_true_ens_sd']:.4f} over cells; "
           f"correlation of predicted and true gaps {s['gap_correlation']:.2f}; median SE of a "
-          f"true gap {s['truth_gap_se_median']:.4f}")
+          f"true gap: test samples {s['truth_gap_se_median']:.4f}, the truth's seeds "
+          f"{s.get('truth_gap_seed_se_median', float('nan')):.4f}")
     targets = ((seq["confident_right"][0] >= 0.95, "confident decisions right ≥ 95 %"),
                (seq["false_accepts"][0] <= 0.01, "false accepts ≤ 1 %"),
-               (seq["agree_clear"][0] >= 0.90, "clear-pair agreement ≥ 90 % (undecided = miss)"))
+               (seq["agree_clear"][0] >= 0.90, "clear-pair agreement ≥ 90 % (undecided = miss)"),
+               (seq["agree_clear_seed"][0] >= 0.90, "the same on pairs clear with seeds"))
     print(f"targets at {lo}:{hi}: " + "; ".join(f"{t}: {'met' if ok else 'MISSED'}"
                                               for ok, t in targets))
     print(f"curve: {png}; figures: {png.with_suffix('.json')}")
@@ -449,10 +490,13 @@ def main(argv: list[str] | None = None) -> int:
     summary = analyse(args, archs, load_probs(args, archs, err), err)
     out.mkdir(parents=True, exist_ok=True)
     png = out / (f"rule_validity-{args.dataset}-L{args.min_learners}-{args.max_learners}"
-                 f"-c{args.confidence:g}.png")
+                 f"-c{args.confidence:g}"
+                 + ("" if args.reject_confidence is None else f"-r{args.reject_confidence:g}")
+                 + ".png")
     png.with_suffix(".json").write_text(json.dumps(summary, indent=1))
     plot(png, summary["curve"], summary["fixed"],
-         f"{args.dataset}: {summary['ordered_pairs']} pairs, {summary['clear_pairs']} clear")
+         f"{args.dataset}: {summary['ordered_pairs']} pairs, {summary['clear_pairs']} clear, "
+         f"{summary['clear_pairs_seed']} with seeds")
     if args.json:
         print(json.dumps(summary))
     else:
