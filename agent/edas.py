@@ -55,10 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--dataset", default="synthetic-ctr", choices=["synthetic-ctr", "criteo"])
     a("--data-dir", default=None, help="Criteo-format file or folder (criteo)")
     a("--n-samples", type=int, default=None, help="train+validation rows")
+    a("--test-rows", type=int, default=None,
+      help="test rows (default: a quarter of --n-samples); the checks' true ensembles use them")
     a("--fidelity", default="low", help="low | medium | high")
     a("--ensemble-size", "-M", type=int, default=8, help="M, the ensemble size decided about")
     a("--baseline", default=None, help="JSON file with the base CTR spec (default: the reference)")
-    a("--rates", type=_rates, default=[0.25, 0.5, 0.75, 1.0],
+    a("--rates", type=_rates, default=[0.2, 0.4, 0.6, 0.8, 1.0],
       help="closed-form: bagging rates of the dual evaluations")
     a("--check-grid", type=_rates, default=None,
       help="closed-form: rates at which to train the true M-ensemble (and at r*)")
@@ -89,8 +91,8 @@ def _validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     if args.ensemble_size * args.check_repeats > 900:  # check seeds are 1000·seed + 100 …
         parser.error(f"--ensemble-size × --check-repeats must be <= 900, got "
                      f"{args.ensemble_size} × {args.check_repeats}")
-    if len(set(args.rates)) < 2:
-        parser.error(f"--rates needs >= 2 distinct rates, got {args.rates}")
+    if not 2 <= len(args.rates) <= 40 or len(set(args.rates)) < 2:
+        parser.error(f"--rates needs 2 to 40 rates, >= 2 of them distinct, got {args.rates}")
 
 
 def _base_spec(path: str | None, space):
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         fidelity = get_fidelity(args.fidelity)
         base = _base_spec(args.baseline, space)
         task = load_task(args.dataset, data_dir=args.data_dir, n_samples=args.n_samples,
-                         seed=args.seed)
+                         seed=args.seed, test_rows=args.test_rows)
         run_dir = _run_dir(args)
     except (ValueError, DatasetUnavailable, OSError) as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)

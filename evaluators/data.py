@@ -54,18 +54,21 @@ def list_datasets() -> list[str]:
 
 def load_task(name: str, *, device: str | torch.device = "cpu", data_dir: str | None = None,
               n_samples: int | None = None, seed: int = 0, download: bool = False,
-              val_fraction: float = 0.2) -> Task:
+              val_fraction: float = 0.2, test_rows: int | None = None) -> Task:
     """Load dataset ``name`` as a :class:`Task` on ``device``.
 
     ``n_samples`` caps the number of training+validation samples (MNIST-1D generates exactly
     that many, plus a quarter as many test samples); ``seed`` fixes generation and the
-    validation split, which is carved from the training split.
+    validation split, which is carved from the training split. ``test_rows`` (CTR datasets
+    only) sets the size of the test split.
     """
     if name in ("synthetic-ctr", "criteo"):  # hashed categorical fields: evaluators/ctr
         from evaluators.ctr.criteo import load_ctr_task
 
         return load_ctr_task(name, device=device, data_dir=data_dir, n_samples=n_samples,
-                             seed=seed, val_fraction=val_fraction)
+                             seed=seed, val_fraction=val_fraction, test_rows=test_rows)
+    if test_rows is not None:
+        raise ValueError(f"test_rows applies to the CTR datasets only, not {name!r}")
     loaders = {"mnist1d": _mnist1d, "fashion-mnist": _fashion_mnist, "cifar10": _cifar,
                "cifar100": _cifar, "digits": _digits}
     if name not in loaders:

@@ -33,6 +33,8 @@ FIELD_NAMES = tuple(f"I{i}" for i in range(1, N_INT + 1)) + tuple(f"C{i}" for i 
 #: rows read from a real Criteo file when --n-samples is not given (train+val; test is a quarter more)
 DEFAULT_CRITEO_ROWS = 100_000
 DEFAULT_SYNTHETIC_ROWS = 4000
+MAX_TEST_ROWS = 1_000_000
+TEST_STREAM = 1_000_000_000  #: synthetic test rows come from generator seed TEST_STREAM + seed
 
 
 class CTRFormatError(DatasetUnavailable):
@@ -123,32 +125,42 @@ def read_criteo(path: str | Path, max_rows: int | None = None) -> tuple[np.ndarr
 
 
 def load_ctr_task(name: str, *, device: str | torch.device = "cpu", data_dir: str | None = None,
-                  n_samples: int | None = None, seed: int = 0, val_fraction: float = 0.2) -> Task:
+                  n_samples: int | None = None, seed: int = 0, val_fraction: float = 0.2,
+                  test_rows: int | None = None) -> Task:
     """A CTR :class:`Task` with inputs ``(N, 1, 39)`` (hashed indices as floats), 2 classes.
 
-    ``synthetic-ctr``: ``n_samples`` (default 4000) train+validation rows and a quarter as many
-    test rows from :func:`evaluators.ctr.synthetic.generate_lines` with ``seed``, parsed by the
-    same reader as real files. ``criteo``: the first ``n_samples`` (default 100,000) rows of the
-    file from :func:`find_criteo_file` for train+validation, the next quarter as many for test
-    (the file's order is time order, so the test rows come later). The validation rows are a
-    ``seed``-fixed random ``val_fraction`` of train+validation.
+    ``synthetic-ctr``: ``n_samples`` (default 4000) train+validation rows from
+    :func:`evaluators.ctr.synthetic.generate_lines` with ``seed``, and ``test_rows`` (default a
+    quarter as many) test rows from an independent stream of the same generative model
+    (``TEST_STREAM`` + ``seed``), so the train and validation rows do not depend on the test
+    size; all parsed by the same reader as real files. ``criteo``: the first ``n_samples``
+    (default 100,000) rows of the file from :func:`find_criteo_file` for train+validation, the
+    next ``test_rows`` (default a quarter as many) for test (the file's order is time order, so
+    the test rows come later). The validation rows are a ``seed``-fixed random
+    ``val_fraction`` of train+validation.
     """
+    if test_rows is not None and not 1 <= test_rows <= MAX_TEST_ROWS:
+        raise ValueError(f"test_rows must be in 1..{MAX_TEST_ROWS}, got {test_rows}")
     if name not in CTR_DATASETS:
         raise ValueError(f"unknown CTR dataset {name!r}; choose one of: {', '.join(CTR_DATASETS)}")
     if name == "synthetic-ctr":
         from evaluators.ctr.synthetic import generate_lines
 
         n = n_samples or DEFAULT_SYNTHETIC_ROWS
-        x, y = parse_lines(generate_lines(n + n // 4, seed=seed), "synthetic-ctr")
+        x, y = parse_lines(generate_lines(n, seed=seed), "synthetic-ctr")
+        x_t, y_t = parse_lines(generate_lines(test_rows or max(1, n // 4), seed=TEST_STREAM + seed),
+                               "synthetic-ctr test")
+        x, y = np.concatenate([x, x_t]), np.concatenate([y, y_t])
     else:
         if data_dir is None:
             raise DatasetUnavailable("criteo needs --data-dir: a Criteo-format file or a folder "
                                      "with train.txt (tab-separated label, I1-I13, C1-C26)")
         n = n_samples or DEFAULT_CRITEO_ROWS
-        x, y = read_criteo(find_criteo_file(data_dir), max_rows=n + n // 4)
+        n_test = test_rows or n // 4
+        x, y = read_criteo(find_criteo_file(data_dir), max_rows=n + n_test)
         if len(y) < 10:
             raise DatasetUnavailable(f"criteo: only {len(y)} examples under {data_dir}; need >= 10")
-        if len(y) < n + n // 4:  # a short file: keep a fifth of it for the test
+        if len(y) < n + n_test:  # a short file: keep a fifth of it for the test
             n = len(y) * 4 // 5
     pool, test = np.arange(n), np.arange(n, len(y))
     order = np.random.default_rng(seed).permutation(pool)

@@ -33,18 +33,23 @@ def run_dir_of(proc) -> Path:
 @pytest.mark.slow
 def test_closed_form_end_to_end(tmp_path):
     proc = run("agent.edas", "--strategy", "closed-form", *TINY, "--rates", "0.5,1.0",
-               "--check-grid", "0.5,1.0", "--check-repeats", "2", "--out", tmp_path)
+               "--check-grid", "0.5,1.0", "--check-repeats", "2", "--test-rows", "400",
+               "--out", tmp_path)
     run_dir = run_dir_of(proc)
     result = json.loads((run_dir / "result.json").read_text())
     assert 0 < result["r_star"] <= 1 and len(result["curve"]) == 39
     assert result["trainings"] == 4 and result["grid_trainings"] == 4
     events = [e["event"] for e in read_events(run_dir).events]
     assert events.count("dual_evaluated") == 2 and "optimum" in events
+    duals = [e for e in read_events(run_dir).events if e["event"] == "dual_evaluated"]
+    assert [d["seeds"] for d in duals] == [[0, 1], [2, 3]]  # a fresh pair per rate
     assert events.count("ensemble_checked") == len({0.5, 1.0, result["r_star"]})
     # two disjoint 2-ensembles per checked rate, averaged, with their spread
     assert result["check_trainings"] == 2 * 2 * len(result["checks"])
     assert all(c["test_true_ens_sd"] >= 0 and c["true_ens_sd"] >= 0 for c in result["checks"])
     assert 1 <= result["verdict_test"]["r_star_rank"] <= 3
+    config = json.loads((run_dir / "config.json").read_text())["config"]
+    assert config["test_rows"] == 400
     assert events[0] == "run_started" and events[-1] == "run_finished"
     assert (run_dir / "report" / "closed_form_curve.png").stat().st_size > 10_000
 
@@ -89,9 +94,10 @@ def test_llm_strategy_is_the_search_loop(tmp_path):
 
 @pytest.mark.parametrize("args, needle", [
     (["--rates", "0,2"], "rates must lie in (0, 1]"),
-    (["--rates", "0.5"], "--rates needs >= 2 distinct rates"),
+    (["--rates", "0.5"], "--rates needs 2 to 40 rates, >= 2 of them distinct"),
     (["--ensemble-size", "1"], "--ensemble-size must be >= 2"),
     (["--check-repeats", "0"], "--check-repeats must be in 1..100, got 0"),
+    (["--test-rows", "0"], "test_rows must be in 1..1000000, got 0"),
     (["--ensemble-size", "200", "--check-repeats", "5"], "must be <= 900, got 200 × 5"),
     (["--baseline", "/nonexistent/spec.json"], "--baseline /nonexistent/spec.json: cannot read it"),
     (["--baseline", str(FIXTURE)], "not a valid ctr spec"),

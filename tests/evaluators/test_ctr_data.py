@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from evaluators.ctr.criteo import (
     CTRFormatError,
@@ -85,6 +86,17 @@ def test_synthetic_task_shapes_and_split():
     assert task.info.input_shape == (1, N_FIELDS) and task.info.num_classes == 2
     assert task.sizes() == {"train": 160, "val": 40, "test": 50}
     assert float(task.x_train.max()) < VOCAB and float(task.x_train.min()) >= 0
+
+
+def test_a_larger_synthetic_test_split_leaves_train_and_validation_unchanged():
+    small = load_task("synthetic-ctr", n_samples=200, seed=1)
+    big = load_task("synthetic-ctr", n_samples=200, seed=1, test_rows=900)
+    assert big.sizes() == {"train": 160, "val": 40, "test": 900}
+    assert torch.equal(small.x_train, big.x_train) and torch.equal(small.y_val, big.y_val)
+    with pytest.raises(ValueError, match="test_rows must be in 1..1000000, got 0"):
+        load_task("synthetic-ctr", n_samples=200, test_rows=0)
+    with pytest.raises(ValueError, match="CTR datasets only"):
+        load_task("digits", n_samples=200, test_rows=10)
 
 
 def test_criteo_task_from_a_folder(tmp_path):
