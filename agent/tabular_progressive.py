@@ -7,9 +7,11 @@ accuracy, cost 1). Costs are counted exactly (as fractions) in top-rung query-eq
 
 * Candidates come from :class:`agent.tabular_search.TableChooser` (builtin proposer + the
   predictor's UCB filter) and are asked at the low rung. ``steer`` says what the chooser learns:
-  ``low`` (default) every low-rung loss, so the search climbs the low rung's landscape; ``top``
-  only the top-rung loss of promoted candidates (the others are marked seen, never re-asked),
-  so it climbs the top rung's landscape and the low rung only screens.
+  ``top`` (default) only the top-rung loss of promoted candidates (the others are marked seen,
+  never re-asked), so it climbs the top rung's landscape — the ranking the issue asks
+  promotions to serve — and the low rung only screens; ``low`` every low-rung loss, so the
+  search climbs the low rung's landscape (τ 0.58 with the 200-epoch test accuracy on NB201).
+  Measured over 50 seeds at 25 / 50 equivalents: ``top`` 94.12 / 94.31, ``low`` 93.92 / 94.13.
 * Asynchronous successive halving (:func:`evaluators.promotion.successive_halving`): before each
   new low-rung query, a candidate in the top ⌊n/η⌋ of the n low-rung answers so far that has
   not gone up yet is asked at the top rung. Candidates are ranked on their low-rung loss (in a
@@ -88,7 +90,7 @@ def progressive_tabular_search(table: TabularBenchmark, budget: float, seed: int
                                low_cost: float | Fraction = LOW_COST_12EP, eta: int = 3,
                                conservative_share: float = CONSERVATIVE_SHARE, n_init: int = 10,
                                proposals: int = 64, refit_every: int = 10, gnn_epochs: int = 80,
-                               use_predictor: bool = True, steer: str = "low") -> ProgressiveResult:
+                               use_predictor: bool = True, steer: str = "top") -> ProgressiveResult:
     """Search ``table`` with two rungs within ``budget`` top-rung query-equivalents.
 
     ``low_cost``: a low-rung answer's cost in top-rung queries (0 < cost < 1); ``eta``: η, the

@@ -4,6 +4,9 @@
         --table ../shared/data/nb201/all_12ep.csv --target cifar10_test_acc_200ep \\
         --low-fidelity cifar10_val_acc_12ep --budgets 25,50,100 --seeds 50 [--png out.png] [--json]
 
+Seeds can be split over processes (``--first-seed 25 --seeds 25 --seed-log part2.jsonl``) and
+the parts joined without searching again (``--from-log part1.jsonl part2.jsonl [--png]``).
+
 Two rungs (:func:`agent.tabular_progressive.progressive_tabular_search`): the low-fidelity
 column at ``--low-cost`` (12/200: a 12-epoch answer) and the target column at cost 1; cost is
 counted in target-column query-equivalents. The single-fidelity search
@@ -24,6 +27,7 @@ import json
 import sys
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 from rich.console import Console
@@ -44,23 +48,27 @@ def _positive_ints(text: str, name: str) -> list[int]:
     return values
 
 
+def _name(steer: str) -> str:
+    return f"progressive-{steer}"
+
+
 def run(table: TabularBenchmark, budgets: list[int], seeds: int, *, low_cost: Fraction, eta: int,
-        chooser: dict, progress: Progress, seed_log=None, steers=("low",),
-        single: bool = True) -> dict:
+        chooser: dict, progress: Progress, seed_log=None, steers=("top",),
+        single: bool = True, first_seed: int = 0) -> dict:
     """Per method: best target at each budget (seeds × budgets), plus the progressive counts."""
     top = max(budgets)
-    names = [("progressive" if s == "low" else f"progressive-{s}") for s in steers]
+    names = [_name(s) for s in steers]
     best = {n: np.zeros((seeds, len(budgets))) for n in [*names, *(["single"] if single else [])]}
     counts = {n: {"low": [], "top": [], "reasons": {}} for n in names}
     seconds = {"progressive": 0.0, "single": 0.0}
     task = progress.add_task("seeds", total=seeds)
-    for seed in range(seeds):
+    for i, seed in enumerate(range(first_seed, first_seed + seeds)):
         t0 = time.perf_counter()
         for steer in steers:
-            name = "progressive" if steer == "low" else f"progressive-{steer}"
+            name = _name(steer)
             result = progressive_tabular_search(table, top, seed, low_cost=low_cost, eta=eta,
                                                 steer=steer, **chooser)
-            best[name][seed] = [result.best_at(b) for b in budgets]
+            best[name][i] = [result.best_at(b) for b in budgets]
             mine = counts[name]
             mine["low"].append(result.count("low"))
             mine["top"].append(result.count("top"))
@@ -73,16 +81,47 @@ def run(table: TabularBenchmark, budgets: list[int], seeds: int, *, low_cost: Fr
             t0 = time.perf_counter()
             curve = tabular_search(table, top, seed, **chooser)  # losses: 100 - accuracy
             seconds["single"] += time.perf_counter() - t0
-            best["single"][seed] = [100.0 - curve[b - 1] for b in budgets]
+            best["single"][i] = [100.0 - curve[b - 1] for b in budgets]
         if seed_log is not None:  # one line per seed, as it finishes
             print(json.dumps({"seed": seed, "budgets": budgets,
-                              **{k: v[seed].tolist() for k, v in best.items()},
+                              **{k: v[i].tolist() for k, v in best.items()},
                               **{f"{n} low/top": [c["low"][-1], c["top"][-1]]
                                  for n, c in counts.items()},
                               "seconds": {k: round(v, 1) for k, v in seconds.items()}}),
                   file=seed_log, flush=True)
         progress.advance(task)
     return {"best": best, "counts": counts, "seconds": seconds}
+
+
+def from_log(paths: list[str], budgets: list[int]) -> dict:
+    """The per-seed lines of ``--seed-log`` files joined (one line per seed; a seed in two
+    files is an error), in :func:`run`'s shape; the logs must hold ``budgets``."""
+    rows: dict[int, dict] = {}
+    seconds: dict[str, float] = {}
+    for path in paths:
+        row = None
+        for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+            row = json.loads(line)
+            if row["seed"] in rows:
+                raise SystemExit(f"error: {path}:{n}: seed {row['seed']} is in two logs")
+            missing = set(budgets) - set(row["budgets"])
+            if missing:
+                raise SystemExit(f"error: {path}:{n}: no figures at budgets {sorted(missing)}")
+            rows[row["seed"]] = row
+        for k, v in (row or {}).get("seconds", {}).items():  # a log's seconds run on: its last
+            seconds[k] = seconds.get(k, 0.0) + v
+    seeds = sorted(rows)
+    if not seeds:
+        raise SystemExit(f"error: no seed lines in {paths}")
+    first = rows[seeds[0]]
+    methods = [k for k, v in first.items() if isinstance(v, list) and k not in ("budgets",)
+               and not k.endswith(" low/top")]
+    cols = [first["budgets"].index(b) for b in budgets]
+    best = {m: np.array([[rows[s][m][j] for j in cols] for s in seeds]) for m in methods}
+    counts = {k.removesuffix(" low/top"): {"low": [rows[s][k][0] for s in seeds],
+                                           "top": [rows[s][k][1] for s in seeds], "reasons": {}}
+              for k in first if k.endswith(" low/top")}
+    return {"best": best, "counts": counts, "seconds": seconds, "seeds": seeds}
 
 
 def _plot(best: dict, budgets: list[int], path: str, optimum: float) -> None:
@@ -119,10 +158,13 @@ def main(argv=None) -> int:
     p.add_argument("--png")
     p.add_argument("--json", action="store_true")
     p.add_argument("--seed-log", help="append one JSON line per finished seed to this file")
-    p.add_argument("--steer", default="low", help="progressive variants: low, top or low,top "
-                   "(what the chooser learns from: every low-rung answer, or promoted cells' "
-                   "top-rung answers)")
+    p.add_argument("--steer", default="top", help="progressive variants: top, low or top,low "
+                   "(what the chooser learns from: promoted cells' top-rung answers, or every "
+                   "low-rung answer)")
     p.add_argument("--no-single", action="store_true", help="leave the single-fidelity search out")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first … first + seeds - 1")
+    p.add_argument("--from-log", nargs="+", default=None, metavar="SEED_LOG",
+                   help="join the lines of earlier --seed-log files and report them; no search")
     args = p.parse_args(argv)
     budgets = sorted(_positive_ints(args.budgets, "--budgets"))
     try:
@@ -130,7 +172,7 @@ def main(argv=None) -> int:
     except (ValueError, ZeroDivisionError):
         print(f"error: --low-cost must be a number or a fraction, got {args.low_cost!r}", file=sys.stderr)
         return 2
-    if not 0 < low_cost < 1 or args.eta < 2 or args.seeds < 1:
+    if not 0 < low_cost < 1 or args.eta < 2 or args.seeds < 1 or args.first_seed < 0:
         print(f"error: need 0 < --low-cost < 1, --eta ≥ 2 and --seeds ≥ 1 (got {args.low_cost!r}, "
               f"{args.eta!r}, {args.seeds!r})", file=sys.stderr)
         return 2
@@ -146,12 +188,17 @@ def main(argv=None) -> int:
     chooser = {"refit_every": args.refit_every, "gnn_epochs": args.gnn_epochs,
                "proposals": args.proposals}
     start = time.perf_counter()
-    seed_log = open(args.seed_log, "a") if args.seed_log else None  # noqa: SIM115
-    with Progress(console=Console(stderr=True)) as progress:
-        out = run(table, budgets, args.seeds, low_cost=low_cost, eta=args.eta, chooser=chooser,
-                  progress=progress, seed_log=seed_log, steers=steers, single=not args.no_single)
-    if seed_log is not None:
-        seed_log.close()
+    if args.from_log:
+        out = from_log(args.from_log, budgets)
+        args.seeds = len(out["seeds"])
+    else:
+        seed_log = open(args.seed_log, "a") if args.seed_log else None  # noqa: SIM115
+        with Progress(console=Console(stderr=True)) as progress:
+            out = run(table, budgets, args.seeds, low_cost=low_cost, eta=args.eta, chooser=chooser,
+                      progress=progress, seed_log=seed_log, steers=steers,
+                      single=not args.no_single, first_seed=args.first_seed)
+        if seed_log is not None:
+            seed_log.close()
     wall = time.perf_counter() - start
     best, counts = out["best"], out["counts"]
     if args.json:
@@ -173,10 +220,12 @@ def main(argv=None) -> int:
             print(f"{name:18}" + "".join(f"{c:>26}" for c in cells))
         for name, c in counts.items():
             print(f"{name} at budget {max(budgets)}: {np.mean(c['low']):.1f} low-rung and "
-                  f"{np.mean(c['top']):.1f} top-rung queries per seed; top-rung queries by reason "
-                  f"(all seeds): {c['reasons']}")
-        print(f"wall {wall:.0f} s (progressive {out['seconds']['progressive']:.0f} s, single "
-              f"{out['seconds']['single']:.0f} s)")
+                  f"{np.mean(c['top']):.1f} top-rung queries per seed"
+                  + (f"; top-rung queries by reason (all seeds): {c['reasons']}"
+                     if c["reasons"] else ""))
+        print(("joined from the logs: " if args.from_log else f"wall {wall:.0f} s; ")
+              + f"CPU seconds in the searches: progressive {out['seconds']['progressive']:.0f}, "
+              f"single {out['seconds']['single']:.0f}")
     if args.png:
         _plot(best, budgets, args.png, table.columns[args.target].max())
     return 0
