@@ -224,7 +224,8 @@ def main(argv=None) -> int:
                   + (f"; top-rung queries by reason (all seeds): {c['reasons']}"
                      if c["reasons"] else ""))
         print(("joined from the logs: " if args.from_log else f"wall {wall:.0f} s; ")
-              + f"CPU seconds in the searches: progressive {out['seconds']['progressive']:.0f}, "
+              + f"seconds searching (summed over processes): progressive "
+              f"{out['seconds']['progressive']:.0f}, "
               f"single {out['seconds']['single']:.0f}")
     if args.png:
         _plot(best, budgets, args.png, table.columns[args.target].max())
