@@ -43,6 +43,17 @@ def test_ranking_on_held_out_rows_beats_a_shuffled_label_control(table):
     assert list(p.rank(specs[test][:5])) == list(np.argsort(p.predict(specs[test][:5])[0]))
 
 
+def test_the_low_fidelity_line_is_one_of_the_averaged_base_predictors(table):
+    specs, y, low = table
+    p = fit(specs[:60], y[:60], low[:60])
+    preds, _ = p.base_predictions(specs[60:80], low[60:80])
+    slope, intercept = np.polyfit(low[:60], y[:60], 1)  # least squares of the target on the score
+    assert len(preds) == 4  # forest, boosted trees, GIN, the line
+    np.testing.assert_allclose(preds[-1], slope * low[60:80] + intercept, rtol=1e-9)
+    np.testing.assert_allclose(p.predict(specs[60:80], low[60:80])[0], np.mean(preds, 0), rtol=1e-12)
+    assert len(fit(specs[:60], y[:60]).base_predictions(specs[60:80])[0]) == 3  # no score, no line
+
+
 def test_std_is_larger_far_from_the_training_set(table):
     specs, y, _ = table
     near = [i for i, s in enumerate(specs) if "nor_conv_3x3" not in s.ops()][:60]
