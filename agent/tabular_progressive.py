@@ -11,7 +11,8 @@ accuracy, cost 1). Costs are counted exactly (as fractions) in top-rung query-eq
   never re-asked), so it climbs the top rung's landscape — the ranking the issue asks
   promotions to serve — and the low rung only screens; ``low`` every low-rung loss, so the
   search climbs the low rung's landscape (τ 0.58 with the 200-epoch test accuracy on NB201).
-  Measured over 50 seeds at 25 / 50 equivalents: ``top`` 94.12 / 94.31, ``low`` 93.92 / 94.13.
+  Measured over 50 seeds at 25 / 50 / 100 equivalents: ``top`` 94.13 / 94.34 / 94.36, ``low``
+  93.96 / 94.22 / 94.29 (README).
 * Asynchronous successive halving (:func:`evaluators.promotion.successive_halving`): before each
   new low-rung query, a candidate in the top ⌊n/η⌋ of the n low-rung answers so far that has
   not gone up yet is asked at the top rung. Candidates are ranked on their low-rung loss (in a
