@@ -7,8 +7,9 @@
 * ``--strategy differentiable`` (strategy 2): dual learners of the baseline (π_old: every field)
   plus a pool of learners with random field masks → per-field surrogate → constrained gradient
   search over π (:mod:`evaluators.edas.differentiable`), every step logged; the final π is checked
-  with dual learners and the acceptance rule, which has the last word (a rejected π leaves the
-  baseline in place: ``returned``), and with true M-ensembles with ``--check``.
+  with ``--final-learners`` learners of π and of π_old and the acceptance rule at
+  ``--confidence``, which has the last word (a rejected or undecided π leaves the baseline in
+  place: ``returned``), and with true M-ensembles with ``--check``.
 * ``--strategy llm`` (strategy 3): the search loop, ``python -m agent.run --space ctr``.
 
 Each run writes ``config.json``, ``trajectory.jsonl`` (``agent.trajectory.Trajectory``),
@@ -70,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--pool-rate", type=float, default=0.5, help="differentiable: inclusion prob. of the pool")
     a("--steps", type=int, default=150, help="differentiable: gradient steps")
     a("--kappa", type=float, default=0.01, help="differentiable: price of mean inclusion")
+    a("--final-learners", type=int, default=4,
+      help="differentiable: learners of π and of π_old behind the final check (>= 3 gives the "
+      "gain a seed SE; 2 with --confidence 0 is the point-estimate check)")
+    a("--confidence", type=float, default=0.95,
+      help="differentiable: level of the final check's bound; not confident = undecided, the "
+      "baseline stays (0: the point estimate decides)")
     a("--check", action="store_true", help="differentiable: true M-ensembles of π_old and π")
     a("--model", default="builtin", help="llm: proposer (see python -m agent.run --help)")
     a("--iterations", type=int, default=3, help="llm: iterations")
@@ -86,6 +93,9 @@ def _validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     if args.pool < 1 or args.steps < 1 or args.kappa < 0 or not 0 < args.pool_rate <= 1:
         parser.error(f"need --pool >= 1, --steps >= 1, --kappa >= 0, 0 < --pool-rate <= 1; got "
                      f"{args.pool}, {args.steps}, {args.kappa}, {args.pool_rate}")
+    if not 2 <= args.final_learners <= 50 or not 0 <= args.confidence < 1:
+        parser.error(f"need 2 <= --final-learners <= 50 and 0 <= --confidence < 1, got "
+                     f"{args.final_learners} and {args.confidence}")
     if not 1 <= args.check_repeats <= 100:
         parser.error(f"--check-repeats must be in 1..100, got {args.check_repeats}")
     if args.ensemble_size * args.check_repeats > 900:  # check seeds are 1000·seed + 100 …

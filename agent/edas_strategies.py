@@ -1,13 +1,14 @@
 """The two continuous strategies of ``python -m agent.edas``, as sequences of logged steps.
 
 Seeds, with s₀ = 1000·seed: the differentiable strategy's dual evaluations use the pair
-(s₀, s₀ + 1) for every spec (common random numbers, as the search loop does) and its pool
-s₀ + 2 …; the closed-form strategy's duals at its j-th rate use (s₀ + 2j, s₀ + 2j + 1), a fresh
-pair per rate: a learner's field mask is a prefix of one seed-drawn permutation, so with one
-pair at every rate the masks are nested across rates and one unlucky draw (informative fields
-late in the permutation) bends the whole fitted curve the same way — measured on seed 3, r*
-0.87 against a true best of 0.6–0.7 — where independent pairs give independent errors that the
-fit averages. True M-ensembles use s₀ + 100 … (independent of everything a strategy saw).
+(s₀, s₀ + 1) for every spec (common random numbers, as the search loop does), its final check
+adds s₀ + 50 … to both π and π_old, and its pool is s₀ + 2 …; the closed-form strategy's duals
+at its j-th rate use (s₀ + 2j, s₀ + 2j + 1), a fresh pair per rate: a learner's field mask is a
+prefix of one seed-drawn permutation, so with one pair at every rate the masks are nested across
+rates and one unlucky draw (informative fields late in the permutation) bends the whole fitted
+curve the same way — measured on seed 3, r* 0.87 against a true best of 0.6–0.7 — where
+independent pairs give independent errors that the fit averages. True M-ensembles use
+s₀ + 100 … (independent of everything a strategy saw).
 """
 
 from __future__ import annotations
@@ -89,8 +90,9 @@ def run_closed_form(args: argparse.Namespace, space, task, fidelity, base, log: 
 def run_differentiable(args: argparse.Namespace, space, task, fidelity, base, log: Trajectory) -> dict:
     """Strategy 2: baseline duals + a random-mask pool → surrogate → constrained search → check."""
     from evaluators.dual import train_spec
-    from evaluators.edas.common import dual_stats, learner_masks, true_ensemble
+    from evaluators.edas.common import dual_stats, grow, learner_masks, true_ensemble
     from evaluators.edas.differentiable import constrained_search, fit_surrogate
+    from evaluators.stats import gain_estimate
     from spaces.ctr import N_FIELDS, kept_fields
 
     M, (pair, pool_seed, check_seed) = args.ensemble_size, _seeds(args)
@@ -120,8 +122,16 @@ def run_differentiable(args: argparse.Namespace, space, task, fidelity, base, lo
                   f"{steps[0].ens:.4f} → {final.ens:.4f} (g = {final.constraint:.2e})")
     new_spec = base.model_copy(update={"bagging_rate": 1.0,
                                        "field_probs": tuple(round(float(p), 4) for p in pi_new)})
-    new = dual_stats(space.parse(new_spec.model_dump()), space, task, fidelity, pair)
-    decision = decide(Stats(new.E, new.sigma2, new.rho), Stats(old.E, old.sigma2, old.rho), M)
+    # the final check: L learners of π and of π_old on common seeds (the duals, then s₀ + 50 …),
+    # the gain's SE from samples and seeds, and the rule at --confidence
+    extra = [pair[0] + 50 + i for i in range(args.final_learners - 2)]
+    new = dual_stats(space.parse(new_spec.model_dump()), space, task, fidelity, (*pair, *extra))
+    old_final = grow(old, base, space, task, fidelity, extra)
+    labels = task.y_val.cpu().numpy()
+    estimate = gain_estimate(new.probs, old_final.probs, labels, M)
+    decision = decide(Stats(new.E, new.sigma2, new.rho),
+                      Stats(old_final.E, old_final.sigma2, old_final.rho), M, estimate=estimate,
+                      confidence=args.confidence)
     log.append("dual_evaluated", 0, role="final", pi=pi_new.tolist(), **new.as_dict())
     log.append("decision", 0, **decision.to_dict())
     console.print(f"rule: {decision.explanation}" + ("" if decision.accepted else
@@ -131,7 +141,8 @@ def run_differentiable(args: argparse.Namespace, space, task, fidelity, base, lo
               "surrogate_ens_old": steps[0].ens, "surrogate_ens_final": final.ens,
               "surrogate_constraint_final": final.constraint, "steps": [asdict(s) for s in steps],
               "dual_old": old.as_dict(), "dual_final": new.as_dict(),
-              "decision": decision.to_dict(), "trainings": 2 + args.pool + 2,
+              "decision": decision.to_dict(),
+              "trainings": 2 + args.pool + 2 * args.final_learners - 2,
               "final_spec": new_spec.model_dump(),
               # the rule has the last word: a rejected π leaves the baseline in place
               "returned": "final" if decision.accepted else "baseline",

@@ -10,10 +10,11 @@ For each seed:
    differences between neighbouring rates). Passes when the grid point nearest r* is one of the
    two best grid points of the true curve; r*'s own rank among the grid points is printed too.
 2. **differentiable** (``--strategy differentiable --check``): baseline duals (π_old = every
-   field) + 10 random-mask learners + final duals (14 trainings) → π; the true M-ensembles of
+   field) + 10 random-mask learners → π, then 4 learners of π and 4 of π_old (2 of them the
+   baseline's duals) for the rule at confidence 0.95 (18 trainings); the true M-ensembles of
    π_old and π (K of each, averaged). Passes when E_ens_true(π) ≤ E_ens_true(π_old) (the monotonic condition).
 3. **llm** (``python -m agent.run --space ctr`` with the builtin proposer, 2 learners per
-   candidate, 3 iterations × 2 candidates = 14 trainings, the budget of strategy 2; the
+   candidate, 3 iterations × 2 candidates = 16 trainings, about strategy 2's budget; the
    point-estimate rule, ``--confidence 0``, as strategy 2's check uses) → the final baseline;
    its true M-ensembles (K, averaged).
 

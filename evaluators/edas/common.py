@@ -17,20 +17,21 @@ from evaluators.results import predicted_ensemble_error
 from evaluators.stats import ensemble_brier, residual_stats
 from spaces.base import SearchSpace
 
-__all__ = ["DualStats", "dual_stats", "true_ensemble", "learner_masks"]
+__all__ = ["DualStats", "dual_stats", "grow", "true_ensemble", "learner_masks"]
 
 
 @dataclass(frozen=True)
 class DualStats:
-    """Two learners of one spec: E, σ², ρ on validation, their validation probabilities
-    ``probs`` (2, N, 2) and field masks ``masks`` (2, F) bool (``None`` for non-CTR specs)."""
+    """L ≥ 2 learners of one spec (two: the dual evaluation): E, σ², ρ on validation, their
+    validation probabilities ``probs`` (L, N, 2) and field masks ``masks`` (L, F) bool (``None``
+    for non-CTR specs)."""
 
     E: float
     sigma2: float
     rho: float
     probs: np.ndarray
     masks: np.ndarray | None
-    seeds: tuple[int, int]
+    seeds: tuple[int, ...]
 
     def as_dict(self) -> dict[str, float | list]:
         return {"E": self.E, "sigma2": self.sigma2, "rho": self.rho, "seeds": list(self.seeds),
@@ -46,14 +47,28 @@ def learner_masks(spec, seeds: list[int]) -> np.ndarray | None:
     return np.stack([learner_mask(spec, s) for s in seeds])
 
 
-def dual_stats(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
-               seeds: tuple[int, int]) -> DualStats:
-    """Train two learners (``seeds``) and return their statistics on the validation split."""
-    runs = train_spec(spec, space, task, fidelity, list(seeds))
-    probs = np.stack([r.val_probs for r in runs])
+def _stats_of(spec, probs: np.ndarray, task: Task, seeds: list[int]) -> DualStats:
     s = residual_stats(probs, task.y_val.cpu().numpy())
-    return DualStats(s.E, s.sigma2, s.rho, probs, learner_masks(spec, list(seeds)),
-                     (int(seeds[0]), int(seeds[1])))
+    return DualStats(s.E, s.sigma2, s.rho, probs, learner_masks(spec, seeds),
+                     tuple(int(x) for x in seeds))
+
+
+def dual_stats(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
+               seeds: tuple[int, ...]) -> DualStats:
+    """Train the learners with ``seeds`` (two: the dual evaluation) and return their statistics
+    on the validation split."""
+    runs = train_spec(spec, space, task, fidelity, list(seeds))
+    return _stats_of(spec, np.stack([r.val_probs for r in runs]), task, list(seeds))
+
+
+def grow(d: DualStats, spec, space: SearchSpace, task: Task, fidelity: Fidelity,
+         more: list[int]) -> DualStats:
+    """``d`` with the learners of seeds ``more`` added (only they are trained)."""
+    if not more:
+        return d
+    runs = train_spec(spec, space, task, fidelity, more)
+    probs = np.concatenate([d.probs, np.stack([r.val_probs for r in runs])])
+    return _stats_of(spec, probs, task, [*d.seeds, *more])
 
 
 def true_ensemble(spec, space: SearchSpace, task: Task, fidelity: Fidelity, M: int,

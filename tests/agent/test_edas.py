@@ -57,7 +57,7 @@ def test_closed_form_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_differentiable_end_to_end_logs_every_step(tmp_path):
     proc = run("agent.edas", "--strategy", "differentiable", *TINY, "--pool", "3", "--steps", "5",
-               "--check", "--out", tmp_path)
+               "--final-learners", "3", "--check", "--out", tmp_path)
     run_dir = run_dir_of(proc)
     events = read_events(run_dir).events
     steps = [e for e in events if e["event"] == "step"]
@@ -65,8 +65,13 @@ def test_differentiable_end_to_end_logs_every_step(tmp_path):
     assert all(len(s["pi"]) == 39 and "constraint" in s and "multiplier" in s for s in steps)
     decision = next(e for e in events if e["event"] == "decision")
     assert decision["M"] == 2 and isinstance(decision["accepted"], bool)
+    # the final check: 3 learners a side on common seeds, a seed-aware SE, the 0.95 bound
+    assert (decision["learners"], decision["learners_old"]) == (3, 3)
+    assert decision["gain_se_seed"] > 0 and decision["confidence"] == 0.95
+    assert decision["confident"] == (abs(decision["gain"]) > decision["z"] * decision["gain_se_total"])
+    assert decision["accepted"] == (decision["confident"] and decision["gain"] > 0)
     result = json.loads((run_dir / "result.json").read_text())
-    assert result["surrogate_constraint_final"] <= 0 and result["trainings"] == 7
+    assert result["surrogate_constraint_final"] <= 0 and result["trainings"] == 2 + 3 + 3 + 1
     assert set(result["checks"]) == {"old", "final"}
     assert result["returned"] == ("final" if decision["accepted"] else "baseline")
     kept = result["checks"]["final" if decision["accepted"] else "old"]
@@ -97,6 +102,7 @@ def test_llm_strategy_is_the_search_loop(tmp_path):
     (["--rates", "0.5"], "--rates needs 2 to 40 rates, >= 2 of them distinct"),
     (["--ensemble-size", "1"], "--ensemble-size must be >= 2"),
     (["--check-repeats", "0"], "--check-repeats must be in 1..100, got 0"),
+    (["--final-learners", "1"], "need 2 <= --final-learners <= 50"),
     (["--test-rows", "0"], "test_rows must be in 1..1000000, got 0"),
     (["--ensemble-size", "200", "--check-repeats", "5"], "must be <= 900, got 200 × 5"),
     (["--baseline", "/nonexistent/spec.json"], "--baseline /nonexistent/spec.json: cannot read it"),
