@@ -12,10 +12,12 @@ For each seed:
 2. **differentiable** (``--strategy differentiable --check``): baseline duals (π_old = every
    field) + 10 random-mask learners → π, then 4 learners of π and 4 of π_old (2 of them the
    baseline's duals) for the rule at confidence 0.95 (18 trainings); the true M-ensembles of
-   π_old and π (K of each, averaged). Passes when E_ens_true(π) ≤ E_ens_true(π_old) (the monotonic condition).
+   π_old and π (K of each, averaged). Passes when E_ens_true(π) ≤ E_ens_true(π_old) (the
+   monotonic condition).
 3. **llm** (``python -m agent.run --space ctr`` with the builtin proposer, 2 learners per
    candidate, 3 iterations × 2 candidates = 16 trainings, about strategy 2's budget; the
-   point-estimate rule, ``--confidence 0``, as strategy 2's check uses) → the final baseline;
+   point-estimate rule, ``--confidence 0``, since two learners give no seed SE) → the final
+   baseline;
    its true M-ensembles (K, averaged).
 
 Every true ensemble uses the seeds 1000·seed + 100 … (never seen by a strategy); errors are the
