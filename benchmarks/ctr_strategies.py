@@ -112,7 +112,8 @@ def run_seed(seed: int, M: int, out: Path, n_samples: int | None, repeats: int,
                "curve_test": [(c["rate"], c["test_true_ens"]) for c in grid]},
         "s2": {"run_dir": str(s2_dir), "trainings": s2["trainings"],
                "mean_pi": float(np.mean(s2["pi_final"])),
-               "rule_accepted": s2["decision"]["accepted"], "monotonic_val": s2["monotonic_val"],
+               "rule_accepted": s2["decision"]["accepted"], "verdict": s2["decision"]["verdict"],
+               "monotonic_val": s2["monotonic_val"],
                "monotonic_test": s2["monotonic_test"], "true_ens": s2["checks"]["final"]["true_ens"],
                "test_true_ens": s2["checks"]["final"]["test_true_ens"],
                "old_true_ens": s2["checks"]["old"]["true_ens"],
@@ -140,7 +141,8 @@ def summarise(rows: list[dict], M: int) -> str:
                      f"{s1['test_true_ens']:.4f} | {s1['grid_best_test']:.4f} | "
                      f"{s1['within_best_two_val']}/{s1['within_best_two_test']} | "
                      f"{s1.get('rank_val', '?')}/{s1.get('rank_test', '?')} | {s2['mean_pi']:.3f} | "
-                     f"{'accepted' if s2['rule_accepted'] else 'rejected'} | {s2['test_true_ens']:.4f} | "
+                     f"{s2.get('verdict', 'accepted' if s2['rule_accepted'] else 'rejected')} | "
+                     f"{s2['test_true_ens']:.4f} | "
                      f"{s2['monotonic_val']}/{s2['monotonic_test']} | {returned(s2):.4f} | "
                      f"{s3['test_true_ens']:.4f} |")
     lines.append(f"| mean ± sd | {_mean_sd([r['s2']['old_test_true_ens'] for r in rows])} | | "
