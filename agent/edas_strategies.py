@@ -19,7 +19,7 @@ from dataclasses import asdict
 import numpy as np
 from rich.console import Console
 
-from agent.rule import Stats, decide
+from agent.rule import decide
 from agent.trajectory import Trajectory
 
 __all__ = ["run_closed_form", "run_differentiable", "grid_verdict"]
@@ -55,7 +55,7 @@ def run_closed_form(args: argparse.Namespace, space, task, fidelity, base, log: 
         spec = base.model_copy(update={"bagging_rate": rate, "field_probs": None})
         d = dual_stats(spec, space, task, fidelity, (pair[0] + 2 * j, pair[1] + 2 * j))
         trainings += 2
-        obs = {"rate": rate, **d.as_dict(), "predicted_ens": Stats(d.E, d.sigma2, d.rho).ens_error(M)}
+        obs = {"rate": rate, **d.as_dict(), "predicted_ens": d.stats.ens_error(M)}
         observations.append(obs)
         log.append("dual_evaluated", len(observations), **obs)
         console.print(f"r={rate:.3f}: E={d.E:.4f} σ²={d.sigma2:.4f} ρ={d.rho:.3f} "
@@ -127,11 +127,8 @@ def run_differentiable(args: argparse.Namespace, space, task, fidelity, base, lo
     extra = [pair[0] + 50 + i for i in range(args.final_learners - 2)]
     new = dual_stats(space.parse(new_spec.model_dump()), space, task, fidelity, (*pair, *extra))
     old_final = grow(old, base, space, task, fidelity, extra)
-    labels = task.y_val.cpu().numpy()
     estimate = gain_estimate(new.probs, old_final.probs, labels, M)
-    decision = decide(Stats(new.E, new.sigma2, new.rho),
-                      Stats(old_final.E, old_final.sigma2, old_final.rho), M, estimate=estimate,
-                      confidence=args.confidence)
+    decision = decide(new.stats, old_final.stats, M, estimate=estimate, confidence=args.confidence)
     log.append("dual_evaluated", 0, role="final", pi=pi_new.tolist(), **new.as_dict())
     log.append("decision", 0, **decision.to_dict())
     console.print(f"rule: {decision.explanation}" + ("" if decision.accepted else

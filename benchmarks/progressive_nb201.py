@@ -173,8 +173,9 @@ def main(argv=None) -> int:
         print(f"error: --low-cost must be a number or a fraction, got {args.low_cost!r}", file=sys.stderr)
         return 2
     if not 0 < low_cost < 1 or args.eta < 2 or args.seeds < 1 or args.first_seed < 0:
-        print(f"error: need 0 < --low-cost < 1, --eta ≥ 2 and --seeds ≥ 1 (got {args.low_cost!r}, "
-              f"{args.eta!r}, {args.seeds!r})", file=sys.stderr)
+        print(f"error: need 0 < --low-cost < 1, --eta ≥ 2, --seeds ≥ 1 and --first-seed ≥ 0 (got "
+              f"{args.low_cost!r}, {args.eta!r}, {args.seeds!r}, {args.first_seed!r})",
+              file=sys.stderr)
         return 2
     try:
         table = TabularBenchmark(args.table, args.target, args.low_fidelity)

@@ -221,7 +221,8 @@ def truth(test: np.ndarray, y_test: np.ndarray, n_boot: int = 1000
     """True gaps G[a, b] = Brier(ens_b) − Brier(ens_a) (> 0: cell a's T-ensemble is better),
     their paired-bootstrap SE over test samples, and their seed SE: the delete-one-seed jackknife
     of G over the T truth learners (seed i removed from both cells)."""
-    ens = test.astype(np.float64).mean(axis=1)  # (A, N, K)
+    test = test.astype(np.float64)  # once: (A, T, N, K) can be hundreds of MB
+    ens = test.mean(axis=1)  # (A, N, K)
     onehot = np.eye(ens.shape[2])[y_test]
     sq = np.sum((ens - onehot[None]) ** 2, axis=2)  # (A, N)
     n = sq.shape[1]
@@ -231,7 +232,7 @@ def truth(test: np.ndarray, y_test: np.ndarray, n_boot: int = 1000
     gap = mean[None, :] - mean[:, None]
     se = np.std(boot[:, None, :] - boot[:, :, None], axis=0, ddof=1)
     T = test.shape[1]
-    loo_ens = (ens[:, None] * T - test.astype(np.float64)) / (T - 1)  # (A, T, N, K)
+    loo_ens = (ens[:, None] * T - test) / (T - 1)  # (A, T, N, K)
     loo = np.sum((loo_ens - onehot[None, None]) ** 2, axis=3).mean(axis=2)  # (A, T)
     loo_gap = loo[None, :, :] - loo[:, None, :]  # (A, A, T)
     dev = loo_gap - loo_gap.mean(axis=2, keepdims=True)

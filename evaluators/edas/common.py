@@ -13,7 +13,7 @@ import numpy as np
 from evaluators.data import Task
 from evaluators.dual import train_spec
 from evaluators.fidelity import Fidelity
-from evaluators.results import predicted_ensemble_error
+from evaluators.results import Stats, predicted_ensemble_error
 from evaluators.stats import ensemble_brier, residual_stats
 from spaces.base import SearchSpace
 
@@ -32,6 +32,11 @@ class DualStats:
     probs: np.ndarray
     masks: np.ndarray | None
     seeds: tuple[int, ...]
+
+    @property
+    def stats(self) -> Stats:
+        """E, σ², ρ as the rule takes them."""
+        return Stats(self.E, self.sigma2, self.rho)
 
     def as_dict(self) -> dict[str, float | list]:
         return {"E": self.E, "sigma2": self.sigma2, "rho": self.rho, "seeds": list(self.seeds),
