@@ -111,14 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def checked_config(fields: dict) -> RunConfig:
-    """A validated :class:`RunConfig`; the first bad setting becomes a one-line UsageError."""
+    """A validated :class:`RunConfig`; the first bad setting becomes a one-line UsageError that
+    names the flag and quotes the value it was given."""
     from pydantic import ValidationError
 
     try:
         return RunConfig(**fields)
     except ValidationError as err:
         first = err.errors()[0]
-        raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+        flag = f"--{str(first['loc'][0]).replace('_', '-')}"
+        value = first.get("input")
+        quoted = f" {value!r}" if isinstance(value, str | int | float) else ""
+        raise UsageError(f"{flag}{quoted}: {first['msg']}") from None
 
 
 def parse_learners(text: str) -> tuple[int, int]:

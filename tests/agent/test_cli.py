@@ -229,6 +229,7 @@ def test_bad_input_gives_one_clear_line_and_exit_2(tmp_path):
         (["--out", blocked / "runs"], "--out"),
         (["--resume", tmp_path], "not a resumable run"),
         (["--keep", "9", "--proposals", "2"], "--keep"),
+        (["--reject-confidence", "2"], "--reject-confidence 2.0: Input should be less than 1"),
         (["--prompt", tmp_path / "missing.j2"], "no such file or folder"),  # even with builtin
     ]
     for extra, needle in cases:
