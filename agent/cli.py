@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--reject-confidence", type=float, default=d.reject_confidence,
       help="the level of the bound for a rejection alone (default: --confidence): lower stops "
       "losing candidates with fewer learners; acceptances keep --confidence")
+    a("--futility", type=float, default=d.futility, help="stop adding learners (undecided) when "
+      "the chance of a confident call at MAX, were the gain what it seems now, is under this "
+      "(0 = never): saves the learners a near tie would take without deciding it")
     a("--predictor", default=d.predictor,
       help="gnn-ensemble (GIN from scratch) | dcl-ensemble (GIN from the contrastive encoder, "
            "pretrained once per space and cached) | none")

@@ -281,8 +281,8 @@ class SearchLoop:
                                     pool=self.state.seed_pool(rung.name))
             d = decide(new.stats, old.stats, M, c.rule, c.margin, estimate,
                        confidence=c.confidence, looks=looks, final=more is None,
-                       reject_confidence=c.reject_confidence)
-            if d.confident or more is None:
+                       reject_confidence=c.reject_confidence, futility=c.futility)
+            if d.confident or more is None or d.futile:
                 top = r == len(self.rungs) - 1
                 final = top or (d.accepted and not self.affordable(cand, r + 1))
                 note = ({} if top or not final else

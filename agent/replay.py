@@ -63,7 +63,8 @@ def replay_pool(run_dir: Path, state: SearchState, M: int,
 
 
 def redecide(run_dir: Path, M: int, rule: str, margin: float, confidence: float,
-             learners: tuple[int, int], reject_confidence: float | None = None) -> list[Replayed]:
+             learners: tuple[int, int], reject_confidence: float | None = None,
+             futility: float = 0.0) -> list[Replayed]:
     """Every logged decision (every rung), in logged order, re-made under new settings from the
     logged learners at its rung; the baseline moves only on a decision the run made final."""
     state = SearchState.from_events(read_events(run_dir).events)
@@ -92,8 +93,8 @@ def redecide(run_dir: Path, M: int, rule: str, margin: float, confidence: float,
             d = decide(residual_stats(a, labels), residual_stats(b, labels), M, rule, margin,
                        gain_estimate(a, b, labels, M, pool=pool), confidence=confidence,
                        looks=looks, final=more is None or short,
-                       reject_confidence=reject_confidence)
-            if d.confident or more is None or short:
+                       reject_confidence=reject_confidence, futility=futility)
+            if d.confident or more is None or short or d.futile:
                 break
             L = more
         out.append(Replayed(logged.proposal_id, baseline_id, d, short and not d.confident, logged))
@@ -147,7 +148,8 @@ def reevaluate(run_dir: Path, config: dict, args) -> int:
     reject = config.get("reject_confidence") if args.reject_confidence is None else args.reject_confidence
     if reject is not None:
         argv += ["--reject-confidence", str(reject)]
-    return run_main(argv)
+    futility = config.get("futility", 0.0) if args.futility is None else args.futility
+    return run_main(argv + ["--futility", str(futility)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--confidence", type=float, default=None, help="default: the run's")
     p.add_argument("--reject-confidence", type=float, default=None,
                    help="the lower bound's level alone (default: the run's)")
+    p.add_argument("--futility", type=float, default=None,
+                   help="stop undecided below this chance of a confident call at MAX "
+                        "(default: the run's; 0 in logs written before it existed)")
     p.add_argument("--learners", default=None, metavar="MIN:MAX", help="default: the run's")
     p.add_argument("--json", action="store_true", help="print one JSON object per decision")
     p.add_argument("--reevaluate", action="store_true", help="retrain the logged proposals")
@@ -180,10 +185,12 @@ def main(argv: list[str] | None = None) -> int:
                     (config.get("min_learners", 2), config.get("max_learners", 2)))
         reject = (config.get("reject_confidence") if args.reject_confidence is None
                   else args.reject_confidence)
-        if M < 2 or margin < 0 or not 0 <= confidence < 1 or not 0 <= (reject or 0) < 1:
-            raise ValueError("--ensemble-size must be >= 2, --margin >= 0 and --confidence and "
-                             "--reject-confidence in [0, 1)")
-        rows = redecide(run_dir, M, rule, margin, confidence, learners, reject)
+        futility = config.get("futility", 0.0) if args.futility is None else args.futility
+        if M < 2 or margin < 0 or not 0 <= confidence < 1 or not 0 <= (reject or 0) < 1 \
+                or not 0 <= futility < 1:
+            raise ValueError("--ensemble-size must be >= 2, --margin >= 0 and --confidence, "
+                             "--reject-confidence and --futility in [0, 1)")
+        rows = redecide(run_dir, M, rule, margin, confidence, learners, reject, futility)
     except (RunFolderError, OSError, KeyError, ValueError, UsageError) as err:
         print(f"error: {args.run_dir}: cannot replay ({err})", file=sys.stderr)
         return 2

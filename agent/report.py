@@ -119,11 +119,14 @@ def _decision_lines(state: SearchState, decisions: list[DecisionEvent]) -> list[
     confident = [d for d in decisions if d.confident and d.verdict != "undecided"]
     undecided = [d for d in decisions if d.verdict == "undecided"]
     spend = [d.learners for d in decisions]
+    futile = sum(1 for d in decisions if d.futile)
     lines = [f"## Decisions: {len(confident)} confident, {len(undecided)} undecided, "
              f"{len(decisions) - len(confident) - len(undecided)} on the point estimate", "",
              f"Learners: {state.learners_trained} trained in all; "
              + (f"{sum(spend) / len(spend):.2f} per decided candidate on average "
-                f"(min {min(spend)}, max {max(spend)})." if spend else "no decision yet."),
+                f"(min {min(spend)}, max {max(spend)})" if spend else "no decision yet")
+             + (f"; {futile} undecided stopped before MAX by the futility bound." if futile
+                else "."),
              "A decision is *confident* when |gain| exceeds z standard errors (samples and "
              "seeds); an *undecided* one stayed inside that bound with the most learners allowed, "
              "so the baseline stayed.", "",
@@ -160,6 +163,7 @@ def write_report(run_dir: str | Path) -> Path:
              f"{config.get('confidence')}"
              + (f" (rejections {config['reject_confidence']})"
                 if config.get("reject_confidence") is not None else "")
+             + (f", futility {config['futility']}" if config.get("futility") else "")
              + f", margin z={config.get('margin')}", ""]
     if (f := state.finished) is not None:
         lines += [f"finished: **{f.reason}** after {f.iterations} iterations, {f.evaluations} "

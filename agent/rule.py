@@ -28,17 +28,25 @@ M-ensemble worse (the monotonic guarantee), a false reject only loses one candid
 rejection is confident when g < −z_r·SE_total, an acceptance still needs g > z·SE_total, so a
 lower reject level stops losing candidates with fewer learners and leaves false accepts where
 they were.
+
+**Futility.** Most candidates of a search are not close calls, but some are so close that even
+MAX learners would not separate them. ``--futility γ`` stops such a candidate at the look where
+the chance of a confident call at MAX, were the gain what it seems now, is under γ
+(:func:`evaluators.stats.conditional_power`); it is logged *undecided* with that chance, and the
+learners it would have cost are not spent. The stop never makes a call, so false accepts can
+only fall (a non-binding futility bound leaves the group-sequential z valid).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from evaluators.results import Stats
-from evaluators.stats import GainEstimate, z_for
+from evaluators.stats import GainEstimate, conditional_power, z_for
 
 __all__ = ["Stats", "Decision", "Rule", "Verdict", "paper_threshold", "decide", "learner_schedule",
            "next_learners", "verdict_text"]
@@ -104,6 +112,10 @@ class Decision(BaseModel):
     #: the lower bound's level and z (None in logs written before asymmetric bounds existed)
     reject_confidence: float | None = None
     z_reject: float | None = None
+    #: futility: the level γ and the chance of a confident call at MAX when the look stopped
+    futility: float | None = None
+    conditional_power: float | None = None
+    futile: bool = False  #: stopped before MAX because that chance was under γ
     margin: float
     accepted_exact: bool
     accepted_paper: bool
@@ -119,7 +131,8 @@ class Decision(BaseModel):
 def decide(new: Stats, old: Stats, M: int, rule: Rule = "exact", margin_z: float = 0.0,
            estimate: GainEstimate | None = None, *, confidence: float = 0.0,
            looks: int | Sequence[int] = 1, reject_confidence: float | None = None,
-           final: bool = True, learners: tuple[int, int] = (2, 2)) -> Decision:
+           final: bool = True, learners: tuple[int, int] = (2, 2),
+           futility: float = 0.0) -> Decision:
     """Apply the rule for candidate ``new`` against baseline ``old`` at ensemble size ``M``.
 
     ``estimate``: the gain's standard error and its parts (None, or a seed part that is unknown:
@@ -132,6 +145,8 @@ def decide(new: Stats, old: Stats, M: int, rule: Rule = "exact", margin_z: float
     not confident is *undecided*; otherwise the caller adds learners and asks again.
     ``margin_z`` > 0 additionally requires the gain to exceed ``margin_z``·SE_total.
     ``learners``: (candidate, baseline) learner counts when there is no ``estimate``.
+    ``futility``: γ; a look that is not final and not confident ends *undecided* (``futile``)
+    when the chance of a confident call at the last of ``looks`` is under γ (0: never).
     """
     if rule not in ("exact", "paper"):
         raise ValueError(f"unknown rule {rule!r}; choose 'exact' or 'paper'")
@@ -151,11 +166,16 @@ def decide(new: Stats, old: Stats, M: int, rule: Rule = "exact", margin_z: float
     accepted_paper = new.rho < threshold and gain > margin if margin > 0 else new.rho < threshold
     seed_known = estimate is not None and estimate.se_seed is not None
     confident = bool(z == 0 or (seed_known and (gain > z * se or gain < -z_rej * se)))
+    power, futile = None, False
+    if futility > 0 and not confident and not final and estimate is not None and z > 0 \
+            and not isinstance(looks, int):
+        power = conditional_power(replace(estimate, gain=gain), looks[-1], z, z_rej)
+        futile = power < futility
     verdict: Verdict
     if confident:
         verdict = "accepted" if (accepted_exact if rule == "exact" else accepted_paper) else "rejected"
     else:
-        verdict = "undecided" if final else "rejected"
+        verdict = "undecided" if final or futile else "rejected"
     L_new, L_old = (estimate.learners_new, estimate.learners_old) if estimate else learners
     return Decision(
         M=M, rule=rule, E=new.E, E_old=old.E, sigma2=new.sigma2, sigma2_old=old.sigma2,
@@ -165,10 +185,13 @@ def decide(new: Stats, old: Stats, M: int, rule: Rule = "exact", margin_z: float
         gain_se_seed=estimate.se_seed if estimate else None,
         seed_source=estimate.seed_source if estimate else "none", learners=L_new,
         learners_old=L_old, confidence=confidence, z=z, reject_confidence=reject_level,
-        z_reject=z_rej, margin=margin, accepted_exact=accepted_exact,
+        z_reject=z_rej, futility=futility or None, conditional_power=power, futile=futile,
+        margin=margin, accepted_exact=accepted_exact,
         accepted_paper=accepted_paper, confident=confident, verdict=verdict,
         accepted=verdict == "accepted",
-        explanation=explain(new, old, M, verdict, gain, se, margin, z, confident, z_rej))
+        explanation=explain(new, old, M, verdict, gain, se, margin, z, confident, z_rej)
+        + (f"; stopped at {L_new} learners: a confident call with {looks[-1]} had chance "
+           f"{power:.2f} < futility {futility:g}" if futile else ""))
 
 
 def verdict_text(d) -> str:

@@ -110,6 +110,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--reject-confidence", type=float, default=None,
                    help="the rejection bound's level alone (default: --confidence)")
+    p.add_argument("--futility", type=float, default=0.0,
+                   help="stop a candidate undecided when a confident call at MAX has a chance "
+                        "under this (agent.run --futility; default 0: never)")
     p.add_argument("--ensemble-size", type=int, default=50, help="the product's M (extra line)")
     p.add_argument("--true-ensemble", type=int, default=None, help="T ≥ 16 truth learners")
     p.add_argument("--n-samples", type=int, default=None, help="training+validation samples")
@@ -133,6 +136,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.reject_confidence is not None and not 0.0 <= args.reject_confidence < 1.0:
         p.exit(2, f"error: --reject-confidence {args.reject_confidence!r}: expected a level in "
                   "[0, 1)\n")
+    if not 0.0 <= args.futility < 1.0:
+        p.exit(2, f"error: --futility {args.futility!r}: expected a chance in [0, 1)\n")
     if args.orderings < 1:
         p.exit(2, f"error: --orderings {args.orderings!r}: expected at least 1\n")
     if args.ensemble_size < 2:
@@ -251,7 +256,8 @@ def fixed_rule(val, y, pairs, M: int, r: int) -> list[dict]:
 
 
 def sequential_rule(val, y, pairs, M: int, lo: int, hi: int, confidence: float, r: int,
-                    R: int, memo: dict, reject_confidence: float | None = None) -> list[dict]:
+                    R: int, memo: dict, reject_confidence: float | None = None,
+                    futility: float = 0.0) -> list[dict]:
     """``SearchLoop.decide`` replayed on cached learners taken in order r of R (rotated by r·D/R).
     ``memo`` keeps statistics and gain estimates (``memo["gains"]``, saved between runs) between
     calls: they do not depend on MAX or the confidence, only z does."""
@@ -280,8 +286,8 @@ def sequential_rule(val, y, pairs, M: int, lo: int, hi: int, confidence: float, 
             more = next_learners(L_new, lo, hi)
             d = decide(stats(a, L_new), stats(b, L_old), M, "exact", 0.0, memo["gains"][key],
                        confidence=confidence, looks=looks, final=more is None,
-                       reject_confidence=reject_confidence)
-            if d.confident or more is None:
+                       reject_confidence=reject_confidence, futility=futility)
+            if d.confident or more is None or d.futile:
                 break
             L_new = more
         out.append({"verdict": d.verdict, "confident": d.confident, "L_new": L_new,
@@ -336,7 +342,8 @@ def analyse(args, archs, data, err: Console) -> dict:
     runs: dict[tuple[int, int], list[list[dict]]] = {}
     for M, top, r in track(jobs, description="replaying the rules", console=err):
         runs.setdefault((M, top), []).append(
-            sequential_rule(val, y, pairs, M, lo, top, conf, r, R, memo, args.reject_confidence))
+            sequential_rule(val, y, pairs, M, lo, top, conf, r, R, memo, args.reject_confidence,
+                            args.futility))
     gains_path.write_text(json.dumps({k: dataclasses.asdict(v) for k, v in memo["gains"].items()}))
 
     def scored(rows_by_seed, mask=None):
@@ -363,7 +370,8 @@ def analyse(args, archs, data, err: Console) -> dict:
         "clear_pairs_seed": int(clear_seed.sum()),
         "one_edge_pairs": int(near.sum()), "one_edge_clear": int((near & clear).sum()),
         "decision_learners": D, "truth_learners": T, "M_decision": T, "learners": [lo, hi],
-        "confidence": conf, "reject_confidence": args.reject_confidence, "orderings": R,
+        "confidence": conf, "reject_confidence": args.reject_confidence,
+        "futility": args.futility, "orderings": R,
         "fixed_pairs": D // 2,
         "fixed": scored(fixed_rows), "sequential": scored(runs[T, hi]),
         "one_edge_fixed": scored(fixed_rows, near), "one_edge_sequential": scored(runs[T, hi], near),
@@ -388,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     png = out / (f"rule_validity-{args.dataset}-L{args.min_learners}-{args.max_learners}"
                  f"-c{args.confidence:g}"
                  + ("" if args.reject_confidence is None else f"-r{args.reject_confidence:g}")
+                 + (f"-f{args.futility:g}" if args.futility else "")
                  + ".png")
     png.with_suffix(".json").write_text(json.dumps(summary, indent=1))
     plot(png, summary["curve"], summary["fixed"],

@@ -28,7 +28,8 @@ from scipy.stats import norm
 from evaluators.results import Stats
 
 __all__ = ["residuals", "residual_stats", "bootstrap_stats", "GainEstimate", "gain_estimate",
-           "seed_variance", "pool_seed_variance", "z_for", "brier", "ensemble_brier", "error01"]
+           "seed_variance", "pool_seed_variance", "z_for", "conditional_power", "brier",
+           "ensemble_brier", "error01"]
 
 
 def residuals(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -249,6 +250,33 @@ def gain_estimate(probs_new: np.ndarray, probs_old: np.ndarray, labels: np.ndarr
     return GainEstimate(gain=gain, se_sample=float(draws.std(ddof=1)), se_seed=se_seed,
                         learners_new=eps_new.shape[0], learners_old=eps_old.shape[0],
                         seed_source=f"{src_new}/{src_old}")
+
+
+def conditional_power(estimate: GainEstimate, max_learners: int, z: float,
+                      z_reject: float | None = None) -> float:
+    """Chance that the gain clears the bound (ĝ > z·SE or ĝ < −z_r·SE) at the last look, with
+    ``max_learners`` on the candidate, if the true gain is the one estimated now (the "current
+    trend" of stochastic curtailment: Lan, Simon & Halperin, 1982).
+
+    Model, with L = learners now and L_max = ``max_learners``: the validation samples are the
+    same at every look, so the sample part of the error is already in ĝ and stays; each new
+    learner adds its own seed error, of variance φ = SE_seed²·L. The last look's estimate is
+    then ĝ_max ~ N(ĝ, φ·(L_max − L)/L_max²) and its SE_max² = SE_sample² + φ/L_max. Treating the
+    whole seed part as the candidate's is optimistic when the baseline already has more
+    learners, so the chance is if anything overstated (a futility stop is then rarer). Returns
+    1.0 when the seed part is unknown (no basis to stop) and 0 or 1 when no learner is left.
+    """
+    z_r = z if z_reject is None else z_reject
+    g, se = estimate.gain, estimate.se_total
+    if estimate.se_seed is None or se <= 0:
+        return 1.0
+    L, top = estimate.learners_new, max_learners
+    if top <= L:
+        return float(g > z * se or g < -z_r * se)
+    phi = estimate.se_seed ** 2 * L
+    se_max = np.sqrt(estimate.se_sample ** 2 + phi / top)
+    sd = np.sqrt(phi * (top - L)) / top
+    return float(norm.sf((z * se_max - g) / sd) + norm.cdf((-z_r * se_max - g) / sd))
 
 
 def brier(probs: np.ndarray, labels: np.ndarray) -> float:

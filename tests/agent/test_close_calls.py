@@ -54,3 +54,20 @@ def test_a_losing_candidate_stops_at_the_reject_bound(tmp_path):
             assert d["confident"] and d["verdict"] == "rejected"
         else:
             assert d["learners"] == 6 and d["verdict"] == "undecided"
+
+
+def test_futility_ends_near_ties_before_max_and_says_so(tmp_path):
+    """--futility 0.999 (almost any look is futile) at --confidence 0.999999: no decision is
+    confident, so every candidate stops undecided at its first look (2 learners, not MAX 6),
+    each logged futile with its conditional power under 0.999; the report counts them."""
+    rc = main([*TINY, "--iterations", "1", "--learners", "2:6", "--confidence", "0.999999",
+               "--futility", "0.999", "--out", str(tmp_path)])
+    assert rc == 0
+    (run_dir,) = tmp_path.iterdir()
+    decisions = [e for e in events_of(run_dir) if e["event"] == "decision"]
+    assert decisions
+    for d in decisions:
+        assert d["futile"] and d["verdict"] == "undecided" and d["learners"] == 2
+        assert d["conditional_power"] < 0.999 and d["futility"] == 0.999
+    report = (run_dir / "report" / "report.md").read_text()
+    assert f"{len(decisions)} undecided stopped before MAX by the futility bound" in report

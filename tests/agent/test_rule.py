@@ -98,6 +98,29 @@ def test_a_lower_reject_confidence_rejects_sooner_and_accepts_as_before():
     assert decide(bad, good, 50, estimate=se, confidence=0.0, reject_confidence=0.5).z_reject == 0
 
 
+def test_futility_stops_a_near_tie_and_lets_a_promising_gain_grow():
+    """2:8 schedule at 0.95 (z 2.40), SE 0.005 at two learners: a gain of 0.0002 (0.04 SE) has
+    almost no chance of a confident call at 8 learners, so futility 0.1 ends it undecided now;
+    a gain of 0.009 (1.8 SE) is not confident yet but likely to be, so it goes on; futility 0
+    never stops; a final look is never called futile."""
+    looks = [2, 3, 4, 6, 8]
+    tie_old, tie_new = Stats(0.3000, 0.2, 0.6), Stats(0.2998, 0.2, 0.6)
+    est = _estimate(0.002, 0.0046)
+    d = decide(tie_new, tie_old, 50, estimate=est, confidence=0.95, looks=looks, final=False,
+               futility=0.1)
+    assert d.futile and d.verdict == "undecided" and not d.accepted
+    assert d.conditional_power < 0.1 and d.futility == 0.1
+    assert "stopped at 2 learners" in d.explanation and "futility 0.1" in d.explanation
+    off = decide(tie_new, tie_old, 50, estimate=est, confidence=0.95, looks=looks, final=False)
+    assert not off.futile and off.conditional_power is None and off.futility is None
+    good = decide(Stats(0.291, 0.2, 0.6), tie_old, 50, estimate=est, confidence=0.95,
+                  looks=looks, final=False, futility=0.1)
+    assert not good.confident and not good.futile and good.conditional_power > 0.5
+    last = decide(tie_new, tie_old, 50, estimate=est, confidence=0.95, looks=looks, final=True,
+                  futility=0.1)
+    assert not last.futile and last.verdict == "undecided"
+
+
 def test_learner_schedule():
     assert learner_schedule(2, 8) == [2, 3, 4, 6, 8]
     assert learner_schedule(2, 16) == [2, 3, 4, 6, 9, 13, 16]
