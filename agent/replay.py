@@ -22,7 +22,7 @@ from rich.table import Table
 
 from agent.cli import UsageError, parse_learners
 from agent.config import first_baseline_learners
-from agent.events import DecisionEvent
+from agent.events import DecisionEvent, Evaluated, parse_event
 from agent.rule import Decision, decide, learner_schedule, next_learners, verdict_text
 from agent.state import SearchState
 from agent.trajectory import CONFIG, EVALS, RunFolderError, read_events
@@ -50,46 +50,80 @@ class Replayed:
     logged: DecisionEvent | None
 
 
-def replay_pool(run_dir: Path, state: SearchState, M: int,
-                fidelity: str) -> tuple[float, int] | None:
-    """The pooled seed variance at ``M`` from every logged evaluation at ``fidelity`` with three
-    or more learners (all of them, as the run ended: the live run's pool grew as it went)."""
-    items = []
-    for (_, f), result in state.results.items():
-        if f == fidelity and len(result.seeds) >= 3:
-            probs, labels = load_probs(run_dir / EVALS, result)
-            items.append((len(probs), seed_variance(residuals(probs, labels), M)))
-    return pool_seed_variance(items)
+class _World:
+    """The replay's own view of the run: how many learners each evaluation holds *in the replay*
+    (evaluations enter with MIN, the first baseline with its larger start, and grow only when
+    the replayed rule grows them), and the pooled seed variance those counts give at a rung,
+    as the live loop's :meth:`agent.state.SearchState.seed_pool` gave it at that moment. With
+    the run's own settings every look therefore sees the numbers the live look saw."""
+
+    def __init__(self, run_dir: Path, final: SearchState, M: int, lo: int) -> None:
+        self.run_dir, self.final, self.M, self.lo = run_dir, final, M, lo
+        self.held: dict[tuple[str, str], int] = {}
+        self._probs: dict[tuple[str, str], tuple] = {}
+        self._var: dict[tuple[tuple[str, str], int], float | None] = {}
+
+    def entered(self, event: Evaluated) -> None:
+        key = (event.spec_hash, event.fidelity)
+        if event.failure is None and key not in self.held and key in self.final.results:
+            self.held[key] = first_baseline_learners(self.lo) if event.proposal_id == "baseline" \
+                else self.lo
+
+    def probs(self, key: tuple[str, str]):
+        if key not in self._probs:
+            self._probs[key] = load_probs(self.run_dir / EVALS, self.final.results[key])
+        return self._probs[key]
+
+    def pool(self, fidelity: str, now: dict[tuple[str, str], int]) -> tuple[float, int] | None:
+        """(φ, ν) from every evaluation at ``fidelity`` with its replayed count (``now``
+        overriding the two sides of the look in progress), three learners or more."""
+        items = []
+        for key, L in (self.held | now).items():
+            L = min(L, len(self.probs(key)[0]))
+            if key[1] != fidelity or L < 3:
+                continue
+            if (key, L) not in self._var:
+                p, labels = self.probs(key)
+                self._var[key, L] = seed_variance(residuals(p[:L], labels), self.M)
+            items.append((L, self._var[key, L]))
+        return pool_seed_variance(items)
 
 
 def redecide(run_dir: Path, M: int, rule: str, margin: float, confidence: float,
              learners: tuple[int, int], reject_confidence: float | None = None,
              futility: float = 0.0) -> list[Replayed]:
     """Every logged decision (every rung), in logged order, re-made under new settings from the
-    logged learners at its rung; the baseline moves only on a decision the run made final."""
-    state = SearchState.from_events(read_events(run_dir).events)
-    if state.candidates.get("baseline") is None or state.candidates["baseline"].result is None:
+    logged learners at its rung; the baseline moves only on a decision the run made final.
+    Events are walked in log order, so each look's pooled seed variance is the one the live
+    loop had then (:class:`_World`); with the run's own settings the replay repeats the log."""
+    events = read_events(run_dir).events
+    final = SearchState.from_events(events)
+    if final.candidates.get("baseline") is None or final.candidates["baseline"].result is None:
         raise RunFolderError(f"{run_dir}: the baseline was never evaluated")
     lo, hi = learners
     looks = learner_schedule(lo, hi)  # the information at each look, for z
-    pools: dict[str, tuple[float, int] | None] = {}
+    world = _World(run_dir, final, M, lo)
     baseline_id, out = "baseline", []
-    for logged in state.decisions():
-        rung = logged.fidelity or state.candidates[logged.proposal_id].rung
-        new, old = state.candidates[logged.proposal_id], state.candidates[baseline_id]
+    for raw in events:
+        event = parse_event(raw)
+        if isinstance(event, Evaluated):
+            world.entered(event)
+        if not isinstance(event, DecisionEvent):
+            continue
+        logged = event
+        rung = logged.fidelity or final.candidates[logged.proposal_id].rung
+        new, old = final.candidates[logged.proposal_id], final.candidates[baseline_id]
         if rung not in old.results:  # the replay's baseline was never trained at this rung
             continue
-        if rung not in pools:
-            pools[rung] = replay_pool(run_dir, state, M, rung)
-        pool = pools[rung]
-        p_new, labels = load_probs(run_dir / EVALS, new.results[rung])
-        p_old, _ = load_probs(run_dir / EVALS, old.results[rung])
-        L = lo
+        k_new, k_old = (new.results[rung].spec_hash, rung), (old.results[rung].spec_hash, rung)
+        (p_new, labels), (p_old, _) = world.probs(k_new), world.probs(k_old)
+        L = world.held.get(k_new, lo)
         while True:  # the live loop's looks, on the first L learners of each side
-            L_old = max(L, first_baseline_learners(lo) if baseline_id == "baseline" else lo)
+            L_old = max(L, world.held.get(k_old, lo))
             short = len(p_new) < L or len(p_old) < L_old
             a, b = p_new[:L], p_old[:L_old]
             more = next_learners(L, lo, hi)
+            pool = world.pool(rung, {k_new: L, k_old: L_old})
             d = decide(residual_stats(a, labels), residual_stats(b, labels), M, rule, margin,
                        gain_estimate(a, b, labels, M, pool=pool), confidence=confidence,
                        looks=looks, final=more is None or short,
@@ -97,6 +131,7 @@ def redecide(run_dir: Path, M: int, rule: str, margin: float, confidence: float,
             if d.confident or more is None or short or d.futile:
                 break
             L = more
+        world.held[k_new], world.held[k_old] = L, L_old
         out.append(Replayed(logged.proposal_id, baseline_id, d, short and not d.confident, logged))
         if d.accepted and logged.final:
             baseline_id = logged.proposal_id
@@ -186,10 +221,13 @@ def main(argv: list[str] | None = None) -> int:
         reject = (config.get("reject_confidence") if args.reject_confidence is None
                   else args.reject_confidence)
         futility = config.get("futility", 0.0) if args.futility is None else args.futility
-        if M < 2 or margin < 0 or not 0 <= confidence < 1 or not 0 <= (reject or 0) < 1 \
-                or not 0 <= futility < 1:
-            raise ValueError("--ensemble-size must be >= 2, --margin >= 0 and --confidence, "
-                             "--reject-confidence and --futility in [0, 1)")
+        for flag, value, ok, want in (
+                ("--ensemble-size", M, M >= 2, "M >= 2"), ("--margin", margin, margin >= 0, ">= 0"),
+                ("--confidence", confidence, 0 <= confidence < 1, "a level in [0, 1)"),
+                ("--reject-confidence", reject, 0 <= (reject or 0) < 1, "a level in [0, 1)"),
+                ("--futility", futility, 0 <= futility < 1, "a chance in [0, 1)")):
+            if not ok:
+                raise ValueError(f"{flag} {value}: expected {want}")
         rows = redecide(run_dir, M, rule, margin, confidence, learners, reject, futility)
     except (RunFolderError, OSError, KeyError, ValueError, UsageError) as err:
         print(f"error: {args.run_dir}: cannot replay ({err})", file=sys.stderr)

@@ -151,7 +151,9 @@ def test_replay_redecides_from_logged_learners(tiny_run):
         else:
             assert r["confident"] == (r["gain"] > r["z"] * r["gain_se_total"])
     bad = run_cli("agent.replay", run_dir, "--reject-confidence", 1.5, check=False)
-    assert bad.returncode == 2 and "--reject-confidence in [0, 1)" in bad.stderr
+    assert bad.returncode == 2 and "--reject-confidence 1.5: expected a level in [0, 1)" in bad.stderr
+    bad = run_cli("agent.replay", run_dir, "--futility", -0.1, check=False)
+    assert bad.returncode == 2 and "--futility -0.1: expected a chance in [0, 1)" in bad.stderr
     table = run_cli("agent.replay", run_dir, "--ensemble-size", 2, "--confidence", 0)
     assert "decisions differ" in table.stdout
     bad = run_cli("agent.replay", run_dir, "--learners", "9:3", check=False)

@@ -2,6 +2,9 @@
 batch of jobs for the evaluator (``evaluate_many``), so a distributed evaluator trains both at
 once instead of one after the other."""
 
+import json
+
+from agent.replay import main as replay_main
 from agent.run import main
 from evaluators.evaluator import LocalEvaluator
 from tests.agent.runcli import TINY, events_of
@@ -39,6 +42,31 @@ def test_a_close_calls_candidate_and_baseline_grow_in_one_batch(tmp_path, monkey
     assert sum((first["baseline_id"], 6) in b for b in Recording.batches) == 1
 
 
+def _replayed(run_dir, capsys) -> list[dict]:
+    capsys.readouterr()
+    assert replay_main([str(run_dir), "--json"]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()][:-1]
+
+
+def test_replay_with_the_runs_settings_repeats_every_logged_look(tmp_path, capsys):
+    """A run whose candidates grow (2:6 at 0.999, the baseline grown alongside and kept grown
+    for later candidates, the seed pool growing with them): replayed with its own settings,
+    every decision has the logged verdict, learner counts and gain ± SE (to 1e-9)."""
+    rc = main([*TINY, "--iterations", "2", "--learners", "2:6", "--confidence", "0.999",
+               "--out", str(tmp_path)])
+    assert rc == 0
+    (run_dir,) = tmp_path.iterdir()
+    logged = [e for e in events_of(run_dir) if e["event"] == "decision"]
+    rows = _replayed(run_dir, capsys)
+    assert len(rows) == len(logged) >= 3
+    assert any(d["learners"] > 2 for d in logged)  # some grew, so the pool changed on the way
+    for r, d in zip(rows, logged, strict=True):
+        assert (r["proposal_id"], r["verdict"], r["learners"], r["learners_old"]) == (
+            d["proposal_id"], d["verdict"], d["learners"], d["learners_old"])
+        assert abs(r["gain"] - d["gain"]) < 1e-9
+        assert abs(r["gain_se_total"] - d["gain_se_total"]) < 1e-9
+
+
 def test_a_losing_candidate_stops_at_the_reject_bound(tmp_path):
     """--reject-confidence 0 rejects on the point estimate while acceptances keep z(0.999999):
     a candidate is rejected, confidently, at the first look where it is behind the baseline; one
@@ -56,7 +84,7 @@ def test_a_losing_candidate_stops_at_the_reject_bound(tmp_path):
             assert d["learners"] == 6 and d["verdict"] == "undecided"
 
 
-def test_futility_ends_near_ties_before_max_and_says_so(tmp_path):
+def test_futility_ends_near_ties_before_max_and_says_so(tmp_path, capsys):
     """--futility 0.999 (almost any look is futile) at --confidence 0.999999: no decision is
     confident, so every candidate stops undecided at its first look (2 learners, not MAX 6),
     each logged futile with its conditional power under 0.999; the report counts them."""
@@ -71,3 +99,5 @@ def test_futility_ends_near_ties_before_max_and_says_so(tmp_path):
         assert d["conditional_power"] < 0.999 and d["futility"] == 0.999
     report = (run_dir / "report" / "report.md").read_text()
     assert f"{len(decisions)} undecided stopped before MAX by the futility bound" in report
+    rows = _replayed(run_dir, capsys)  # the run's futility is replayed with the rest
+    assert [(r["futile"], r["learners"]) for r in rows] == [(True, 2)] * len(decisions)
