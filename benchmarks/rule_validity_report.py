@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 
 def fmt(v: tuple[float, float], pct: bool = True) -> str:
     return f"{100 * v[0]:.1f} ± {100 * v[1]:.1f} %" if pct else f"{v[0]:.2f} ± {v[1]:.2f}"
@@ -22,7 +24,34 @@ ROWS = (("agreement, all pairs (undecided = baseline stays)", "agree_all", True)
         ("learners per pair (candidate + baseline added)", "learners_pair", False))
 
 
-def plot(path: Path, curve: dict[int, dict], fixed: dict, title: str) -> None:
+def score(rows: list[dict], gap: np.ndarray, clear: np.ndarray, clear_seed: np.ndarray
+          ) -> dict[str, float]:
+    """Agreement and errors of one rule's decisions against the true gaps (> 0: new better)."""
+    verdict = np.array([r["verdict"] for r in rows])
+    acc, rej = verdict == "accepted", verdict == "rejected"
+    right = (acc & (gap > 0)) | (rej & (gap < 0))  # undecided is never right
+    conf = np.array([r["confident"] for r in rows])
+    return {"agree_all": float(np.mean(acc == (gap > 0))),  # undecided: baseline stays
+            "agree_clear": float(np.mean(right[clear])) if clear.any() else float("nan"),
+            "agree_clear_seed": (float(np.mean(right[clear_seed])) if clear_seed.any()
+                                 else float("nan")),
+            "false_accepts": float(np.mean(acc & (gap < 0))),
+            "confident": float(np.mean(conf)),
+            "confident_right": float(np.mean(right[conf])) if conf.any() else float("nan"),
+            "undecided": float(np.mean(verdict == "undecided")),
+            "learners_cand": float(np.mean([r["L_new"] for r in rows])),
+            "learners_pair": float(np.mean([r["L_new"] + r["L_old_extra"] for r in rows]))}
+
+
+def spread(runs: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
+    """Mean and SD (ddof 1) of every figure over the seed orderings."""
+    return {k: (float(np.mean([s[k] for s in runs])),
+                float(np.std([s[k] for s in runs], ddof=1)) if len(runs) > 1 else 0.0)
+            for k in runs[0]}
+
+
+def plot(path: Path, curve: dict[int, dict], fixed: dict, oracle: dict[int, float],
+         title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,6 +65,8 @@ def plot(path: Path, curve: dict[int, dict], fixed: dict, title: str) -> None:
     left.errorbar(xs, [100 * curve[x]["agree_clear_seed"][0] for x in xs],
                   yerr=[100 * curve[x]["agree_clear_seed"][1] for x in xs], marker="s", capsize=3,
                   label="sequential, clear with the truth's seeds")
+    left.plot(xs, [100 * oracle[x] for x in xs], "k:", marker="^",
+              label="an oracle at the stated SE (clear with seeds)")
     left.axhline(100 * fixed["agree_clear"][0], color="grey", ls="--",
                  label="fixed two-learner (clear on samples)")
     left.axhline(90, color="red", lw=0.8, ls=":", label="target 90 %")
@@ -70,7 +101,8 @@ def report(s: dict, png: Path) -> None:
           f"at M = {T}; mean ± SD over {s['fixed_pairs']} learner pairs (fixed) and "
           f"{s['orderings']} learner orders (sequential)\n")
     rc = s.get("reject_confidence")
-    level = f"confidence {s['confidence']}" + ("" if rc is None else f", rejections {rc}")
+    level = (f"confidence {s['confidence']}" + ("" if rc is None else f", rejections {rc}")
+             + (f", futility {s['futility']}" if s.get("futility") else ""))
     print(f"| figure | fixed two-learner | sequential {lo}:{hi}, {level} |")
     print("|---|---|---|")
     for label, key, pct in ROWS:
@@ -79,11 +111,13 @@ def report(s: dict, png: Path) -> None:
           f"{fmt(s['one_edge_fixed']['agree_clear'])} | "
           f"{fmt(s['one_edge_sequential']['agree_clear'])} |")
     print(f"\nsequential rule against MAX ({lo}:MAX, {level}, M = {T}):\n")
-    print("| MAX | agreement, clear pairs (undecided = miss) | clear with seeds | confident right "
-          "| false accepts | undecided | learners per candidate | learners per pair |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| MAX | agreement, clear pairs (undecided = miss) | clear with seeds | oracle at the stated SE "
+          "| confident right | false accepts | undecided | learners per candidate | learners "
+          "per pair |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for m, c in s["curve"].items():
         print(f"| {m} | {fmt(c['agree_clear'])} | {fmt(c['agree_clear_seed'])} | "
+              f"{100 * s['oracle_clear_seed'][m]:.1f} % | "
               f"{fmt(c['confident_right'])} | "
               f"{fmt(c['false_accepts'])} | {fmt(c['undecided'])} | "
               f"{fmt(c['learners_cand'], False)} | {fmt(c['learners_pair'], False)} |")
@@ -109,4 +143,10 @@ def report(s: dict, png: Path) -> None:
                (seq["agree_clear_seed"][0] >= 0.90, "the same on pairs clear with seeds"))
     print(f"targets at {lo}:{hi}: " + "; ".join(f"{t}: {'met' if ok else 'MISSED'}"
                                               for ok, t in targets))
+    print(f"oracle (clear with seeds): one that knows each true gap, deciding once at z = 1.96 "
+          f"on the stated SE at MAX learners, expects {100 * s['oracle_clear_seed'][hi]:.1f} "
+          f"% at {lo}:{hi} if that SE is exact; the sequential rule reaches "
+          f"{100 * seq['agree_clear_seed'][0]:.1f} %"
+          + (" (above it: the SE is conservative here)"
+             if seq["agree_clear_seed"][0] > s["oracle_clear_seed"][hi] else ""))
     print(f"curve: {png}; figures: {png.with_suffix('.json')}")
