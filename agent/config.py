@@ -57,7 +57,7 @@ class RunConfig(BaseModel):
     max_learners: int = Field(4, ge=2, le=64)
     confidence: float = Field(0.95, ge=0.0, lt=1.0)
     reject_confidence: float | None = Field(None, ge=0.0, lt=1.0)  #: None: = confidence
-    futility: float = Field(0.0, ge=0.0, lt=1.0)  #: γ: stop undecided when P(confident at MAX) < γ
+    futility: float = Field(0.05, ge=0.0, lt=1.0)  #: γ: stop undecided when P(confident at MAX) < γ
     predictor: str = "gnn-ensemble"
     predictor_refit: int = Field(20, ge=1)
     predictor_min_labels: int = Field(8, ge=2)

@@ -129,7 +129,8 @@ def _decision_lines(state: SearchState, decisions: list[DecisionEvent]) -> list[
                 else "."),
              "A decision is *confident* when |gain| exceeds z standard errors (samples and "
              "seeds); an *undecided* one stayed inside that bound with the most learners allowed, "
-             "so the baseline stayed.", "",
+             "or stopped before them because even they were unlikely to decide it (futility), so "
+             "the baseline stayed.", "",
              "| proposal | vs | learners | E | σ² | ρ | E_ens | baseline E_ens | gain ± SE "
              "(sample, seed) | exact | paper | decision | explanation |", "|" + "---|" * 13]
     for d in decisions:

@@ -61,7 +61,7 @@ from rule_validity_report import plot, report, score, spread  # tables, PNG (thi
 from scipy.stats import norm
 
 from agent.cli import UsageError, parse_learners
-from agent.config import first_baseline_learners
+from agent.config import RunConfig, first_baseline_learners
 from agent.rule import decide, learner_schedule, next_learners
 from evaluators import stats as es
 from evaluators.data import DatasetUnavailable, load_task
@@ -111,9 +111,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--reject-confidence", type=float, default=None,
                    help="the rejection bound's level alone (default: --confidence)")
-    p.add_argument("--futility", type=float, default=0.0,
+    p.add_argument("--futility", type=float, default=RunConfig.model_fields["futility"].default,
                    help="stop a candidate undecided when a confident call at MAX has a chance "
-                        "under this (agent.run --futility; default 0: never)")
+                        "under this (as agent.run --futility, and its default; 0: never)")
     p.add_argument("--ensemble-size", type=int, default=50, help="the product's M (extra line)")
     p.add_argument("--true-ensemble", type=int, default=None, help="T ≥ 16 truth learners")
     p.add_argument("--n-samples", type=int, default=None, help="training+validation samples")

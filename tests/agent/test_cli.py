@@ -70,7 +70,7 @@ def _learners_at(run_dir, events, pid, L):
 def test_every_logged_decision_agrees_with_the_rule(tiny_run):
     """Each decision's E, σ², ρ are those of the learners it names, recomputed from the npz,
     and its verdict is the sequential rule's: confident iff |gain| > z·SE_total, accepted iff
-    confident with a positive gain, undecided only at MAX learners."""
+    confident with a positive gain, undecided only at MAX learners or by the futility stop."""
     run_dir, _ = tiny_run
     events = events_of(run_dir)
     decisions = [e for e in events if e["event"] == "decision"]
@@ -89,8 +89,9 @@ def test_every_logged_decision_agrees_with_the_rule(tiny_run):
         assert d["confident"] == (abs(d["gain"]) > d["z"] * d["gain_se_total"])
         assert d["accepted"] == (d["confident"] and e_new < e_old)
         assert (d["verdict"] == "undecided") == (not d["confident"])
-        if not d["confident"]:
-            assert d["learners"] == 4  # undecided only with MAX learners (--learners 2:4)
+        if not d["confident"]:  # undecided only with MAX learners (--learners 2:4), or
+            # before them when a confident call at 4 had a chance under --futility (0.05)
+            assert d["learners"] == 4 or (d["futile"] and d["conditional_power"] < 0.05)
 
 
 def test_logged_gain_and_se_match_a_recomputation_from_npz(tiny_run):
@@ -139,7 +140,7 @@ def test_replay_redecides_from_logged_learners(tiny_run):
     rows = [json.loads(line) for line in proc.stdout.splitlines()][:-1]
     logged = {e["proposal_id"]: e for e in events_of(run_dir) if e["event"] == "decision"}
     for r in rows:  # asking more than the log holds is said, never invented
-        assert r["needs_more_learners"] == (not r["confident"])
+        assert r["needs_more_learners"] == (not r["confident"] and not r["futile"])
         assert r["learners"] <= max(logged[r["proposal_id"]]["learners"], 4)
     proc = run_cli("agent.replay", run_dir, "--json", "--learners", "2:2", "--confidence", 0.999,
                    "--reject-confidence", 0)
@@ -204,7 +205,7 @@ def test_sigkill_then_resume_finishes_without_duplicate_evaluations(tmp_path):
 
 def test_sigkill_while_adding_learners_then_resume_retrains_nothing_logged(tmp_path):
     run_dir = kill_when(tmp_path, [*TINY, "--iterations", 2, "--seed", 6, "--learners", "2:5",
-                                   "--confidence", "0.999"], '"event": "extended"')
+                                   "--confidence", "0.999", "--futility", "0"], '"event": "extended"')
     before = events_of(run_dir)
     assert any(e["event"] == "extended" for e in before) and before[-1]["event"] != "run_finished"
     run_cli("agent.run", "--resume", run_dir)

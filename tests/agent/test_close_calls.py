@@ -28,7 +28,7 @@ def test_a_close_calls_candidate_and_baseline_grow_in_one_batch(tmp_path, monkey
     Recording.batches = []
     monkeypatch.setattr("evaluators.evaluator.LocalEvaluator", Recording)
     rc = main([*TINY, "--iterations", "1", "--learners", "2:6", "--confidence", "0.999999",
-               "--out", str(tmp_path)])
+               "--futility", "0", "--out", str(tmp_path)])
     assert rc == 0
     (run_dir,) = tmp_path.iterdir()
     decisions = [e for e in events_of(run_dir) if e["event"] == "decision"]
@@ -53,7 +53,7 @@ def test_replay_with_the_runs_settings_repeats_every_logged_look(tmp_path, capsy
     for later candidates, the seed pool growing with them): replayed with its own settings,
     every decision has the logged verdict, learner counts and gain ± SE (to 1e-9)."""
     rc = main([*TINY, "--iterations", "2", "--learners", "2:6", "--confidence", "0.999",
-               "--out", str(tmp_path)])
+               "--futility", "0", "--out", str(tmp_path)])
     assert rc == 0
     (run_dir,) = tmp_path.iterdir()
     logged = [e for e in events_of(run_dir) if e["event"] == "decision"]
@@ -72,7 +72,7 @@ def test_a_losing_candidate_stops_at_the_reject_bound(tmp_path):
     a candidate is rejected, confidently, at the first look where it is behind the baseline; one
     never behind is grown to MAX and stays undecided (no 6-learner gain clears z ≈ 5)."""
     rc = main([*TINY, "--iterations", "1", "--learners", "2:6", "--confidence", "0.999999",
-               "--reject-confidence", "0", "--out", str(tmp_path)])
+               "--reject-confidence", "0", "--futility", "0", "--out", str(tmp_path)])
     assert rc == 0
     (run_dir,) = tmp_path.iterdir()
     decisions = [e for e in events_of(run_dir) if e["event"] == "decision"]
