@@ -32,7 +32,8 @@ M, gets one extra line against the same truth):
 * the run-level seed pool (:func:`evaluators.stats.pool_seed_variance`): as if the benchmark
   run had evaluated every cell once as a baseline, the jackknife seed variances of all 16
   cells' first ``baseline_learners`` decision learners, fixed for all pairs (order-free; uses
-  decision learners only).
+  decision learners only). ``--pool baseline`` instead pools only the pair's baseline's
+  first learners, as at the start of a live run, before other cells have fed the pool.
 
 Spread: every figure is the mean ± SD over seed choices: the fixed rule over the D/2 disjoint
 learner pairs (2r, 2r+1); the sequential rule over R = ``--orderings`` orders of the decision
@@ -114,6 +115,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--futility", type=float, default=RunConfig.model_fields["futility"].default,
                    help="stop a candidate undecided when a confident call at MAX has a chance "
                         "under this (as agent.run --futility, and its default; 0: never)")
+    p.add_argument("--pool", choices=("cells", "baseline"), default="cells",
+                   help="run-level seed pool: every cell's first learners (a run that has seen "
+                        "many baselines) or the pair's baseline's alone (a run's start)")
     p.add_argument("--ensemble-size", type=int, default=50, help="the product's M (extra line)")
     p.add_argument("--true-ensemble", type=int, default=None, help="T ≥ 16 truth learners")
     p.add_argument("--n-samples", type=int, default=None, help="training+validation samples")
@@ -258,16 +262,18 @@ def fixed_rule(val, y, pairs, M: int, r: int) -> list[dict]:
 
 def sequential_rule(val, y, pairs, M: int, lo: int, hi: int, confidence: float, r: int,
                     R: int, memo: dict, reject_confidence: float | None = None,
-                    futility: float = 0.0) -> list[dict]:
+                    futility: float = 0.0, pool_of: str = "cells") -> list[dict]:
     """``SearchLoop.decide`` replayed on cached learners taken in order r of R (rotated by r·D/R).
     ``memo`` keeps statistics and gain estimates (``memo["gains"]``, saved between runs) between
     calls: they do not depend on MAX or the confidence, only z does."""
     order = np.roll(np.arange(val.shape[1]), -r * (val.shape[1] // R))
     base_L = min(first_baseline_learners(lo), val.shape[1])
+    for c in range(len(val)) if pool_of == "baseline" else ():  # one pool per baseline cell
+        memo.setdefault(("pool", r, M, base_L, c), es.pool_seed_variance(
+            [(base_L, es.seed_variance(es.residuals(val[c][order[:base_L]], y), M))]))
     if ("pool", r, M, base_L) not in memo:
         memo["pool", r, M, base_L] = es.pool_seed_variance(
             (base_L, es.seed_variance(es.residuals(v[order[:base_L]], y), M)) for v in val)
-    pool = memo["pool", r, M, base_L]
     looks = learner_schedule(lo, hi)  # the information at each look, for z
 
     def stats(a: int, L: int):
@@ -280,7 +286,9 @@ def sequential_rule(val, y, pairs, M: int, lo: int, hi: int, confidence: float, 
         L_new, L_old = lo, base_L
         while True:
             L_old = max(L_old, L_new)
-            key = f"{a},{b},{L_new},{L_old},{r},{M},{base_L}"
+            key = f"{a},{b},{L_new},{L_old},{r},{M},{base_L}" + (
+                ",baseline" if pool_of == "baseline" else "")
+            pool = memo[("pool", r, M, base_L) + ((b,) if pool_of == "baseline" else ())]
             if key not in memo["gains"]:
                 memo["gains"][key] = es.gain_estimate(val[a][order[:L_new]],
                                                       val[b][order[:L_old]], y, M, pool=pool)
@@ -339,7 +347,7 @@ def analyse(args, archs, data, err: Console) -> dict:
     for M, top, r in track(jobs, description="replaying the rules", console=err):
         runs.setdefault((M, top), []).append(
             sequential_rule(val, y, pairs, M, lo, top, conf, r, R, memo, args.reject_confidence,
-                            args.futility))
+                            args.futility, args.pool))
     oracles = {m: oracle(val, y, pairs, gap, clear_seed, T, lo, m, memo) for m in tops}
     gains_path.write_text(json.dumps({k: dataclasses.asdict(v) for k, v in memo["gains"].items()}))
 
@@ -368,7 +376,7 @@ def analyse(args, archs, data, err: Console) -> dict:
         "one_edge_pairs": int(near.sum()), "one_edge_clear": int((near & clear).sum()),
         "decision_learners": D, "truth_learners": T, "M_decision": T, "learners": [lo, hi],
         "confidence": conf, "reject_confidence": args.reject_confidence,
-        "futility": args.futility, "orderings": R,
+        "futility": args.futility, "pool": args.pool, "orderings": R,
         "fixed_pairs": D // 2,
         "fixed": scored(fixed_rows), "sequential": scored(runs[T, hi]),
         "one_edge_fixed": scored(fixed_rows, near), "one_edge_sequential": scored(runs[T, hi], near),
@@ -395,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"-c{args.confidence:g}"
                  + ("" if args.reject_confidence is None else f"-r{args.reject_confidence:g}")
                  + (f"-f{args.futility:g}" if args.futility else "")
+                 + ("-pbaseline" if args.pool == "baseline" else "")
                  + ".png")
     png.with_suffix(".json").write_text(json.dumps(summary, indent=1))
     plot(png, summary["curve"], summary["fixed"], summary["oracle_clear_seed"],

@@ -102,7 +102,8 @@ def report(s: dict, png: Path) -> None:
           f"{s['orderings']} learner orders (sequential)\n")
     rc = s.get("reject_confidence")
     level = (f"confidence {s['confidence']}" + ("" if rc is None else f", rejections {rc}")
-             + (f", futility {s['futility']}" if s.get("futility") else ""))
+             + (f", futility {s['futility']}" if s.get("futility") else "")
+             + (", pool: the baseline's own learners" if s.get("pool") == "baseline" else ""))
     print(f"| figure | fixed two-learner | sequential {lo}:{hi}, {level} |")
     print("|---|---|---|")
     for label, key, pct in ROWS:
