@@ -60,6 +60,18 @@ def _bounded(text: str, limit: int = MAX_ERROR) -> str:
     return text if len(text) <= limit else text[:limit] + f" … [{len(text):,} characters]"
 
 
+def _split_repeats(items: list[ParsedItem], seen: frozenset[str]
+                   ) -> tuple[list[ParsedItem], list[ParsedItem]]:
+    """The parsed specs that are new, and those that repeat an architecture already proposed in
+    the run (``seen``: canonical hashes, the baseline's included) or earlier in this reply."""
+    known, fresh, repeats = set(seen), [], []
+    for item in items:
+        if item.spec is not None:
+            (repeats if item.spec_hash in known else fresh).append(item)
+            known.add(item.spec_hash)
+    return fresh, repeats
+
+
 def _litellm():
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the cost map
     import litellm
@@ -272,9 +284,14 @@ class LLMProposer(Proposer):
         call_id = f"{self.source}-{self.calls + 1}"
         text, t_in, t_out, cost = self.complete(messages, schema, context.deadline)
         items, whole_error = self._parse(text, context)
-        valid = [i for i in items if i.spec is not None][:k]
-        out = [self._proposal(call_id, i, text) for i in valid]
-        errors = ([whole_error] if whole_error else []) + [i.error for i in items if i.error]
+        fresh, repeats = _split_repeats(items, context.seen_hashes)
+        valid = fresh[:k]
+        # a repeat is logged (the loop rejects it as a duplicate) but asked for again
+        out = [self._proposal(call_id, i, text) for i in valid + repeats]
+        errors = ([whole_error] if whole_error else []) + [i.error for i in items if i.error] + (
+            [f"{len(repeats)} spec(s) repeat an architecture already proposed in this run "
+             f"({', '.join(sorted({i.spec_hash for i in repeats}))}): propose different ones, "
+             "each changing at least one operation of the baseline"] if repeats else [])
         missing = k - len(valid)
         if missing > 0:
             error = _bounded("; ".join(errors)

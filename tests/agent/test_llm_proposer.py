@@ -66,6 +66,27 @@ def test_bad_reply_gets_exactly_one_repair_turn(first, needle):
     assert props[0].tokens_in == 240  # both calls' tokens on the proposal they produced
 
 
+def test_a_repeated_architecture_is_kept_for_the_log_and_asked_for_again():
+    """A small model often answers with the baseline itself: that spec (hash already seen) is
+    returned, so the loop logs and rejects it as a duplicate, and one repair turn names the
+    repeat and asks for a new spec in its place; a spec repeated inside one reply counts too."""
+    ref = SPACE.reference()
+    seen = dataclasses.replace(context(), seen_hashes=frozenset({SPACE.canonical_hash(ref)}))
+    first = json.dumps({"proposals": [ref.model_dump()] + json.loads(good(1))["proposals"] * 2})
+    repair = json.dumps({"proposals": json.loads(good(3))["proposals"][1:]})
+    with FakeServer([(200, {}, first), (200, {}, repair)]) as fake:
+        props = proposer(fake.url).propose(seen, 3)
+    assert len(fake.requests) == 2
+    repair_msg = fake.requests[1]["messages"][-1]["content"]
+    assert "2 spec(s) repeat an architecture already proposed" in repair_msg
+    assert SPACE.canonical_hash(ref) in repair_msg
+    hashes = [p.spec_hash for p in props]
+    assert hashes[0] != SPACE.canonical_hash(ref) and hashes[1:3] == [SPACE.canonical_hash(ref),
+                                                                      hashes[0]]
+    assert len(props) == 5 and all(p.valid for p in props)  # 1 new + 2 repeats + 2 repaired
+    assert len({*hashes[3:]} - {*hashes[:3]}) == 2  # the repair's two are new
+
+
 def test_still_invalid_after_repair_is_an_error_proposal():
     bad = good(1, edge_1_0="conv_9x9")
     with FakeServer([(200, {}, bad), (200, {}, bad)]) as fake:
