@@ -59,7 +59,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn, track
 from rule_validity_report import plot, report, score, spread  # tables, PNG (this folder)
-from scipy.stats import norm
+from rule_validity_truth import oracle, truth  # what the rules are scored against
 
 from agent.cli import UsageError, parse_learners
 from agent.config import RunConfig, first_baseline_learners
@@ -226,30 +226,6 @@ def load_gains(path: Path) -> dict[str, es.GainEstimate]:
     return {k: es.GainEstimate(**v) for k, v in json.loads(path.read_text()).items()}
 
 
-def truth(test: np.ndarray, y_test: np.ndarray, n_boot: int = 1000
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """True gaps G[a, b] = Brier(ens_b) − Brier(ens_a) (> 0: cell a's T-ensemble is better),
-    their paired-bootstrap SE over test samples, and their seed SE: the delete-one-seed jackknife
-    of G over the T truth learners (seed i removed from both cells)."""
-    test = test.astype(np.float64)  # once: (A, T, N, K) can be hundreds of MB
-    ens = test.mean(axis=1)  # (A, N, K)
-    onehot = np.eye(ens.shape[2])[y_test]
-    sq = np.sum((ens - onehot[None]) ** 2, axis=2)  # (A, N)
-    n = sq.shape[1]
-    w = np.random.default_rng(0).multinomial(n, np.full(n, 1.0 / n), size=n_boot) / n
-    boot = w @ sq.T  # (B, A)
-    mean = sq.mean(axis=1)
-    gap = mean[None, :] - mean[:, None]
-    se = np.std(boot[:, None, :] - boot[:, :, None], axis=0, ddof=1)
-    T = test.shape[1]
-    loo_ens = (ens[:, None] * T - test) / (T - 1)  # (A, T, N, K)
-    loo = np.sum((loo_ens - onehot[None, None]) ** 2, axis=3).mean(axis=2)  # (A, T)
-    loo_gap = loo[None, :, :] - loo[:, None, :]  # (A, A, T)
-    dev = loo_gap - loo_gap.mean(axis=2, keepdims=True)
-    se_seed = np.sqrt((T - 1) / T * np.sum(dev**2, axis=2))
-    return gap, se, se_seed
-
-
 def fixed_rule(val, y, pairs, M: int, r: int) -> list[dict]:
     """The point-estimate rule on learners (2r, 2r+1) of each side."""
     stats = [es.residual_stats(v[2 * r:2 * r + 2], y) for v in val]
@@ -302,27 +278,6 @@ def sequential_rule(val, y, pairs, M: int, lo: int, hi: int, confidence: float, 
         out.append({"verdict": d.verdict, "confident": d.confident, "L_new": L_new,
                     "L_old_extra": L_old - base_L})
     return out
-
-
-def oracle(val, y, pairs, gap: np.ndarray, mask: np.ndarray, M: int, lo: int, L: int,
-            memo: dict) -> float:
-    """The clear-pair agreement an oracle could expect with L learners a side: for each pair
-    in ``mask`` it knows the true gap g and is told the gain's stated SE at L learners (first
-    order, as the sequential rule's last look sees it); deciding at one look with z = 1.96 (no
-    price for several looks), with an unbiased normal estimate, it is confident and right with
-    chance Φ(|g|/SE − 1.96). If the stated SEs are exact, no rule that keeps a 0.95 bound can
-    expect more; a rule above it shows the SEs are conservative on this task."""
-    base_L = min(first_baseline_learners(lo), val.shape[1])
-    pool = memo.setdefault(("pool", 0, M, base_L), es.pool_seed_variance(
-        (base_L, es.seed_variance(es.residuals(v[:base_L], y), M)) for v in val))
-    out = []
-    for (a, b), g in zip(np.array(pairs)[mask], gap[mask], strict=True):
-        key = f"{a},{b},{L},{max(L, base_L)},0,{M},{base_L}"
-        if key not in memo["gains"]:
-            memo["gains"][key] = es.gain_estimate(val[a][:L], val[b][:max(L, base_L)], y, M,
-                                                  pool=pool)
-        out.append(norm.cdf(abs(g) / memo["gains"][key].se_total - norm.ppf(0.975)))
-    return float(np.mean(out))
 
 
 def analyse(args, archs, data, err: Console) -> dict:
