@@ -64,9 +64,12 @@ class _World:
         self._var: dict[tuple[tuple[str, str], int], float | None] = {}
 
     def entered(self, event: Evaluated) -> None:
+        """An evaluation's first learners: a baseline's start (the live loop gave it more than
+        the run's MIN) or the replay's MIN."""
         key = (event.spec_hash, event.fidelity)
         if event.failure is None and key not in self.held and key in self.final.results:
-            self.held[key] = first_baseline_learners(self.lo) if event.proposal_id == "baseline" \
+            run_min = (self.final.config or {}).get("min_learners", 2)
+            self.held[key] = first_baseline_learners(self.lo) if len(event.seeds) > run_min \
                 else self.lo
 
     def probs(self, key: tuple[str, str]):

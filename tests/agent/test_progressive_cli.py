@@ -66,6 +66,15 @@ def test_report_and_replay_per_rung(progressive_run):
     assert {r["fidelity"] for r in rows} == {"low-1ep", "low-3ep"}
     logged_final = [r for r in rows if r["final"]]
     assert all(r["fidelity"] == "low-3ep" for r in logged_final)
+    # with the run's own settings the replay repeats every look of every rung
+    same = [json.loads(line) for line in run_cli("agent.replay", run_dir, "--json")
+            .stdout.splitlines()][:-1]
+    logged = [e for e in events_of(run_dir) if e["event"] == "decision"]
+    assert len(same) == len(logged) > 0
+    for r, d in zip(same, logged, strict=True):
+        assert (r["proposal_id"], r["fidelity"], r["verdict"], r["learners"], r["learners_old"]) \
+            == (d["proposal_id"], d["fidelity"], d["verdict"], d["learners"], d["learners_old"])
+        assert abs(r["gain_se_total"] - d["gain_se_total"]) < 1e-9
 
 
 def test_sigkill_mid_rung_then_resume_evaluates_nothing_twice(tmp_path):
