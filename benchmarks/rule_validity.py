@@ -59,7 +59,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn, track
 from rule_validity_report import plot, report, score, spread  # tables, PNG (this folder)
-from rule_validity_truth import oracle, truth  # what the rules are scored against
+from rule_validity_truth import gain, gain_key, oracle, truth  # the scoring inputs
 
 from agent.cli import UsageError, parse_learners
 from agent.config import RunConfig, first_baseline_learners
@@ -244,12 +244,6 @@ def sequential_rule(val, y, pairs, M: int, lo: int, hi: int, confidence: float, 
     calls: they do not depend on MAX or the confidence, only z does."""
     order = np.roll(np.arange(val.shape[1]), -r * (val.shape[1] // R))
     base_L = min(first_baseline_learners(lo), val.shape[1])
-    for c in range(len(val)) if pool_of == "baseline" else ():  # one pool per baseline cell
-        memo.setdefault(("pool", r, M, base_L, c), es.pool_seed_variance(
-            [(base_L, es.seed_variance(es.residuals(val[c][order[:base_L]], y), M))]))
-    if ("pool", r, M, base_L) not in memo:
-        memo["pool", r, M, base_L] = es.pool_seed_variance(
-            (base_L, es.seed_variance(es.residuals(v[order[:base_L]], y), M)) for v in val)
     looks = learner_schedule(lo, hi)  # the information at each look, for z
 
     def stats(a: int, L: int):
@@ -262,14 +256,9 @@ def sequential_rule(val, y, pairs, M: int, lo: int, hi: int, confidence: float, 
         L_new, L_old = lo, base_L
         while True:
             L_old = max(L_old, L_new)
-            key = f"{a},{b},{L_new},{L_old},{r},{M},{base_L}" + (
-                ",baseline" if pool_of == "baseline" else "")
-            pool = memo[("pool", r, M, base_L) + ((b,) if pool_of == "baseline" else ())]
-            if key not in memo["gains"]:
-                memo["gains"][key] = es.gain_estimate(val[a][order[:L_new]],
-                                                      val[b][order[:L_old]], y, M, pool=pool)
+            est = gain(memo, val, y, a, b, L_new, L_old, order, r, M, base_L, pool_of)
             more = next_learners(L_new, lo, hi)
-            d = decide(stats(a, L_new), stats(b, L_old), M, "exact", 0.0, memo["gains"][key],
+            d = decide(stats(a, L_new), stats(b, L_old), M, "exact", 0.0, est,
                        confidence=confidence, looks=looks, final=more is None,
                        reject_confidence=reject_confidence, futility=futility)
             if d.confident or more is None or d.futile:
@@ -312,7 +301,8 @@ def analyse(args, archs, data, err: Console) -> dict:
                              clear_seed[m]) for rows in rows_by_seed])
 
     def se_parts(L: int) -> dict[str, float]:
-        ests = [memo["gains"].get(f"{a},{b},{L},{max(L, lo, 4)},0,{T},{max(lo, 4)}")
+        base_L = min(first_baseline_learners(lo), D)
+        ests = [memo["gains"].get(gain_key(a, b, L, max(L, base_L), 0, T, base_L))
                 for a, b in pairs]
         ests = [e for e in ests if e is not None]
         return {"looks": len(ests), "se_sample": float(np.median([e.se_sample for e in ests])),

@@ -1,6 +1,7 @@
 """What the rule-validity benchmark scores the rules against (``benchmarks/rule_validity.py``):
 the true gaps between the cells' real ensembles with their two SEs, and what an oracle that
-knows those gaps could expect on the SEs the rule states."""
+knows those gaps could expect on the SEs the rule states; and the memoised seed pool and gain
+estimates that the replayed rule and the oracle both read."""
 
 from __future__ import annotations
 
@@ -35,6 +36,37 @@ def truth(test: np.ndarray, y_test: np.ndarray, n_boot: int = 1000
     return gap, se, se_seed
 
 
+def seed_pool(memo: dict, val, y, order, r: int, M: int, base_L: int,
+              cell: int | None = None) -> tuple[float, int] | None:
+    """The run-level seed pool (φ, ν) of learner order r: the jackknife seed variances of every
+    cell's first ``base_L`` learners, or of ``cell``'s alone (a run's start); memoised."""
+    key = ("pool", r, M, base_L, cell)
+    if key not in memo:
+        cells = range(len(val)) if cell is None else (cell,)
+        memo[key] = es.pool_seed_variance(
+            (base_L, es.seed_variance(es.residuals(val[c][order[:base_L]], y), M)) for c in cells)
+    return memo[key]
+
+
+def gain_key(a: int, b: int, L_new: int, L_old: int, r: int, M: int, base_L: int,
+             pool_of: str = "cells") -> str:
+    """The key of a gain estimate in ``memo["gains"]`` (saved between runs)."""
+    return f"{a},{b},{L_new},{L_old},{r},{M},{base_L}" + (",baseline" if pool_of == "baseline"
+                                                         else "")
+
+
+def gain(memo: dict, val, y, a: int, b: int, L_new: int, L_old: int, order, r: int, M: int,
+         base_L: int, pool_of: str = "cells") -> es.GainEstimate:
+    """The gain estimate of cell a against cell b on the first L_new / L_old learners of order
+    r, with the pool ``pool_of`` names (:func:`seed_pool`); memoised in ``memo["gains"]``."""
+    key = gain_key(a, b, L_new, L_old, r, M, base_L, pool_of)
+    if key not in memo["gains"]:
+        pool = seed_pool(memo, val, y, order, r, M, base_L, b if pool_of == "baseline" else None)
+        memo["gains"][key] = es.gain_estimate(val[a][order[:L_new]], val[b][order[:L_old]], y, M,
+                                              pool=pool)
+    return memo["gains"][key]
+
+
 def oracle(val, y, pairs, gap: np.ndarray, mask: np.ndarray, M: int, lo: int, L: int,
             memo: dict) -> float:
     """The clear-pair agreement an oracle could expect with L learners a side: for each pair
@@ -44,13 +76,8 @@ def oracle(val, y, pairs, gap: np.ndarray, mask: np.ndarray, M: int, lo: int, L:
     chance Φ(|g|/SE − 1.96). If the stated SEs are exact, no rule that keeps a 0.95 bound can
     expect more; a rule above it shows the SEs are conservative on this task."""
     base_L = min(first_baseline_learners(lo), val.shape[1])
-    pool = memo.setdefault(("pool", 0, M, base_L), es.pool_seed_variance(
-        (base_L, es.seed_variance(es.residuals(v[:base_L], y), M)) for v in val))
-    out = []
-    for (a, b), g in zip(np.array(pairs)[mask], gap[mask], strict=True):
-        key = f"{a},{b},{L},{max(L, base_L)},0,{M},{base_L}"
-        if key not in memo["gains"]:
-            memo["gains"][key] = es.gain_estimate(val[a][:L], val[b][:max(L, base_L)], y, M,
-                                                  pool=pool)
-        out.append(norm.cdf(abs(g) / memo["gains"][key].se_total - norm.ppf(0.975)))
+    first = np.arange(val.shape[1])  # order 0
+    out = [norm.cdf(abs(g) / gain(memo, val, y, a, b, L, max(L, base_L), first, 0, M,
+                                  base_L).se_total - norm.ppf(0.975))
+           for (a, b), g in zip(np.array(pairs)[mask], gap[mask], strict=True)]
     return float(np.mean(out))
