@@ -82,8 +82,10 @@ class _World:
         overriding the two sides of the look in progress), three learners or more."""
         items = []
         for key, L in (self.held | now).items():
+            if key[1] != fidelity or L < 3:  # only these can count: load nothing else
+                continue
             L = min(L, len(self.probs(key)[0]))
-            if key[1] != fidelity or L < 3:
+            if L < 3:
                 continue
             if (key, L) not in self._var:
                 p, labels = self.probs(key)
@@ -157,6 +159,13 @@ def _table(rows: list[Replayed], M: int, rule: str) -> Table:
     return t
 
 
+def _setting(args, config: dict, name: str, default=None):
+    """A rule setting for the replay: the flag when given, else the run's, else ``default``
+    (logs written before the setting existed)."""
+    value = getattr(args, name)
+    return config.get(name, default) if value is None else value
+
+
 def reevaluate(run_dir: Path, config: dict, args) -> int:
     """Retrain every logged proposal at another fidelity/dataset into a new run folder."""
     from agent.run import main as run_main
@@ -180,14 +189,10 @@ def reevaluate(run_dir: Path, config: dict, args) -> int:
             argv += [flag, str(config[key])]
     if args.learners or "min_learners" in config:
         argv += ["--learners", args.learners or f"{config['min_learners']}:{config['max_learners']}"]
-    if args.confidence is not None or "confidence" in config:
-        argv += ["--confidence", str(config["confidence"] if args.confidence is None
-                                     else args.confidence)]
-    reject = config.get("reject_confidence") if args.reject_confidence is None else args.reject_confidence
-    if reject is not None:
-        argv += ["--reject-confidence", str(reject)]
-    futility = config.get("futility", 0.0) if args.futility is None else args.futility
-    return run_main(argv + ["--futility", str(futility)])
+    for flag, name in (("--confidence", "confidence"), ("--reject-confidence", "reject_confidence")):
+        if (value := _setting(args, config, name)) is not None:
+            argv += [flag, str(value)]
+    return run_main(argv + ["--futility", str(_setting(args, config, "futility", 0.0))])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,12 +223,11 @@ def main(argv: list[str] | None = None) -> int:
         M = args.ensemble_size or config["ensemble_size"]
         rule = args.rule or config["rule"]
         margin = config["margin"] if args.margin is None else args.margin
-        confidence = config.get("confidence", 0.0) if args.confidence is None else args.confidence
+        confidence = _setting(args, config, "confidence", 0.0)
         learners = (parse_learners(args.learners) if args.learners else
                     (config.get("min_learners", 2), config.get("max_learners", 2)))
-        reject = (config.get("reject_confidence") if args.reject_confidence is None
-                  else args.reject_confidence)
-        futility = config.get("futility", 0.0) if args.futility is None else args.futility
+        reject = _setting(args, config, "reject_confidence")
+        futility = _setting(args, config, "futility", 0.0)
         for flag, value, ok, want in (
                 ("--ensemble-size", M, M >= 2, "M >= 2"), ("--margin", margin, margin >= 0, ">= 0"),
                 ("--confidence", confidence, 0 <= confidence < 1, "a level in [0, 1)"),
