@@ -42,6 +42,11 @@ __all__ = ["evaluate", "train_new_learners", "summarise", "TrainedLearners", "tr
 # (measured: one low-fidelity MNIST-1D evaluation took 5 s with 1 thread and 91–96 s with 2
 # threads at load 7 on 2 cores).
 SMALL_STEP_FLOPS = 1e10
+# On CUDA, packing learners under vmap pays only for many learners of a small network (the
+# measured crossover lies between the two networks of benchmarks/trainer_speed.py): see
+# choose_packed.
+PACK_MIN_LEARNERS = 8
+PACK_MAX_STEP_FLOPS = 1e10
 
 
 def npz_name(spec_hash: str, fidelity: Fidelity, seeds: tuple[int, ...]) -> str:
@@ -61,10 +66,19 @@ def prepare_data(task: Task, fidelity: Fidelity) -> TrainData:
     return TrainData(xs[0], y_train, xs[1], task.y_val, xs[2])
 
 
-def choose_packed(device: torch.device, packed: bool | Literal["auto"]) -> bool:
-    """``auto``: packed (vmap) on CUDA, where one launch serves all learners; sequential on CPU,
-    where the measured speed of the two is about the same (see ``benchmarks/trainer_speed.py``)."""
-    return device.type == "cuda" if packed == "auto" else bool(packed)
+def choose_packed(device: torch.device, packed: bool | Literal["auto"], learners: int,
+                  step_flops: float) -> bool:
+    """``auto``: packed (vmap) only on CUDA, for ``learners`` ≥ ``PACK_MIN_LEARNERS`` of a small
+    step (< ``PACK_MAX_STEP_FLOPS`` forward FLOPs per learner); else one learner at a time.
+
+    Measured on an H100 (``benchmarks/trainer_speed.py --device cuda``, README): an NB201
+    MNIST-1D learner (2.5e8 FLOPs per step) trains 0.6× as fast packed at L = 2, 2.2× at L = 8,
+    5.7× at L = 32; an airbench-size CNN (1.8e11 per step) 0.3× as fast packed at L = 2 and 8,
+    and 32 of them do not fit 80 GB. On CPU the two run at about the same speed."""
+    if packed != "auto":
+        return bool(packed)
+    return (device.type == "cuda" and learners >= PACK_MIN_LEARNERS
+            and step_flops < PACK_MAX_STEP_FLOPS)
 
 
 def choose_threads(device: torch.device, step_flops: float,
@@ -99,7 +113,8 @@ def train_spec(spec, space: SearchSpace, task: Task, fidelity: Fidelity, seeds: 
     return train_learners(
         lambda: space.construct(spec, info, fidelity.width_mult), data, seeds=list(seeds),
         epochs=fidelity.epochs, batch_size=batch_size, lr=fidelity.lr,
-        packed=choose_packed(device, packed), deadline=deadline, use_amp=device.type == "cuda",
+        packed=choose_packed(device, packed, len(seeds), cost["flops"] * batch_size),
+        deadline=deadline, use_amp=device.type == "cuda",
         threads=choose_threads(device, cost["flops"] * batch_size, threads),
         compile_model=compile_model, on_epoch=on_epoch)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -226,6 +227,33 @@ def _accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
     return (probs.argmax(-1) == labels).float().mean().item()
 
 
+def _plain_batch_norm(m: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
+    """``m``'s batch norm in plain tensor ops, in fp32: what the packed path runs instead of
+    the fused kernel. Under ``vmap`` on CUDA the fused kernel failed twice: bf16 activations
+    with fp32 running statistics in its backward, and cuDNN refusing the learner-folded input
+    (CUDNN_STATUS_NOT_SUPPORTED at 8 learners). Same statistics as ``nn.BatchNorm``: batch
+    mean and biased variance normalise in training, the running variance is updated with the
+    unbiased one; ``momentum=None`` is the cumulative average."""
+    x32, dims = x.float(), [0, *range(2, x.dim())]
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    if m.training or m.running_mean is None:
+        mean, var = x32.mean(dims), x32.var(dims, unbiased=False)
+        if m.training and m.running_mean is not None:
+            with torch.no_grad():
+                m.num_batches_tracked.add_(1)
+                momentum = m.momentum if m.momentum is not None else (
+                    1.0 / m.num_batches_tracked.float())
+                n = x32.numel() / x32.shape[1]
+                m.running_mean.mul_(1 - momentum).add_(momentum * mean)
+                m.running_var.mul_(1 - momentum).add_(momentum * var * n / max(n - 1, 1))
+    else:
+        mean, var = m.running_mean, m.running_var
+    y = (x32 - mean.view(shape)) * torch.rsqrt(var.view(shape) + m.eps)
+    if m.weight is not None:
+        y = y * m.weight.view(shape) + m.bias.view(shape)
+    return y
+
+
 def _train_packed(factory, data: TrainData, seeds, epochs, batch_size, lr, weight_decay,
                   clock, use_amp, compile_model) -> list[LearnerRun]:
     """All learners at once: parameters and buffers stacked on a leading learner axis."""
@@ -235,6 +263,9 @@ def _train_packed(factory, data: TrainData, seeds, epochs, batch_size, lr, weigh
     models = [_init(factory, s, device) for s in seeds]
     params, buffers = stack_module_state(models)
     base = copy.deepcopy(models[0]).to("meta")
+    for m in base.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.forward = functools.partial(_plain_batch_norm, m)
     opt = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=weight_decay)
     n = len(data.y_train)
     steps = epochs * max(1, n // batch_size)
@@ -262,7 +293,8 @@ def _train_packed(factory, data: TrainData, seeds, epochs, batch_size, lr, weigh
                                               reduction="none").view(L, -1).mean(1)
             opt.zero_grad(set_to_none=True)
             per_learner.sum().backward()
-            sq = sum(p.grad.flatten(1).pow(2).sum(1) for p in params.values())
+            sq = sum(p.grad.flatten(1).pow(2).sum(1) for p in params.values()
+                     if p.grad is not None)  # an op cut off by 'none' edges gets no gradient
             norms.append(sq.sqrt())
             opt.step()
             sched.step()

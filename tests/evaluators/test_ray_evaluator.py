@@ -102,14 +102,18 @@ def test_results_and_npz_equal_the_local_evaluators_also_when_extending(local_ra
         [got[0].npz, got[1].npz, grown_ray.npz])  # the driver wrote these and nothing else
 
 
-def test_a_job_is_cut_into_one_part_per_new_learner_on_cpu_and_one_per_job_on_cuda(tmp_path):
+def test_a_job_is_cut_per_new_learner_except_many_new_learners_on_cuda(tmp_path):
+    """Per learner on CPU and for a few learners on CUDA; one part (packed) for ≥ 8 on CUDA."""
     previous = EvalResult(spec_hash="h", fidelity="tiny", seeds=(0, 1), E=0.5, sigma2=0.1,
                           rho=0.5, ci={}, se={}, learners=[], npz="x.npz", wall_s=0, device_s=0,
                           params=1, flops=1)
     job = EvalJob("p", SPACE.reference(), "h", TINY, (0, 1, 2, 3), previous)
+    many = EvalJob("p", SPACE.reference(), "h", TINY, tuple(range(10)), previous)
     assert ray_evaluator(tmp_path)._parts(job) == [(2,), (3,)]
+    assert ray_evaluator(tmp_path)._parts(many) == [(s,) for s in range(2, 10)]
     cuda = RayEvaluator("nb201", TaskRecipe("digits", "cuda"), tmp_path, 50)
-    assert cuda._parts(job) == [(2, 3)]
+    assert cuda._parts(job) == [(2,), (3,)]
+    assert cuda._parts(many) == [tuple(range(2, 10))]
     assert ray_evaluator(tmp_path, split="job")._parts(jobs_for()[0]) == [(0, 1)]
 
 
