@@ -1,4 +1,4 @@
-"""Progressive fidelity against single high fidelity on MNIST-1D (real training, CPU), per seed.
+"""Progressive fidelity against single high fidelity on MNIST-1D (real training), per seed.
 
     python benchmarks/progressive_mnist1d.py --seeds 3 --schedule low,medium --single medium \\
         --max-learner-epochs 400 --iterations 6 --n-samples 1500 --ensemble-size 8 [--json]
@@ -42,10 +42,11 @@ from evaluators.fidelity import parse_schedule
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_once(flags: list[str], seed: int, out: Path, common: list[str]) -> tuple[Path, float]:
+def run_once(flags: list[str], seed: int, out: Path, common: list[str],
+             device: str = "cpu") -> tuple[Path, float]:
     """One ``agent.run`` in a subprocess; its run folder and wall seconds."""
     cmd = [sys.executable, "-m", "agent.run", "--model", "builtin", "--predictor", "none",
-           "--validate", "--device", "cpu", "--seed", str(seed), "--out", str(out), *common, *flags]
+           "--validate", "--device", device, "--seed", str(seed), "--out", str(out), *common, *flags]
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -88,6 +89,9 @@ def _mean_sd(values) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first … first + seeds - 1 "
+                   "(several processes can share the seeds of one comparison)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--schedule", default="low,medium", help="progressive rungs, lowest first")
     p.add_argument("--single", default="medium", help="the single fidelity (the top rung)")
     p.add_argument("--max-learner-epochs", type=float, default=400)
@@ -142,11 +146,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp, Progress(console=Console(stderr=True)) as progress:
         base = Path(args.out) if args.out else Path(tmp)
         task = progress.add_task("runs", total=args.seeds * len(methods))
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for name, flags in methods.items():
                 out = base / f"{name}-s{seed}"
                 out.mkdir(parents=True, exist_ok=False)
-                run_dir, wall = run_once(flags, seed, out, common)
+                run_dir, wall = run_once(flags, seed, out, common, args.device)
                 row = {"seed": seed, "method": name, "wall_s": wall, **read_run(run_dir, args.ensemble_size)}
                 rows.append(row)
                 if args.json:
@@ -155,7 +159,7 @@ def main(argv=None) -> int:
     total = time.perf_counter() - start
     if args.json:
         return 0
-    print(f"MNIST-1D, CPU, {args.n_samples} samples, M = {args.ensemble_size}, budget "
+    print(f"MNIST-1D, {args.device}, {args.n_samples} samples, M = {args.ensemble_size}, budget "
           f"{budget['progressive']:g} (progressive) and {budget['single']:g} (single) "
           f"learner-epochs, {args.iterations} iterations each; "
           f"progressive {args.schedule} vs single {args.single}; true test {args.ensemble_size}-"

@@ -124,6 +124,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--resolution", type=int, default=None, help="input side (Fashion-MNIST)")
     p.add_argument("--fidelity", default="low")
     p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="train on this device (cuda: learners packed, bf16 autocast; its own cache)")
     p.add_argument("--out", default="benchmarks/out", help="folder for cache, PNG and JSON")
     p.add_argument("--decision-learners", type=int, default=None,
                    help="D, decision learners per cell (default 8 with --small, else 16); a cache "
@@ -172,11 +174,13 @@ def load_probs(args, archs, err: Console) -> dict[str, np.ndarray]:
         fidelity = fidelity.model_copy(update={"resolution": args.resolution,
                                                "name": f"{fidelity.name}-r{args.resolution}"})
     try:
-        task = load_task(args.dataset, n_samples=args.n_samples, data_dir=args.data_dir)
+        task = load_task(args.dataset, n_samples=args.n_samples, data_dir=args.data_dir,
+                         device=args.device)
     except DatasetUnavailable as exc:
         print(f"error: {exc}; to install: {INSTALL_FASHION}", file=sys.stderr)
         raise SystemExit(2) from None
-    cache = Path(args.out) / f"cache-{args.dataset}-n{args.n_samples}-{fidelity.name}"
+    where = "" if args.device == "cpu" else f"-{args.device}"  # bf16 learners differ: never mixed
+    cache = Path(args.out) / f"cache-{args.dataset}-n{args.n_samples}-{fidelity.name}{where}"
     cache.mkdir(parents=True, exist_ok=True)
     seeds = list(range(D)) + [TRUTH_SEED0 + i for i in range(T)]
     val, test = [], []
@@ -201,8 +205,8 @@ def load_probs(args, archs, err: Console) -> dict[str, np.ndarray]:
                 val.append(saved["val"])
                 test.append(saved["test"])
             progress.update(bar, completed=(i + 1) * len(seeds))
-    return {"val": np.stack(val), "test": np.stack(test), "y_val": task.y_val.numpy(),
-            "y_test": task.y_test.numpy(), "fidelity": fidelity.name, "cache": cache}
+    return {"val": np.stack(val), "test": np.stack(test), "y_val": task.y_val.cpu().numpy(),
+            "y_test": task.y_test.cpu().numpy(), "fidelity": fidelity.name, "cache": cache}
 
 
 def _cached_prefix(cache: Path, stem: str, D: int, T: int

@@ -66,10 +66,16 @@ def measure(name, factory, data, batch, epochs, amp, ensembles, out, compile_mod
     row = {"network": name, "single_img_s": n / single, "dual_seq_img_s": 2 * n / seq2,
            "dual_packed_img_s": 2 * n / pack2, "dual_over_single": min(seq2, pack2) / single}
     for M in ensembles:
-        packed = timed(factory, data, M, True, batch, epochs, amp, compile_model)
+        try:
+            packed = timed(factory, data, M, True, batch, epochs, amp, compile_model)
+        except torch.OutOfMemoryError:  # M learners × the batch did not fit: say so, go on
+            row[f"M{M}_packed_out_of_memory"] = float(M)
+            torch.cuda.empty_cache()
+            continue
         row[f"M{M}_packed_img_s"] = M * n / packed
         row[f"M{M}_packed_over_sequential"] = packed / (M * single)
     out.append(row)
+    print(json.dumps(row), file=sys.stderr, flush=True)  # each network's figures as they come
     return row
 
 
