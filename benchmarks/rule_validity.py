@@ -305,9 +305,13 @@ def analyse(args, archs, data, err: Console) -> dict:
                              clear_seed[m]) for rows in rows_by_seed])
 
     def se_parts(L: int) -> dict[str, float]:
+        """Median SE parts at the look with L candidate learners, over the pairs the first
+        order's run at 2:MAX reached it in (not whatever the gain cache holds for L)."""
         base_L = min(first_baseline_learners(lo), D)
+        reached = [pair for pair, row in zip(pairs, runs[T, hi][0], strict=True)
+                   if row["L_new"] >= L]
         ests = [memo["gains"].get(gain_key(a, b, L, max(L, base_L), 0, T, base_L))
-                for a, b in pairs]
+                for a, b in reached]
         ests = [e for e in ests if e is not None]
         return {"looks": len(ests), "se_sample": float(np.median([e.se_sample for e in ests])),
                 "se_seed": float(np.median([e.se_seed for e in ests]))} if ests else {}
