@@ -128,6 +128,12 @@ class SearchSpace(ABC):
     def canonical_hash(self, spec: BaseModel) -> str:
         """Hex string, equal for specs that build the same network."""
 
+    def inert_fields(self, spec: BaseModel) -> list[str]:
+        """Fields of ``spec`` set to a value the built network does not depend on (another value
+        of one of them alone gives the same canonical hash). A repeat's repair turn names them,
+        so a proposer learns why its "change" was none. Default: none known."""
+        return []
+
     @abstractmethod
     def to_graph(self, spec: BaseModel):
         """A ``torch_geometric.data.Data``: one node per operation, typed features, DAG edges."""

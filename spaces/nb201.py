@@ -279,6 +279,15 @@ class NB201Space(SearchSpace):
         depth = spec.cells_per_stage if _depth_matters(ops) else 1
         return hash_payload({"space": self.name, "ops": ops, "C": spec.channels, "N": depth})
 
+    def inert_fields(self, spec: NB201Spec) -> list[str]:
+        """Dead edges that are not ``none`` (no path from the input reaches them, or none from
+        them reaches the output), and ``cells_per_stage`` when the cell is the identity or
+        outputs zeros (so any N computes the same)."""
+        live = _live_ops(spec)
+        dead = [name for (name, _, _), op, kept in zip(EDGES, spec.ops(), live, strict=True)
+                if op != kept]
+        return dead + ([] if _depth_matters(live) else ["cells_per_stage"])
+
     def canonical_arch_string(self, spec: NB201Spec) -> str:
         """The cell string with dead edges written as ``none``."""
         live = NB201Spec(**dict(zip([n for n, _, _ in EDGES], _live_ops(spec), strict=True)))

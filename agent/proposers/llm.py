@@ -34,6 +34,7 @@ from agent.prompts import PromptSet, PromptTemplateError, prompt_context
 from agent.proposers.base import Proposal, ProposalContext, Proposer, ProposerFatal, ProposerOutOfTime
 from agent.proposers.parse import ParsedItem, parse_reply
 from agent.redact import redact
+from spaces.base import SearchSpace
 
 __all__ = ["LLMProposer", "make_llm_proposer", "redact", "reply_schema", "strict_schema",
            "stored_reply", "MAX_STORED_REPLY", "MAX_QUOTED_REPLY", "MAX_ERROR"]
@@ -70,6 +71,22 @@ def _split_repeats(items: list[ParsedItem], seen: frozenset[str]
             (repeats if item.spec_hash in known else fresh).append(item)
             known.add(item.spec_hash)
     return fresh, repeats
+
+
+def _repeats_error(repeats: list[ParsedItem], space: SearchSpace) -> str:
+    """The repair turn's line for specs that repeat an architecture: how many, their hashes, and
+    for each the fields its network does not depend on (dead edges are the usual reason a
+    model's "different" spec is the same network)."""
+    inert = {}
+    for item in repeats:
+        fields = space.inert_fields(item.spec)
+        if fields and item.spec_hash not in inert:
+            inert[item.spec_hash] = fields
+    why = "".join(f"; in {h} the network does not depend on {', '.join(f)}"
+                  for h, f in sorted(inert.items()))
+    return (f"{len(repeats)} spec(s) repeat an architecture already proposed in this run "
+            f"({', '.join(sorted({i.spec_hash for i in repeats}))}){why}: propose different ones, "
+            "each changing at least one operation of the baseline that its network depends on")
 
 
 def _litellm():
@@ -289,9 +306,7 @@ class LLMProposer(Proposer):
         # a repeat is logged (the loop rejects it as a duplicate) but asked for again
         out = [self._proposal(call_id, i, text) for i in valid + repeats]
         errors = ([whole_error] if whole_error else []) + [i.error for i in items if i.error] + (
-            [f"{len(repeats)} spec(s) repeat an architecture already proposed in this run "
-             f"({', '.join(sorted({i.spec_hash for i in repeats}))}): propose different ones, "
-             "each changing at least one operation of the baseline"] if repeats else [])
+            [_repeats_error(repeats, context.space)] if repeats else [])
         missing = k - len(valid)
         if missing > 0:
             error = _bounded("; ".join(errors)

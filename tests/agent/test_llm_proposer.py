@@ -87,6 +87,23 @@ def test_a_repeated_architecture_is_kept_for_the_log_and_asked_for_again():
     assert len({*hashes[3:]} - {*hashes[:3]}) == 2  # the repair's two are new
 
 
+def test_a_repeat_through_dead_edges_is_told_which_fields_its_network_ignores():
+    """A cell whose output takes only the input's skip connection is one network whatever its
+    other edges and N are: the repair turn names those fields for the repeat."""
+    identity = SPACE.reference().model_copy(update={
+        "edge_3_0": "skip_connect", "edge_3_1": "none", "edge_3_2": "none",
+        "edge_1_0": "nor_conv_3x3"})
+    seen = dataclasses.replace(context(), seen_hashes=frozenset({SPACE.canonical_hash(identity)}))
+    variant = identity.model_copy(update={"edge_1_0": "avg_pool_3x3", "cells_per_stage": 2})
+    first = json.dumps({"proposals": [variant.model_dump()]})
+    with FakeServer([(200, {}, first), (200, {}, good(1))]) as fake:
+        props = proposer(fake.url).propose(seen, 1)
+    repair_msg = fake.requests[1]["messages"][-1]["content"]
+    assert props[0].spec_hash == SPACE.canonical_hash(identity) and props[1].valid
+    assert (f"in {SPACE.canonical_hash(identity)} the network does not depend on edge_1_0, "
+            "edge_2_1, cells_per_stage") in repair_msg
+
+
 def test_still_invalid_after_repair_is_an_error_proposal():
     bad = good(1, edge_1_0="conv_9x9")
     with FakeServer([(200, {}, bad), (200, {}, bad)]) as fake:

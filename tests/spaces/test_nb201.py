@@ -41,6 +41,30 @@ def test_sampled_and_mutated_specs_are_valid_and_round_trip(seed):
     assert len(changed) == 1
 
 
+@settings(max_examples=60, deadline=None)
+@given(seeds)
+def test_a_field_is_inert_exactly_when_changing_it_alone_keeps_the_hash(seed):
+    """inert_fields names the set fields whose every other value gives the same network (a
+    dead non-'none' edge, or N of an identity/zero cell); every other non-'none' edge changes
+    the hash when switched off."""
+    rng = np.random.default_rng(seed)
+    spec = SPACE.sample(rng)
+    if rng.random() < 0.5:  # identity-like cells are rare in uniform samples
+        spec = spec.model_copy(update={"edge_3_0": "skip_connect", "edge_3_1": "none",
+                                       "edge_3_2": "none"})
+    inert, h = SPACE.inert_fields(spec), SPACE.canonical_hash(spec)
+    for name, _, _ in EDGES:
+        if getattr(spec, name) == "none":
+            assert name not in inert
+            continue
+        others = [SPACE.canonical_hash(spec.model_copy(update={name: op}))
+                  for op in OPS if op != getattr(spec, name)]
+        assert (name in inert) == all(o == h for o in others), name
+    depths = {SPACE.canonical_hash(spec.model_copy(update={"cells_per_stage": n}))
+              for n in (1, 2, 3, 4, 5)}
+    assert ("cells_per_stage" in inert) == (len(depths) == 1)
+
+
 @FAST
 @given(seeds)
 def test_graph_has_one_node_per_live_op_and_builds(seed):
