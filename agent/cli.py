@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--predictor", default=d.predictor,
       help="gnn-ensemble (GIN from scratch) | dcl-ensemble (GIN from the contrastive encoder, "
            "pretrained once per space and cached) | none")
+    a("--zero-cost", default=d.zero_cost, choices=("synflow", "none"),
+      help="add a zero-cost proxy to the predictor's features: synflow (no data, no training; "
+           "one forward and backward pass per proposal) | none")
     a("--predictor-refit", type=int, default=d.predictor_refit, help="refit after n new labels")
     a("--predictor-min-labels", type=int, default=d.predictor_min_labels,
       help="pass proposals through until this many labels exist")

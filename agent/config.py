@@ -59,6 +59,7 @@ class RunConfig(BaseModel):
     reject_confidence: float | None = Field(None, ge=0.0, lt=1.0)  #: None: = confidence
     futility: float = Field(0.05, ge=0.0, lt=1.0)  #: γ: stop undecided when P(confident at MAX) < γ
     predictor: str = "gnn-ensemble"
+    zero_cost: Literal["synflow", "none"] = "none"  #: a data-free proxy feature for the predictor
     predictor_refit: int = Field(20, ge=1)
     predictor_min_labels: int = Field(8, ge=2)
     iterations: int = Field(5, ge=0)

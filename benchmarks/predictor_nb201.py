@@ -12,7 +12,9 @@ top-10 % recall** = |true top 10 % ∩ predicted top 10 %| / |true top 10 %| (bo
 ⌊n/10⌋); **τ within the true top 10 %** (how well it orders the architectures a search decides
 between). Printed as mean ± standard deviation over seeds.
 
-Predictors (``--predictors``; a ``+lowfi`` suffix adds the low-fidelity column as a feature):
+Predictors (``--predictors``; a ``+lowfi`` suffix adds the low-fidelity column as a feature, a
+``+zc`` suffix the data-free SynFlow score of the NB201 network at the target's image size and
+class count, ``evaluators/predictor/zero_cost.py``, computed once per table and cached):
 ``gnn-ensemble`` (forest + boosted trees + GIN trained from scratch), ``dcl-ensemble`` (the GIN
 initialised from the stage-1 contrastive encoder instead: DCL-ENAS), ``dcl+gnn-ensemble`` (both
 GINs), ``gin`` / ``dcl-gin`` (one GIN alone, for the ablation), ``rf-onehot`` (a random forest on
@@ -32,10 +34,13 @@ from rich.console import Console
 from rich.progress import Progress
 from sklearn.ensemble import RandomForestRegressor
 
-from evaluators.predictor.contrastive import PretrainConfig, load_or_pretrain
+from evaluators.predictor.contrastive import PretrainConfig, cache_dir, load_or_pretrain
 from evaluators.predictor.ensemble import EnsemblePredictor, Record
 from evaluators.predictor.metrics import METRICS, ranking_scores, split_without_twins
+from evaluators.predictor.zero_cost import VERSION as ZC_VERSION
+from evaluators.predictor.zero_cost import ZeroCostProxy
 from evaluators.tabular import TableError, TabularBenchmark
+from spaces.base import TaskInfo
 from spaces.nb201 import EDGES, OPS, NB201Space
 
 #: name -> EnsemblePredictor settings (gnn mode, trees)
@@ -48,23 +53,65 @@ def onehot(spec) -> np.ndarray:
     return np.array([float(getattr(spec, n) == o) for n, _, _ in EDGES for o in OPS])
 
 
-def predict(name: str, space, seed: int, specs, loss, low, tr, te, pretrain: PretrainConfig):
+def parse_name(name: str) -> tuple[str, bool, bool]:
+    """``base[+lowfi][+zc]`` → (base, low-fidelity feature, zero-cost feature)."""
+    flags = {"+lowfi": False, "+zc": False}
+    base = name
+    while any(base.endswith(f) for f in flags):
+        suffix = next(f for f in flags if base.endswith(f))
+        flags[suffix], base = True, base.removesuffix(suffix)
+    return base, flags["+lowfi"], flags["+zc"]
+
+
+def proxy_task(target: str) -> TaskInfo:
+    """The image size and class count of the benchmark a target column belongs to."""
+    for prefix, task in (("cifar100", TaskInfo((3, 32, 32), 100)), ("cifar10", TaskInfo((3, 32, 32), 10)),
+                         ("imagenet16", TaskInfo((3, 16, 16), 120))):
+        if target.lower().startswith(prefix):
+            return task
+    raise ValueError(f"target {target!r}: no cifar10/cifar100/ImageNet16 prefix to size the proxy's network")
+
+
+def predict(name: str, space, seed: int, specs, loss, low, tr, te, pretrain: PretrainConfig,
+            proxy: ZeroCostProxy | None = None):
     """Predicted loss of the held-out architectures ``te`` after fitting on ``tr``."""
-    base, use_low = name.removesuffix("+lowfi"), name.endswith("+lowfi")
+    base, use_low, use_zc = parse_name(name)
+    proxy = proxy if use_zc else None
     if base == "lowfi-only":
         return low[te]
     if base == "rf-onehot":
-        X = np.stack([onehot(specs[i]) for i in tr])
-        if use_low:
-            X = np.concatenate([X, low[tr, None]], 1)
-        rf = RandomForestRegressor(n_estimators=200, random_state=seed, n_jobs=1).fit(X, loss[tr])
-        Xt = np.stack([onehot(specs[i]) for i in te])
-        return rf.predict(np.concatenate([Xt, low[te, None]], 1) if use_low else Xt)
+        def design(rows):
+            cols = [np.stack([onehot(specs[i]) for i in rows])]
+            cols += [low[rows, None]] if use_low else []
+            cols += [proxy.scores([specs[i] for i in rows])[:, None]] if proxy else []
+            return np.concatenate(cols, 1)
+
+        rf = RandomForestRegressor(n_estimators=200, random_state=seed, n_jobs=1)
+        return rf.fit(design(tr), loss[tr]).predict(design(te))
     gnn, trees = MODELS[base]
     model = EnsemblePredictor(space, use_low_fidelity=use_low, seed=seed, gnn=gnn, use_trees=trees,
-                              pretrain=pretrain)
+                              pretrain=pretrain, zero_cost=proxy)
     model.fit([Record(specs[i], loss[i], low[i] if use_low else None) for i in tr])
     return model.predict([specs[i] for i in te], low[te] if use_low else None)[0]
+
+
+def warm_proxy(space, specs, task: TaskInfo, console: Console) -> ZeroCostProxy:
+    """SynFlow of every table architecture, read from or written to the cache
+    (``$EDAS_CACHE/predictor/zero-cost-…json``): about 5 CPU minutes for the 15,625 cells."""
+    shape = "x".join(map(str, task.input_shape))
+    proxy = ZeroCostProxy(space, task, cache_dir() / f"zero-cost-synflow-v{ZC_VERSION}-{space.name}-"
+                                                     f"{shape}-{task.num_classes}.json")
+    known, start = len(proxy), time.perf_counter()
+    with Progress(console=console) as progress:
+        bar = progress.add_task("SynFlow per architecture (cached after the first time)", total=len(specs))
+        for spec in specs:
+            proxy(spec)
+            progress.advance(bar)
+    if len(proxy) > known:
+        proxy.save()
+    console.print(f"SynFlow: {len(proxy)} canonical cells, {len(proxy) - known} computed now "
+                  f"({time.perf_counter() - start:.0f} s), cache {proxy.path}")
+    return proxy
 
 
 def summarise(results: dict[tuple[str, int], list[dict]]) -> list[dict]:
@@ -133,9 +180,11 @@ def main(argv=None) -> int:
             names += [n + "+lowfi" for n in names] + ["lowfi-only"]
     known = (*MODELS, "rf-onehot", "lowfi-only")
     for name in names:
-        if name.removesuffix("+lowfi") not in known:
-            p.error(f"unknown predictor {name!r}; choose from {', '.join(known)} with an optional +lowfi")
-        if (name.endswith("+lowfi") or name == "lowfi-only") and not args.low_fidelity:
+        base, use_low, use_zc = parse_name(name)
+        if base not in known:
+            p.error(f"unknown predictor {name!r}; choose from {', '.join(known)} with optional "
+                    "+lowfi and +zc")
+        if (use_low or base == "lowfi-only") and not args.low_fidelity:
             p.error(f"predictor {name!r} needs --low-fidelity")
     try:
         table = TabularBenchmark(args.table, args.target, args.low_fidelity)
@@ -149,7 +198,7 @@ def main(argv=None) -> int:
     low = 100.0 - table.columns[args.low_fidelity] if args.low_fidelity else None
     pretrain = PretrainConfig(epochs=args.pretrain_epochs)
     console = Console(stderr=True)
-    if any(MODELS.get(n.removesuffix("+lowfi"), ("",))[0] in ("pretrained", "both") for n in names):
+    if any(MODELS.get(parse_name(n)[0], ("",))[0] in ("pretrained", "both") for n in names):
         start = time.perf_counter()
         with Progress(console=console) as progress:
             task = progress.add_task("stage-1 pretraining (skipped when cached)", total=pretrain.epochs)
@@ -157,6 +206,13 @@ def main(argv=None) -> int:
         console.print(f"stage-1 encoder: {'loaded from' if enc.cached else 'trained and cached in'} "
                       f"{enc.path} ({time.perf_counter() - start:.1f} s; InfoNCE "
                       f"{enc.losses[0]:.3f} → {enc.losses[-1]:.3f})")
+    proxy = None
+    if any(parse_name(n)[2] for n in names):
+        try:
+            proxy_info = proxy_task(args.target)
+        except ValueError as err:
+            p.error(str(err))
+        proxy = warm_proxy(space, specs, proxy_info, console)
     results: dict[tuple[str, int], list[dict]] = {}
     twins: list[int] = []
     with Progress(console=console) as progress:
@@ -167,7 +223,7 @@ def main(argv=None) -> int:
                                                       np.random.default_rng(seed))
                 twins.append(skipped)
                 for name in names:
-                    pred = predict(name, space, seed, specs, loss, low, tr, te, pretrain)
+                    pred = predict(name, space, seed, specs, loss, low, tr, te, pretrain, proxy)
                     results.setdefault((name, n), []).append(ranking_scores(pred, loss[te]))
                     progress.advance(task)
     rows = summarise(results)

@@ -28,6 +28,7 @@ from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
 from evaluators.predictor.contrastive import PretrainConfig, load_or_pretrain
 from evaluators.predictor.features import curve_features, static_features
 from evaluators.predictor.gnn import GINRanker
+from evaluators.predictor.zero_cost import ZeroCostProxy
 
 __all__ = ["Record", "EnsemblePredictor"]
 
@@ -43,14 +44,16 @@ class Record:
 class EnsemblePredictor:
     """``gnn``: which GIN rankers join the forest and the boosted trees: ``scratch`` (random
     initialisation), ``pretrained`` (the stage-1 contrastive encoder, fine-tuned: DCL-ENAS),
-    ``both``, or ``none``. ``use_trees=False`` leaves the forest and the boosted trees out."""
+    ``both``, or ``none``. ``use_trees=False`` leaves the forest and the boosted trees out.
+    ``zero_cost``: a :class:`ZeroCostProxy` whose score (log₁₀ SynFlow) joins the static
+    features of the trees and the GIN's head."""
 
     GNN_MODES = ("scratch", "pretrained", "both", "none")
 
     def __init__(self, space, task_info=None, *, use_low_fidelity: bool = False,
                  use_curves: bool = False, seed: int = 0, gnn_epochs: int = 150,
                  use_gnn: bool = True, gnn: str = "scratch", use_trees: bool = True,
-                 pretrain: PretrainConfig | None = None):
+                 pretrain: PretrainConfig | None = None, zero_cost: ZeroCostProxy | None = None):
         if gnn not in self.GNN_MODES:
             raise ValueError(f"gnn mode {gnn!r}: choose one of {', '.join(self.GNN_MODES)}")
         if not use_trees and (gnn == "none" or not use_gnn):
@@ -60,6 +63,7 @@ class EnsemblePredictor:
         self.gnn_epochs, self.use_trees = gnn_epochs, use_trees
         self.gnn_mode = gnn if use_gnn else "none"
         self.pretrain = pretrain or PretrainConfig()
+        self.zero_cost = zero_cost
         self._cache: dict[str, np.ndarray] = {}
         self.fitted = False
 
@@ -85,6 +89,9 @@ class EnsemblePredictor:
         static = np.stack([self._static(s) for s in specs])
         dynamic = self._dynamic(len(specs), low_fidelity, curves)
         glob = np.stack([g.global_features.numpy().ravel() for g in graphs])
+        if self.zero_cost is not None:  # label-free, so it joins the static side
+            proxy = self.zero_cost.scores(specs)[:, None]
+            static, glob = np.concatenate([static, proxy], 1), np.concatenate([glob, proxy], 1)
         X = np.nan_to_num(np.concatenate([static, dynamic], 1))
         extra = np.nan_to_num(np.concatenate([glob, dynamic], 1))
         return X, extra, graphs

@@ -14,6 +14,7 @@ import numpy as np
 
 from evaluators.predictor.base import FilterScore
 from evaluators.predictor.ensemble import EnsemblePredictor, Record
+from evaluators.predictor.zero_cost import ZeroCostProxy
 
 __all__ = ["UCBFilter", "ucb_scores"]
 
@@ -26,8 +27,8 @@ def ucb_scores(mean: np.ndarray, std: np.ndarray, beta: float) -> np.ndarray:
 class UCBFilter:
     def __init__(self, space, task_info=None, *, refit_every: int = 20, min_labels: int = 8,
                  seed: int = 0, total_iterations: int = 10, beta0: float = 1.0, gnn_epochs: int = 150,
-                 gnn: str = "scratch"):
-        self.space, self.task_info, self.gnn = space, task_info, gnn
+                 gnn: str = "scratch", zero_cost: ZeroCostProxy | None = None):
+        self.space, self.task_info, self.gnn, self.zero_cost = space, task_info, gnn, zero_cost
         self.refit_every, self.min_labels = refit_every, min_labels
         self.total_iterations, self.beta0, self.seed = max(1, total_iterations), beta0, seed
         self.gnn_epochs = gnn_epochs
@@ -44,7 +45,8 @@ class UCBFilter:
         first = self.predictor is None and len(self.records) >= self.min_labels
         if first or (self.predictor is not None and self._since_fit >= self.refit_every):
             self.predictor = EnsemblePredictor(self.space, self.task_info, seed=self.seed,
-                                               gnn_epochs=self.gnn_epochs, gnn=self.gnn).fit(self.records)
+                                               gnn_epochs=self.gnn_epochs, gnn=self.gnn,
+                                               zero_cost=self.zero_cost).fit(self.records)
             self._since_fit = 0
 
     def keep(self, specs, k: int, iteration: int) -> list[FilterScore]:
@@ -56,7 +58,8 @@ class UCBFilter:
         beta = self.beta(iteration)
         scores = ucb_scores(mean, std, beta)
         kept = set(np.argsort(-scores, kind="stable")[:k].tolist())
-        note = f"UCB −μ+β·σ with β={beta:.3f}, fit on {len(self.predictor_records())} labels"
+        note = (f"UCB −μ+β·σ with β={beta:.3f}, fit on {len(self.predictor_records())} labels"
+                + (" with the SynFlow proxy" if self.zero_cost is not None else ""))
         return [FilterScore(float(m), float(s), float(sc), i in kept, note)
                 for i, (m, s, sc) in enumerate(zip(mean, std, scores, strict=True))]
 

@@ -255,11 +255,12 @@ def test_a_bad_budget_on_resume_is_refused_and_the_log_is_untouched(tiny_run):
 def test_predictor_filters_before_training_and_only_kept_proposals_train(tmp_path):
     args = [a for a in TINY if a not in ("--predictor", "none")]
     proc = run_cli("agent.run", *args, "--predictor", "gnn-ensemble", "--predictor-min-labels", "2",
-                   "--iterations", 2, "--out", tmp_path, "--seed", 1)
+                   "--zero-cost", "synflow", "--iterations", 2, "--out", tmp_path, "--seed", 1)
     events = events_of(run_dir_of(proc))
     filtered = [e for e in events if e["event"] == "filtered"]
     scored = [e for e in filtered if e["score"] is not None]
     assert scored and all(e["predicted_std"] is not None and "UCB" in e["note"] for e in scored)
+    assert all("SynFlow" in e["note"] for e in scored)
     assert any("warming up" in e["note"] for e in filtered)
     kept = {e["proposal_id"] for e in filtered if e["kept"]}
     trained = {e["proposal_id"] for e in events if e["event"] == "evaluated"} - {"baseline"}
