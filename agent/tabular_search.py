@@ -14,6 +14,7 @@ import numpy as np
 from agent.proposers.base import HistoryItem, ProposalContext
 from agent.proposers.builtin import BuiltinProposer
 from evaluators.predictor.filter import UCBFilter
+from evaluators.predictor.zero_cost import ZeroCostProxy
 from evaluators.tabular import TableError, TabularBenchmark
 from spaces.base import TaskInfo
 from spaces.nb201 import NB201Space
@@ -37,12 +38,13 @@ class TableChooser:
 
     def __init__(self, table: TabularBenchmark, seed: int, *, n_init: int = 10, proposals: int = 64,
                  refit_every: int = 10, gnn_epochs: int = 80, use_predictor: bool = True,
-                 total_iterations: int = 1):
+                 total_iterations: int = 1, zero_cost: ZeroCostProxy | None = None):
         self.table, self.space = table, NB201Space()
         self.rng = np.random.default_rng(seed)
         self.proposer = BuiltinProposer(self.space, seed=seed, p_random=0.1)
         self.filt = UCBFilter(self.space, None, refit_every=refit_every, min_labels=n_init,
-                              seed=seed, total_iterations=total_iterations, gnn_epochs=gnn_epochs)
+                              seed=seed, total_iterations=total_iterations, gnn_epochs=gnn_epochs,
+                              zero_cost=zero_cost)
         self.n_init, self.proposals, self.use_predictor = n_init, proposals, use_predictor
         self.seen: set[str] = set()
         self.history: list[tuple[float, object]] = []
@@ -112,11 +114,13 @@ class TableChooser:
 
 def tabular_search(table: TabularBenchmark, queries: int, seed: int, *, n_init: int = 10,
                    proposals: int = 64, refit_every: int = 10, gnn_epochs: int = 80,
-                   use_predictor: bool = True, to_loss=lambda accuracy: 100.0 - accuracy) -> list[float]:
-    """Best loss (``to_loss`` of the table's target; lower is better) after each query."""
+                   use_predictor: bool = True, to_loss=lambda accuracy: 100.0 - accuracy,
+                   zero_cost: ZeroCostProxy | None = None) -> list[float]:
+    """Best loss (``to_loss`` of the table's target; lower is better) after each query;
+    ``zero_cost`` adds a data-free proxy (SynFlow) to the predictor's features."""
     chooser = TableChooser(table, seed, n_init=n_init, proposals=proposals, refit_every=refit_every,
                            gnn_epochs=gnn_epochs, use_predictor=use_predictor,
-                           total_iterations=queries)
+                           total_iterations=queries, zero_cost=zero_cost)
     best_curve: list[float] = []
     while len(best_curve) < queries:
         spec = chooser.next(len(best_curve), queries - len(best_curve))

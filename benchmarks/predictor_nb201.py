@@ -34,11 +34,10 @@ from rich.console import Console
 from rich.progress import Progress
 from sklearn.ensemble import RandomForestRegressor
 
-from evaluators.predictor.contrastive import PretrainConfig, cache_dir, load_or_pretrain
+from evaluators.predictor.contrastive import PretrainConfig, load_or_pretrain
 from evaluators.predictor.ensemble import EnsemblePredictor, Record
 from evaluators.predictor.metrics import METRICS, ranking_scores, split_without_twins
-from evaluators.predictor.zero_cost import VERSION as ZC_VERSION
-from evaluators.predictor.zero_cost import ZeroCostProxy
+from evaluators.predictor.zero_cost import ZeroCostProxy, cache_path
 from evaluators.tabular import TableError, TabularBenchmark
 from spaces.base import TaskInfo
 from spaces.nb201 import EDGES, OPS, NB201Space
@@ -98,9 +97,7 @@ def predict(name: str, space, seed: int, specs, loss, low, tr, te, pretrain: Pre
 def warm_proxy(space, specs, task: TaskInfo, console: Console) -> ZeroCostProxy:
     """SynFlow of every table architecture, read from or written to the cache
     (``$EDAS_CACHE/predictor/zero-cost-…json``): about 5 CPU minutes for the 15,625 cells."""
-    shape = "x".join(map(str, task.input_shape))
-    proxy = ZeroCostProxy(space, task, cache_dir() / f"zero-cost-synflow-v{ZC_VERSION}-{space.name}-"
-                                                     f"{shape}-{task.num_classes}.json")
+    proxy = ZeroCostProxy(space, task, cache_path(space, task))
     known, start = len(proxy), time.perf_counter()
     with Progress(console=console) as progress:
         bar = progress.add_task("SynFlow per architecture (cached after the first time)", total=len(specs))

@@ -59,10 +59,10 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn, track
 from rule_validity_report import plot, report, score, spread  # tables, PNG (this folder)
-from rule_validity_truth import gain, gain_key, oracle, truth  # the scoring inputs
+from rule_validity_truth import baseline_learners, gain, gain_key, oracle, truth  # the scoring inputs
 
 from agent.cli import UsageError, parse_learners
-from agent.config import RunConfig, first_baseline_learners
+from agent.config import RunConfig
 from agent.rule import decide, learner_schedule, next_learners
 from evaluators import stats as es
 from evaluators.data import DatasetUnavailable, load_task
@@ -247,7 +247,7 @@ def sequential_rule(val, y, pairs, M: int, lo: int, hi: int, confidence: float, 
     ``memo`` keeps statistics and gain estimates (``memo["gains"]``, saved between runs) between
     calls: they do not depend on MAX or the confidence, only z does."""
     order = np.roll(np.arange(val.shape[1]), -r * (val.shape[1] // R))
-    base_L = min(first_baseline_learners(lo), val.shape[1])
+    base_L = baseline_learners(lo, val.shape[1])
     looks = learner_schedule(lo, hi)  # the information at each look, for z
 
     def stats(a: int, L: int):
@@ -307,7 +307,7 @@ def analyse(args, archs, data, err: Console) -> dict:
     def se_parts(L: int) -> dict[str, float]:
         """Median SE parts at the look with L candidate learners, over the pairs the first
         order's run at 2:MAX reached it in (not whatever the gain cache holds for L)."""
-        base_L = min(first_baseline_learners(lo), D)
+        base_L = baseline_learners(lo, D)
         reached = [pair for pair, row in zip(pairs, runs[T, hi][0], strict=True)
                    if row["L_new"] >= L]
         ests = [memo["gains"].get(gain_key(a, b, L, max(L, base_L), 0, T, base_L))

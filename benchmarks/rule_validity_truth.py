@@ -67,6 +67,12 @@ def gain(memo: dict, val, y, a: int, b: int, L_new: int, L_old: int, order, r: i
     return memo["gains"][key]
 
 
+def baseline_learners(lo: int, cached: int) -> int:
+    """The learners the baseline holds from its first evaluation (as the loop gives it,
+    :func:`agent.config.first_baseline_learners`), at most the ``cached`` learners per cell."""
+    return min(first_baseline_learners(lo), cached)
+
+
 def oracle(val, y, pairs, gap: np.ndarray, mask: np.ndarray, M: int, lo: int, L: int,
             memo: dict) -> float:
     """The clear-pair agreement an oracle could expect with L learners a side: for each pair
@@ -75,7 +81,7 @@ def oracle(val, y, pairs, gap: np.ndarray, mask: np.ndarray, M: int, lo: int, L:
     price for several looks), with an unbiased normal estimate, it is confident and right with
     chance Φ(|g|/SE − 1.96). If the stated SEs are exact, no rule that keeps a 0.95 bound can
     expect more; a rule above it shows the SEs are conservative on this task."""
-    base_L = min(first_baseline_learners(lo), val.shape[1])
+    base_L = baseline_learners(lo, val.shape[1])
     first = np.arange(val.shape[1])  # order 0
     out = [norm.cdf(abs(g) / gain(memo, val, y, a, b, L, max(L, base_L), first, 0, M,
                                   base_L).se_total - norm.ppf(0.975))

@@ -23,7 +23,9 @@ from rich.progress import Progress
 
 from agent.tabular_search import tabular_search
 from evaluators.predictor.ensemble import EnsemblePredictor, Record
+from evaluators.predictor.zero_cost import ZeroCostProxy, cache_path
 from evaluators.tabular import TabularBenchmark
+from spaces.base import TaskInfo
 from spaces.nb201 import EDGES, OPS, NB201Space
 
 
@@ -99,6 +101,19 @@ def ours(table, queries, seed):
     return [100.0 - v for v in tabular_search(table, queries, seed)]
 
 
+def ours_zc(table, queries, seed):
+    """Ours with the SynFlow proxy among the predictor's features, at CIFAR-10's 32×32 and 10
+    classes, read from (or added to) the proxy cache ``predictor_nb201.py --predictors …+zc``
+    fills."""
+    space, task = NB201Space(), TaskInfo((3, 32, 32), 10)
+    proxy = ZeroCostProxy(space, task, cache_path(space, task))
+    known = len(proxy)
+    curve = tabular_search(table, queries, seed, zero_cost=proxy)
+    if len(proxy) > known:
+        proxy.save()
+    return [100.0 - v for v in curve]
+
+
 def dcl_search(table, queries, seed, *, n_init=10, population=20, offspring=100, top_k=10,
                tournament=3, gnn="pretrained"):
     """DCL-ENAS's loop: each generation mutates tournament winners of the best ``population``
@@ -143,7 +158,7 @@ def dcl_search(table, queries, seed, *, n_init=10, population=20, offspring=100,
     return curve[:queries]
 
 
-METHODS = {"ours": ours, "dcl": dcl_search, "random": random_search,
+METHODS = {"ours": ours, "ours+zc": ours_zc, "dcl": dcl_search, "random": random_search,
            "regularized-evolution": regularized_evolution, "local-search": local_search}
 
 

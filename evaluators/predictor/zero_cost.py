@@ -35,7 +35,7 @@ import torch
 
 from spaces.base import TaskInfo
 
-__all__ = ["synflow", "ZeroCostProxy"]
+__all__ = ["synflow", "cache_path", "ZeroCostProxy"]
 
 #: bump when the score's definition changes: cache files of older versions are not reused
 VERSION = 1
@@ -59,6 +59,14 @@ def synflow(space, spec, task_info: TaskInfo, seed: int = 0) -> float:
     if not math.isfinite(score):
         return float(np.log10(np.finfo(np.float64).max))
     return math.log10(score) if score > 0 else _FLOOR
+
+
+def cache_path(space, task_info: TaskInfo) -> Path:
+    """Where a space's scores at a task's shape are kept: ``$EDAS_CACHE/predictor/``."""
+    from evaluators.predictor.contrastive import cache_dir
+
+    shape = "x".join(map(str, task_info.input_shape))
+    return cache_dir() / f"zero-cost-synflow-v{VERSION}-{space.name}-{shape}-{task_info.num_classes}.json"
 
 
 class ZeroCostProxy:
