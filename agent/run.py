@@ -139,7 +139,8 @@ def make_evaluator(config: RunConfig, space, task):
     return lambda npz_dir: rx.RayEvaluator(
         config.space, recipe, npz_dir, config.ensemble_size, cap=config.size_cap,
         compile_model=config.compile, gpus_per_learner=gpus,
-        max_concurrent=config.max_concurrent, address=config.ray_address)
+        max_concurrent=config.max_concurrent, address=config.ray_address, task_info=task.info,
+        n_train=len(task.y_train))
 
 
 def prepare(argv: list[str] | None):

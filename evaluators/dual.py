@@ -32,10 +32,10 @@ from evaluators.train import (
     TrainingDiverged,
     train_learners,
 )
-from spaces.base import SearchSpace, SizeCap, SpecTooLarge
+from spaces.base import SearchSpace, SizeCap, SpecTooLarge, TaskInfo
 
 __all__ = ["evaluate", "train_new_learners", "summarise", "TrainedLearners", "train_spec",
-           "prepare_data", "choose_packed", "choose_threads", "npz_name", "SMALL_STEP_FLOPS"]
+           "prepare_data", "step_flops", "choose_packed", "choose_threads", "npz_name", "SMALL_STEP_FLOPS"]
 
 # Below this many forward FLOPs per training step, CPU ops last microseconds and intra-op
 # threads cost more in synchronisation than they save; on a shared machine they are much worse
@@ -64,6 +64,17 @@ def prepare_data(task: Task, fidelity: Fidelity) -> TrainData:
         mode = "linear" if task.info.spatial_dims == 1 else "bilinear"
         xs = [F.interpolate(x, size=size, mode=mode, align_corners=False) for x in xs]
     return TrainData(xs[0], y_train, xs[1], task.y_val, xs[2])
+
+
+def step_flops(space: SearchSpace, spec, info: TaskInfo, fidelity: Fidelity, n_train: int) -> float:
+    """Forward FLOPs of one training step of one learner: the spec's FLOPs per sample at the
+    fidelity's width and input resolution, times the batch (at most the ``n_train`` samples the
+    task has; the fidelity keeps a fraction of them)."""
+    if fidelity.resolution is not None:
+        info = type(info)((info.input_shape[0],) + (fidelity.resolution,) * info.spatial_dims,
+                          info.num_classes)
+    keep = max(1, int(round(n_train * fidelity.train_fraction)))
+    return float(space.cost(spec, info, fidelity.width_mult)["flops"]) * min(fidelity.batch_size, keep)
 
 
 def choose_packed(device: torch.device, packed: bool | Literal["auto"], learners: int,
@@ -106,16 +117,17 @@ def train_spec(spec, space: SearchSpace, task: Task, fidelity: Fidelity, seeds: 
     info = task.info
     if fidelity.resolution is not None:
         info = type(info)((info.input_shape[0],) + tuple(data.x_train.shape[2:]), info.num_classes)
-    cost = space.check_size(spec, info, cap, width_mult=fidelity.width_mult)
+    space.check_size(spec, info, cap, width_mult=fidelity.width_mult)
     deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     device = task.device
     batch_size = min(fidelity.batch_size, len(data.y_train))
+    flops = step_flops(space, spec, task.info, fidelity, len(task.y_train))
     return train_learners(
         lambda: space.construct(spec, info, fidelity.width_mult), data, seeds=list(seeds),
         epochs=fidelity.epochs, batch_size=batch_size, lr=fidelity.lr,
-        packed=choose_packed(device, packed, len(seeds), cost["flops"] * batch_size),
+        packed=choose_packed(device, packed, len(seeds), flops),
         deadline=deadline, use_amp=device.type == "cuda",
-        threads=choose_threads(device, cost["flops"] * batch_size, threads),
+        threads=choose_threads(device, flops, threads),
         compile_model=compile_model, on_epoch=on_epoch)
 
 

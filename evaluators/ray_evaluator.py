@@ -4,10 +4,12 @@ machine's cores and GPUs or on a cluster.
 :class:`RayEvaluator` keeps :meth:`~evaluators.evaluator.Evaluator.evaluate_many`'s contract:
 each job's ``(index, result)`` is yielded as soon as the job is done, in completion order. A job
 is cut into *parts*: one task per new learner (``split="learner"``) or one task for all of its
-learners (``split="job"``, where they can train packed with ``vmap``). ``auto`` cuts per job on
-CUDA when the job adds at least :data:`~evaluators.dual.PACK_MIN_LEARNERS` learners (where
-packing pays, :func:`~evaluators.dual.choose_packed`), per learner otherwise (measured on an
-H100: 8 candidates × 4 learners, one task per learner 43.5 s, one packed task per job 47.7 s).
+learners (``split="job"``, where they can train packed with ``vmap``). ``auto`` cuts per job
+where the worker would pack them (:func:`~evaluators.dual.choose_packed`: on CUDA, at least
+:data:`~evaluators.dual.PACK_MIN_LEARNERS` new learners of a step under
+``PACK_MAX_STEP_FLOPS``), per learner otherwise, so a large network's learners never queue in
+one task (measured on an H100: 8 candidates × 4 learners, one task per learner 43.5 s, one
+packed task per job 47.7 s).
 Each task asks Ray for ``num_cpus=1`` and
 ``num_gpus=min(1, gpus_per_learner × learners it trains)``; at most ``max_concurrent`` tasks are
 in flight.
@@ -34,12 +36,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from evaluators.dual import PACK_MIN_LEARNERS, TrainedLearners, summarise, train_new_learners
+import torch
+
+from evaluators.dual import (
+    TrainedLearners,
+    choose_packed,
+    step_flops,
+    summarise,
+    train_new_learners,
+)
 from evaluators.evaluator import EvalJob, Evaluator, within_limit
 from evaluators.fidelity import Fidelity
 from evaluators.results import EvalFailure, EvalResult
 from evaluators.train import EpochTick
-from spaces.base import SizeCap
+from spaces.base import SizeCap, TaskInfo
 
 __all__ = ["RayEvaluator", "TaskRecipe", "RayUnavailable", "ClusterUnreachable", "connect",
            "import_ray", "INSTALL_HINT", "KILL_ONCE_ENV"]
@@ -183,8 +193,11 @@ class RayEvaluator(Evaluator):
     seed variance; ``gpus_per_learner``: the GPU fraction one learner asks for (0 on CPU);
     ``max_concurrent``: tasks in flight at most (None: as many as Ray's resources allow);
     ``max_retries``: Ray's retries of a task whose worker died; ``split``: one task per new
-    learner or per job (``auto``: per job on CUDA for ≥ ``PACK_MIN_LEARNERS`` new learners,
-    else per learner); ``address``: the
+    learner or per job (``auto``: per job where the worker would train them packed,
+    :func:`~evaluators.dual.choose_packed`: on CUDA, ≥ ``PACK_MIN_LEARNERS`` new learners of a
+    small step; else per learner); ``task_info``/``n_train``: the task's shape and training
+    samples, for a step's FLOPs in that choice (without them every step counts as small);
+    ``address``: the
     cluster to join when Ray is not yet initialised (None: a local Ray)."""
 
     space_name: str
@@ -199,6 +212,8 @@ class RayEvaluator(Evaluator):
     max_retries: int = 2
     split: Literal["learner", "job", "auto"] = "auto"
     address: str | None = None
+    task_info: TaskInfo | None = None
+    n_train: int | None = None
 
     def __post_init__(self) -> None:
         if self.gpus_per_learner < 0 or (self.max_concurrent is not None and self.max_concurrent < 1):
@@ -207,9 +222,16 @@ class RayEvaluator(Evaluator):
 
     def _parts(self, job: EvalJob) -> list[tuple[int, ...]]:
         new = job.seeds[len(job.previous.seeds) if job.previous is not None else 0:]
-        split = self.split if self.split != "auto" else (
-            "job" if self.recipe.device.startswith("cuda") and len(new) >= PACK_MIN_LEARNERS
-            else "learner")
+        split = self.split
+        if split == "auto":  # one task where its learners would train packed, as the worker decides
+            flops = 0.0
+            if self.task_info is not None and self.n_train is not None:
+                from spaces import get_space
+
+                flops = step_flops(get_space(self.space_name), job.spec, self.task_info, job.fidelity,
+                                   self.n_train)
+            packs = choose_packed(torch.device(self.recipe.device), self.packed, len(new), flops)
+            split = "job" if packs else "learner"
         return [(s,) for s in new] if split == "learner" else [tuple(new)]
 
     def evaluate(self, spec, fidelity: Fidelity, seeds: Sequence[int], *,

@@ -12,6 +12,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from evaluators.data import load_task  # noqa: E402
+from evaluators.dual import PACK_MAX_STEP_FLOPS, step_flops  # noqa: E402
 from evaluators.evaluator import EvalJob, LocalEvaluator  # noqa: E402
 from evaluators.fidelity import Fidelity  # noqa: E402
 from evaluators.ray_evaluator import (  # noqa: E402
@@ -25,7 +26,7 @@ from evaluators.ray_evaluator import (  # noqa: E402
     import_ray,
 )
 from evaluators.results import EvalFailure, EvalResult  # noqa: E402
-from spaces import SizeCap, get_space  # noqa: E402
+from spaces import SizeCap, TaskInfo, get_space  # noqa: E402
 
 SPACE = get_space("nb201")
 TINY = Fidelity(name="tiny", epochs=2, train_fraction=1.0, width_mult=0.5, batch_size=64, lr=3e-3)
@@ -102,8 +103,9 @@ def test_results_and_npz_equal_the_local_evaluators_also_when_extending(local_ra
         [got[0].npz, got[1].npz, grown_ray.npz])  # the driver wrote these and nothing else
 
 
-def test_a_job_is_cut_per_new_learner_except_many_new_learners_on_cuda(tmp_path):
-    """Per learner on CPU and for a few learners on CUDA; one part (packed) for ≥ 8 on CUDA."""
+def test_a_job_is_cut_per_new_learner_except_many_new_learners_of_a_small_step_on_cuda(tmp_path):
+    """Per learner on CPU and for a few learners on CUDA; one part (packed) for ≥ 8 on CUDA,
+    unless a step is too large to pack (then per learner, not 8 learners queued in one task)."""
     previous = EvalResult(spec_hash="h", fidelity="tiny", seeds=(0, 1), E=0.5, sigma2=0.1,
                           rho=0.5, ci={}, se={}, learners=[], npz="x.npz", wall_s=0, device_s=0,
                           params=1, flops=1)
@@ -114,6 +116,15 @@ def test_a_job_is_cut_per_new_learner_except_many_new_learners_on_cuda(tmp_path)
     cuda = RayEvaluator("nb201", TaskRecipe("digits", "cuda"), tmp_path, 50)
     assert cuda._parts(job) == [(2,), (3,)]
     assert cuda._parts(many) == [tuple(range(2, 10))]
+    images = TaskInfo((3, 32, 32), 10)
+    small = RayEvaluator("nb201", TaskRecipe("digits", "cuda"), tmp_path, 50, task_info=images,
+                         n_train=50_000)
+    assert small._parts(many) == [tuple(range(2, 10))]  # C = 16, N = 5 at width 0.5: small
+    big = EvalJob("p", SPACE.reference().model_copy(update={"channels": 64}), "h",
+                  TINY.model_copy(update={"width_mult": 1.0, "batch_size": 1024}), tuple(range(10)),
+                  previous)
+    assert step_flops(SPACE, big.spec, images, big.fidelity, 50_000) > PACK_MAX_STEP_FLOPS
+    assert small._parts(big) == [(s,) for s in range(2, 10)]
     assert ray_evaluator(tmp_path, split="job")._parts(jobs_for()[0]) == [(0, 1)]
 
 
