@@ -133,10 +133,15 @@ def plot(rows: list[dict], path: str, target: str) -> None:
     for ax, metric, title in zip(axes, ("kendall_tau", "top10_recall_strict", "tau_top10"),
                                  ("Kendall τ", "strict top-10 % recall", "τ within true top 10 %"),
                                  strict=True):
-        for name in dict.fromkeys(r["predictor"] for r in rows):
+        names = list(dict.fromkeys(r["predictor"] for r in rows))
+        bases = list(dict.fromkeys(parse_name(n)[0] for n in names))
+        for name in names:  # colour: the model; marker: with the low-fidelity feature; dashes: +zc
+            base, use_low, use_zc = parse_name(name)
             mine = [r for r in rows if r["predictor"] == name]
             ax.errorbar([r["labels"] for r in mine], [r[metric] for r in mine],
-                        yerr=[r[metric + "_std"] for r in mine], marker="o", capsize=3, label=name)
+                        yerr=[r[metric + "_std"] for r in mine], capsize=3, label=name,
+                        color=f"C{bases.index(base) % 10}", marker="s" if use_low else "o",
+                        linestyle="--" if use_zc else "-")
         ticks = sorted({r["labels"] for r in rows})
         ax.set(xlabel="training labels", title=title, xscale="log")
         ax.set_xticks(ticks, [str(t) for t in ticks])

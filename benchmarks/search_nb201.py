@@ -1,4 +1,5 @@
-"""Search on NAS-Bench-201 tables: our loop (builtin proposer + predictor), DCL-ENAS's loop
+"""Search on NAS-Bench-201 tables: our loop (builtin proposer + predictor; ``ours+zc`` with the
+SynFlow proxy among its features), DCL-ENAS's loop
 (the predictor ranks many offspring, only the top k are queried), random search, regularized
 evolution and local search, every table lookup counted as a query.
 
