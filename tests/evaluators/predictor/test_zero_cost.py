@@ -92,3 +92,15 @@ def test_make_filter_builds_the_proxy_and_refuses_an_unknown_one():
     assert make_filter("gnn-ensemble", SPACE, CIFAR).zero_cost is None
     with pytest.raises(ValueError, match="'jacov'"):
         make_filter("gnn-ensemble", SPACE, CIFAR, zero_cost="jacov")
+
+
+@pytest.mark.parametrize("name,task", [("hierarchical", TaskInfo((1, 40), 10)),
+                                       ("nb201", TaskInfo((1, 40), 10)), ("ctr", TaskInfo((1, 39), 2))])
+def test_synflow_is_a_finite_reproducible_score_in_every_space(name, task):
+    from spaces import get_space
+
+    space = get_space(name)
+    specs = [space.sample(np.random.default_rng(i)) for i in range(3)]
+    scores = [synflow(space, s, task) for s in specs]
+    assert all(np.isfinite(scores)) and len(set(scores)) > 1
+    assert scores == [synflow(space, s, task) for s in specs]
