@@ -159,15 +159,19 @@ def test_the_gpus_a_task_asks_for_and_a_cluster_without_gpus(monkeypatch):
 
     cluster = {"CPU": 2.0}
     monkeypatch.setattr(rx, "connect", lambda address: cluster)
-    space, cpu = get_space("nb201"), SimpleNamespace(device=torch.device("cpu"))
+    from spaces import TaskInfo
+
+    info, y_train = TaskInfo((1, 8, 8), 10), torch.zeros(210)
+    space, cpu = get_space("nb201"), SimpleNamespace(device=torch.device("cpu"), info=info, y_train=y_train)
     config = RunConfig(executor="ray", dataset="digits", n_samples=300, seed=3, max_concurrent=3)
     ev = make_evaluator(config, space, cpu)(Path("evals"))
     assert (ev.gpus_per_learner, ev.max_concurrent, ev.npz_dir) == (0.0, 3, Path("evals"))
     assert ev.recipe == rx.TaskRecipe("digits", "cpu", None, 300, 3)
+    assert (ev.task_info, ev.n_train) == (info, 210)  # for the step FLOPs of the auto split
     with pytest.raises(UsageError, match=r"^--gpus-per-learner 0.5: the Ray cluster has no GPU$"):
         make_evaluator(config.model_copy(update={"gpus_per_learner": 0.5}), space, cpu)
     cluster["GPU"] = 1.0
-    cuda = SimpleNamespace(device=torch.device("cuda"))
+    cuda = SimpleNamespace(device=torch.device("cuda"), info=info, y_train=y_train)
     ev = make_evaluator(config.model_copy(update={"min_learners": 4, "max_learners": 8}), space,
                         cuda)(Path("evals"))
     assert ev.gpus_per_learner == 0.25 and ev.recipe.device == "cuda"
