@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from agent.config import DEFAULT_SCHEDULE, RunConfig
+from evaluators.predictor import PROXIES
 
 __all__ = ["build_parser", "config_from_args", "checked_config", "UsageError", "default_wall_seconds"]
 
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--predictor", default=d.predictor,
       help="gnn-ensemble (GIN from scratch) | dcl-ensemble (GIN from the contrastive encoder, "
            "pretrained once per space and cached) | none")
-    a("--zero-cost", default=d.zero_cost, choices=("synflow", "none"),
+    a("--zero-cost", default=d.zero_cost, choices=PROXIES,
       help="add a zero-cost proxy to the predictor's features: synflow (no data, no training; "
            "one forward and backward pass per proposal) | none")
     a("--predictor-refit", type=int, default=d.predictor_refit, help="refit after n new labels")

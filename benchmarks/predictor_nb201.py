@@ -104,8 +104,7 @@ def warm_proxy(space, specs, task: TaskInfo, console: Console) -> ZeroCostProxy:
         for spec in specs:
             proxy(spec)
             progress.advance(bar)
-    if len(proxy) > known:
-        proxy.save()
+    proxy.save()
     console.print(f"SynFlow: {len(proxy)} canonical cells, {len(proxy) - known} computed now "
                   f"({time.perf_counter() - start:.0f} s), cache {proxy.path}")
     return proxy

@@ -19,6 +19,7 @@ import json
 import sys
 
 import numpy as np
+from predictor_nb201 import proxy_task  # the proxy's task for a target column (this folder)
 from rich.console import Console
 from rich.progress import Progress
 
@@ -26,7 +27,6 @@ from agent.tabular_search import tabular_search
 from evaluators.predictor.ensemble import EnsemblePredictor, Record
 from evaluators.predictor.zero_cost import ZeroCostProxy, cache_path
 from evaluators.tabular import TabularBenchmark
-from spaces.base import TaskInfo
 from spaces.nb201 import EDGES, OPS, NB201Space
 
 
@@ -103,15 +103,13 @@ def ours(table, queries, seed):
 
 
 def ours_zc(table, queries, seed):
-    """Ours with the SynFlow proxy among the predictor's features, at CIFAR-10's 32×32 and 10
-    classes, read from (or added to) the proxy cache ``predictor_nb201.py --predictors …+zc``
-    fills."""
-    space, task = NB201Space(), TaskInfo((3, 32, 32), 10)
+    """Ours with the SynFlow proxy among the predictor's features, at the image size and class
+    count of the table's target (``predictor_nb201.proxy_task``), read from (or added to) the
+    proxy cache ``predictor_nb201.py --predictors …+zc`` fills."""
+    space, task = NB201Space(), proxy_task(table.target)
     proxy = ZeroCostProxy(space, task, cache_path(space, task))
-    known = len(proxy)
     curve = tabular_search(table, queries, seed, zero_cost=proxy)
-    if len(proxy) > known:
-        proxy.save()
+    proxy.save()
     return [100.0 - v for v in curve]
 
 

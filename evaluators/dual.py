@@ -53,14 +53,26 @@ def npz_name(spec_hash: str, fidelity: Fidelity, seeds: tuple[int, ...]) -> str:
     return f"{spec_hash}-{fidelity.name}-" + "-".join(str(s) for s in seeds) + ".npz"
 
 
+def _kept(n_train: int, fidelity: Fidelity) -> int:
+    """How many of the task's ``n_train`` training samples the fidelity trains on."""
+    return max(1, int(round(n_train * fidelity.train_fraction)))
+
+
+def _info_at(info: TaskInfo, fidelity: Fidelity) -> TaskInfo:
+    """The task's shape at the fidelity's input resolution (``prepare_data`` resizes to it)."""
+    if fidelity.resolution is None:
+        return info
+    return type(info)((info.input_shape[0],) + (fidelity.resolution,) * info.spatial_dims,
+                      info.num_classes)
+
+
 def prepare_data(task: Task, fidelity: Fidelity) -> TrainData:
     """Apply the fidelity's training fraction and input resolution, staying on the device."""
-    n = len(task.y_train)
-    keep = max(1, int(round(n * fidelity.train_fraction)))
+    keep = _kept(len(task.y_train), fidelity)
     x_train, y_train = task.x_train[:keep], task.y_train[:keep]  # train order is already random
     xs = [x_train, task.x_val, task.x_test]
     if fidelity.resolution is not None:
-        size = (fidelity.resolution,) * task.info.spatial_dims
+        size = _info_at(task.info, fidelity).input_shape[1:]
         mode = "linear" if task.info.spatial_dims == 1 else "bilinear"
         xs = [F.interpolate(x, size=size, mode=mode, align_corners=False) for x in xs]
     return TrainData(xs[0], y_train, xs[1], task.y_val, xs[2])
@@ -70,11 +82,8 @@ def step_flops(space: SearchSpace, spec, info: TaskInfo, fidelity: Fidelity, n_t
     """Forward FLOPs of one training step of one learner: the spec's FLOPs per sample at the
     fidelity's width and input resolution, times the batch (at most the ``n_train`` samples the
     task has; the fidelity keeps a fraction of them)."""
-    if fidelity.resolution is not None:
-        info = type(info)((info.input_shape[0],) + (fidelity.resolution,) * info.spatial_dims,
-                          info.num_classes)
-    keep = max(1, int(round(n_train * fidelity.train_fraction)))
-    return float(space.cost(spec, info, fidelity.width_mult)["flops"]) * min(fidelity.batch_size, keep)
+    flops = space.cost(spec, _info_at(info, fidelity), fidelity.width_mult)["flops"]
+    return float(flops) * min(fidelity.batch_size, _kept(n_train, fidelity))
 
 
 def choose_packed(device: torch.device, packed: bool | Literal["auto"], learners: int,
@@ -114,9 +123,7 @@ def train_spec(spec, space: SearchSpace, task: Task, fidelity: Fidelity, seeds: 
     ``compile_model`` puts the training forward through ``torch.compile``; ``on_epoch`` is
     called after every epoch (progress)."""
     data = prepare_data(task, fidelity)
-    info = task.info
-    if fidelity.resolution is not None:
-        info = type(info)((info.input_shape[0],) + tuple(data.x_train.shape[2:]), info.num_classes)
+    info = _info_at(task.info, fidelity)
     space.check_size(spec, info, cap, width_mult=fidelity.width_mult)
     deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     device = task.device

@@ -20,8 +20,8 @@ the figures).
 Cost: one forward and backward pass of batch 1 (about 35 ms for an NB201 network at 32×32 on
 one CPU thread). Weights are drawn under a fixed seed inside ``torch.random.fork_rng`` so a
 score is reproducible and the caller's random state is untouched. Scores are memoised per
-canonical hash; :class:`ZeroCostProxy` can keep them in a JSON file (``save``), read back only
-when every entry is a finite number.
+canonical hash; :class:`ZeroCostProxy` can keep them in a JSON file (``save``, which writes only
+when there are scores the file lacks), read back only when every entry is a finite number.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ class ZeroCostProxy:
         self._scores: dict[str, float] = {}
         if self.path and self.path.exists():
             self._scores = self._read(self.path)
+        self._on_disk = len(self._scores)  # scores are only ever added, so a count suffices
 
     @staticmethod
     def _read(path: Path) -> dict[str, float]:
@@ -104,11 +105,15 @@ class ZeroCostProxy:
         return len(self._scores)
 
     def save(self) -> None:
+        """Write the scores to ``path`` if any was computed since it was read or last written."""
         if self.path is None:
             raise ValueError("this proxy has no cache path to save to")
+        if len(self._scores) == self._on_disk:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"version": VERSION, "space": self.space.name,
                                    "input_shape": list(self.task_info.input_shape),
                                    "num_classes": self.task_info.num_classes, "scores": self._scores}))
         tmp.replace(self.path)
+        self._on_disk = len(self._scores)

@@ -77,7 +77,11 @@ def test_cache_round_trip_and_a_bad_file_is_recomputed(tmp_path, monkeypatch):
     value = proxy(uniform("nor_conv_1x1"))
     proxy.save()
     monkeypatch.setattr(zero_cost, "synflow", lambda *a, **k: pytest.fail("recomputed a cached score"))
-    assert ZeroCostProxy(SPACE, CIFAR, path)(uniform("nor_conv_1x1")) == value
+    reread = ZeroCostProxy(SPACE, CIFAR, path)
+    assert reread(uniform("nor_conv_1x1")) == value
+    written = path.stat().st_mtime_ns
+    reread.save()  # nothing new: the file is not rewritten
+    assert path.stat().st_mtime_ns == written
     data = json.loads(path.read_text())
     data["scores"] = {k: "NaN" for k in data["scores"]}
     path.write_text(json.dumps(data))
