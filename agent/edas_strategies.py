@@ -22,7 +22,7 @@ from rich.console import Console
 from agent.rule import decide
 from agent.trajectory import Trajectory
 
-__all__ = ["run_closed_form", "run_differentiable", "grid_verdict"]
+__all__ = ["run_closed_form", "run_differentiable", "grid_verdict", "held_out_verdict"]
 
 console = Console(stderr=True)
 
@@ -42,6 +42,35 @@ def grid_verdict(r_star: float, checks: list[dict], grid: list[float], key: str)
     at_star = next(c[key] for c in checks if c["rate"] == r_star)
     return {"best_two": best_two, "nearest_grid_rate": nearest, "within_best_two": nearest in best_two,
             "r_star_rank": 1 + sum(c[key] < at_star for c in on_grid if c["rate"] != r_star)}
+
+
+def held_out_verdict(r_star: float, checks: list[dict], grid: list[float], key: str) -> dict:
+    """Strategy 1 against a grid search, both judged on a true M-ensemble neither saw.
+
+    With K ≥ 2 disjoint true M-ensembles per rate (``checks[i][key + "_each"]``), each ensemble k
+    in turn is the judge: the grid search picks the grid rate whose mean error over the other
+    K − 1 ensembles is lowest ((K − 1)·M trainings per grid rate), strategy 1 brings r* (its
+    dual learners never overlap the checks' seeds). Returned, averaged over the K judges:
+    ``closed_form_hit`` / ``grid_hit`` — the share of judges for which the pick (for r*, its
+    nearest grid point, as in :func:`grid_verdict`) is among the judge's two best grid points;
+    ``closed_form_regret`` / ``grid_regret`` — the judge's error at the pick (r*'s own) minus its
+    best grid point's. The grid search's hit rate is what the "best two" check can show at this
+    truth's seed noise, however good the estimator."""
+    each = {c["rate"]: c[f"{key}_each"] for c in checks}
+    K = len(next(iter(each.values())))
+    if K < 2:
+        raise ValueError(f"a held-out comparison needs >= 2 true ensembles per rate, got {K}")
+    out = {"closed_form_hit": [], "closed_form_regret": [], "grid_hit": [], "grid_regret": []}
+    for k in range(K):
+        judged = [{"rate": r, "e": e[k]} for r, e in each.items()]
+        verdict = grid_verdict(r_star, judged, grid, "e")
+        best = min(each[r][k] for r in grid)
+        pick = min(grid, key=lambda r: (np.mean([e for j, e in enumerate(each[r]) if j != k]), -r))
+        out["closed_form_hit"].append(verdict["within_best_two"])
+        out["closed_form_regret"].append(each[r_star][k] - best)
+        out["grid_hit"].append(pick in verdict["best_two"])
+        out["grid_regret"].append(each[pick][k] - best)
+    return {name: float(np.mean(v)) for name, v in out.items()} | {"judges": K}
 
 
 def run_closed_form(args: argparse.Namespace, space, task, fidelity, base, log: Trajectory) -> dict:
@@ -84,6 +113,9 @@ def run_closed_form(args: argparse.Namespace, space, task, fidelity, base, log: 
                    "check_repeats": args.check_repeats, "grid_trainings": M * len(grid),
                    "verdict_val": grid_verdict(r_star, checks, grid, "true_ens"),
                    "verdict_test": grid_verdict(r_star, checks, grid, "test_true_ens")}
+        if args.check_repeats >= 2:
+            result |= {"held_out_val": held_out_verdict(r_star, checks, grid, "true_ens"),
+                       "held_out_test": held_out_verdict(r_star, checks, grid, "test_true_ens")}
     return result
 
 

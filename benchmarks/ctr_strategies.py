@@ -9,6 +9,9 @@ For each seed:
    K disjoint M-ensembles per rate (default 3: one M-ensemble's seed noise is as large as the
    differences between neighbouring rates). Passes when the grid point nearest r* is one of the
    two best grid points of the true curve; r*'s own rank among the grid points is printed too.
+   A second table sets r* against a grid search on a truth neither saw: each of the K true
+   ensembles judges in turn the grid search on the other K − 1 and r*
+   (``agent.edas_strategies.held_out_verdict``).
 2. **differentiable** (``--strategy differentiable --check``): baseline duals (π_old = every
    field) + 10 random-mask learners → π, then 4 learners of π and 4 of π_old (2 of them the
    baseline's duals) for the rule at confidence 0.95 (18 trainings); the true M-ensembles of
@@ -109,7 +112,8 @@ def run_seed(seed: int, M: int, out: Path, n_samples: int | None, repeats: int,
                "test_sd": float(np.median([c.get("test_true_ens_sd", np.nan) for c in grid])),
                "test_true_ens": at_star["test_true_ens"], "grid_best_val": best["true_ens"],
                "grid_best_test": best["test_true_ens"],
-               "curve_test": [(c["rate"], c["test_true_ens"]) for c in grid]},
+               "curve_test": [(c["rate"], c["test_true_ens"]) for c in grid],
+               "held_out_val": s1.get("held_out_val"), "held_out_test": s1.get("held_out_test")},
         "s2": {"run_dir": str(s2_dir), "trainings": s2["trainings"],
                "mean_pi": float(np.mean(s2["pi_final"])),
                "rule_accepted": s2["decision"]["accepted"], "verdict": s2["decision"]["verdict"],
@@ -159,7 +163,42 @@ def summarise(rows: list[dict], M: int) -> str:
                  + ". Trainings per seed: "
                  f"S1 {t['s1']['trainings']} (grid: {t['s1']['grid_trainings']}), "
                  f"S2 {t['s2']['trainings']}, S3 {t['s3']['trainings']}.")
-    return "\n".join(lines)
+    return "\n".join(lines + held_out_table(rows, M))
+
+
+def held_out_table(rows: list[dict], M: int) -> list[str]:
+    """Strategy 1 against a grid search, each judged on a true M-ensemble it never saw
+    (``agent.edas_strategies.held_out_verdict``); empty without ``--check-repeats`` >= 2."""
+    rows = [r for r in rows if r["s1"].get("held_out_test")]
+    if not rows:
+        return []
+    K = rows[0]["s1"]["held_out_test"]["judges"]
+    lines = [f"\nHeld out: each of the K = {K} true {M}-ensembles per rate judges in turn; the grid "
+             f"search picks the grid rate best on the other {K - 1} ({(K - 1) * M} trainings per "
+             f"rate), strategy 1 brings r* ({rows[0]['s1']['trainings']} trainings). Hit: the pick "
+             "(r*'s nearest grid point) is among the judge's best two grid points; regret: the "
+             "judge's error at the pick (r*'s own) minus its best grid point's, ×10⁻³.\n",
+             "| seed | S1 hit (val/test) | grid hit (val/test) | S1 regret (val/test) | "
+             "grid regret (val/test) |", "| --- | --- | --- | --- | --- |"]
+    cols = {(who, m, split): [] for who in ("closed_form", "grid") for m in ("hit", "regret")
+            for split in ("val", "test")}
+    for r in rows:
+        for key in cols:
+            cols[key].append(r["s1"][f"held_out_{key[2]}"][f"{key[0]}_{key[1]}"])
+        v = {key: vals[-1] for key, vals in cols.items()}
+        lines.append(f"| {r['seed']} | {v['closed_form', 'hit', 'val']:.2f}/"
+                     f"{v['closed_form', 'hit', 'test']:.2f} | {v['grid', 'hit', 'val']:.2f}/"
+                     f"{v['grid', 'hit', 'test']:.2f} | "
+                     f"{1e3 * v['closed_form', 'regret', 'val']:+.2f}/"
+                     f"{1e3 * v['closed_form', 'regret', 'test']:+.2f} | "
+                     f"{1e3 * v['grid', 'regret', 'val']:+.2f}/{1e3 * v['grid', 'regret', 'test']:+.2f} |")
+    mean = {key: float(np.mean(vals)) for key, vals in cols.items()}
+    lines.append(f"| mean | {mean['closed_form', 'hit', 'val']:.2f}/{mean['closed_form', 'hit', 'test']:.2f}"
+                 f" | {mean['grid', 'hit', 'val']:.2f}/{mean['grid', 'hit', 'test']:.2f} | "
+                 f"{1e3 * mean['closed_form', 'regret', 'val']:+.2f}/"
+                 f"{1e3 * mean['closed_form', 'regret', 'test']:+.2f} | "
+                 f"{1e3 * mean['grid', 'regret', 'val']:+.2f}/{1e3 * mean['grid', 'regret', 'test']:+.2f} |")
+    return lines
 
 
 def plot(rows: list[dict], path: Path, M: int) -> None:

@@ -83,7 +83,8 @@ def true_ensemble(spec, space: SearchSpace, task: Task, fidelity: Fidelity, M: i
     the rule's E) averaged over the ensembles, ``predicted_ens`` the dual prediction E_ens(M) from
     learners 0–1 alone, and ``single`` their mean single-learner error E. With ``repeats`` ≥ 2
     also ``true_ens_sd``: the SD of one M-ensemble's error over the repeats (its seed noise; the
-    mean's SE is that over √repeats)."""
+    mean's SE is that over √repeats). ``true_ens_each``: every ensemble's own error, in seed
+    order (what a held-out comparison needs: judge on one, choose on the others)."""
     if M < 2:
         raise ValueError(f"ensemble size M must be >= 2, got {M}")
     if repeats < 1:
@@ -96,6 +97,7 @@ def true_ensemble(spec, space: SearchSpace, task: Task, fidelity: Fidelity, M: i
         s = residual_stats(probs[:2], labels)
         errors = [ensemble_brier(probs[k * M:(k + 1) * M], labels) for k in range(repeats)]
         out[f"{prefix}true_ens"] = float(np.mean(errors))
+        out[f"{prefix}true_ens_each"] = [float(e) for e in errors]
         if repeats > 1:
             out[f"{prefix}true_ens_sd"] = float(np.std(errors, ddof=1))
         out[f"{prefix}predicted_ens"] = predicted_ensemble_error(s.E, s.sigma2, s.rho, M)

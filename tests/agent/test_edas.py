@@ -48,6 +48,11 @@ def test_closed_form_end_to_end(tmp_path):
     assert result["check_trainings"] == 2 * 2 * len(result["checks"])
     assert all(c["test_true_ens_sd"] >= 0 and c["true_ens_sd"] >= 0 for c in result["checks"])
     assert 1 <= result["verdict_test"]["r_star_rank"] <= 3
+    for split in ("val", "test"):  # each 2-ensemble judges the other's pick and r*
+        held = result[f"held_out_{split}"]  # on a 2-point grid the best two are the whole grid
+        assert held["judges"] == 2 and held["grid_hit"] == held["closed_form_hit"] == 1.0
+        assert held["grid_regret"] >= 0  # a pick on the grid cannot beat the judge's best
+    assert all(len(c["test_true_ens_each"]) == 2 for c in result["checks"])
     config = json.loads((run_dir / "config.json").read_text())["config"]
     assert config["test_rows"] == 400
     assert events[0] == "run_started" and events[-1] == "run_finished"
@@ -142,3 +147,27 @@ def test_grid_verdict_ranks_r_star_among_the_grid_points():
     assert v["r_star_rank"] == 2  # only 0.7 is better than r*'s 0.21
     far = grid_verdict(0.9, checks, [0.5, 0.7, 0.9, 1.0], "e")
     assert not far["within_best_two"] and far["r_star_rank"] == 3
+
+
+def test_held_out_verdict_judges_each_ensemble_on_the_others_picks():
+    from agent.edas_strategies import held_out_verdict
+
+    grid = [0.5, 0.7, 1.0]
+    # three true ensembles per rate; r* = 0.74 (off the grid) has its own three
+    checks = [{"rate": 0.5, "e_each": [0.21, 0.30, 0.30]},
+              {"rate": 0.7, "e_each": [0.20, 0.26, 0.26]},
+              {"rate": 0.74, "e_each": [0.22, 0.21, 0.23]},
+              {"rate": 1.0, "e_each": [0.25, 0.22, 0.22]}]
+    v = held_out_verdict(0.74, checks, grid, "e")
+    # judge 0: best two 0.7 (0.20), 0.5 (0.21); the others' means pick 1.0 (0.22 against 0.26
+    #          and 0.30): a miss, regret 0.25 − 0.20; r*'s nearest grid point 0.7: a hit, 0.02
+    # judge 1: best two 1.0 (0.22), 0.7 (0.26); the others pick 0.7 (0.23 against 0.235 and
+    #          0.255): a hit, regret 0.04; r* (0.21) beats the best grid point: a hit, −0.01
+    # judge 2: best two 1.0, 0.7; the others pick 0.7 (0.23 < 0.235): a hit, 0.04; r*: 0.01
+    assert v["judges"] == 3
+    assert v["grid_hit"] == pytest.approx(2 / 3) and v["closed_form_hit"] == pytest.approx(1.0)
+    assert v["grid_regret"] == pytest.approx((0.05 + 0.04 + 0.04) / 3, abs=1e-12)
+    assert v["closed_form_regret"] == pytest.approx((0.02 - 0.01 + 0.01) / 3, abs=1e-12)
+    with pytest.raises(ValueError, match=">= 2 true ensembles"):
+        held_out_verdict(0.74, [{"rate": r, "e_each": [0.2]} for r in (0.5, 0.7, 0.74, 1.0)],
+                         grid, "e")
