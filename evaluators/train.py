@@ -44,25 +44,29 @@ class TimeLimitExceeded(RuntimeError):
 @dataclass(frozen=True)
 class EpochTick:
     """One finished epoch: of learner ``learner`` (1-based) of ``learners``, epoch ``epoch``
-    (1-based) of ``epochs``. ``packed``: all learners train at once, so ``learner`` is
-    ``learners`` and ``epoch`` counts for every learner."""
+    (1-based) of ``epochs``. ``packed``: learners ``first`` … ``learner`` train at once (one
+    pack; ``first`` = 1 and ``learner`` = ``learners`` when every learner is in it), so
+    ``epoch`` counts for each of them."""
 
     learner: int
     learners: int
     epoch: int
     epochs: int
     packed: bool = False
+    first: int = 1
 
     @property
     def fraction(self) -> float:
         """Fraction of the evaluation's learner-epochs done, in (0, 1]."""
         if self.packed:
-            return self.epoch / self.epochs
+            in_pack = self.learner - self.first + 1
+            return ((self.first - 1) * self.epochs + self.epoch * in_pack) / (self.learners * self.epochs)
         return ((self.learner - 1) * self.epochs + self.epoch) / (self.learners * self.epochs)
 
     def where(self) -> str:
-        """``learner 1/2, epoch 3/10`` (``learners 1-2`` when packed)."""
-        who = f"learners 1-{self.learners}" if self.packed else f"learner {self.learner}/{self.learners}"
+        """``learner 1/2, epoch 3/10`` (``learners 1-8/8`` when packed)."""
+        who = (f"learners {self.first}-{self.learner}/{self.learners}" if self.packed
+               else f"learner {self.learner}/{self.learners}")
         return f"{who}, epoch {self.epoch}/{self.epochs}"
 
 
@@ -145,7 +149,8 @@ def cpu_threads(n: int | None) -> Iterator[None]:
 
 def train_learners(factory: Callable[[], nn.Module], data: TrainData, *, seeds: list[int],
                    epochs: int, batch_size: int, lr: float, weight_decay: float = 5e-4,
-                   packed: bool = False, deadline: float | None = None,
+                   packed: bool = False, pack_size: int | None = None,
+                   deadline: float | None = None,
                    use_amp: bool = False, threads: int | None = None,
                    compile_model: bool = False,
                    on_epoch: Callable[[EpochTick], None] | None = None) -> list[LearnerRun]:
@@ -153,17 +158,26 @@ def train_learners(factory: Callable[[], nn.Module], data: TrainData, *, seeds: 
 
     ``deadline`` is a ``time.monotonic()`` value; passing it raises :class:`TimeLimitExceeded`,
     whose message states the limit and the last epoch finished. A NaN/inf loss raises
-    :class:`TrainingDiverged`. ``threads`` fixes the CPU intra-op thread count for the duration
+    :class:`TrainingDiverged`. ``packed`` trains the learners at once, in packs of at most
+    ``pack_size`` (all of them when ``None``; the L learners split into ⌈L / pack_size⌉ packs of
+    near-equal size, so memory stays that of one pack however large the ensemble). ``threads`` fixes the CPU intra-op thread count for the duration
     (results on CPU are reproducible for a given thread count). ``on_epoch`` gets an
     :class:`EpochTick` after each epoch (learner i/L, epoch e/E).
     """
+    if pack_size is not None and pack_size < 1:
+        raise ValueError(f"pack_size must be >= 1, got {pack_size}")
     clock = _Clock(deadline, on_epoch)
     device = data.x_train.device
     with cpu_threads(threads if device.type == "cpu" else None):
         if packed:
-            with _training_rng(seeds[0], device):
-                return _train_packed(factory, data, seeds, epochs, batch_size, lr, weight_decay,
-                                     clock, use_amp, compile_model)
+            runs, first = [], 0
+            for pack in np.array_split(np.asarray(seeds), -(-len(seeds) // (pack_size or len(seeds)))):
+                pack = [int(s) for s in pack]
+                with _training_rng(pack[0], device):
+                    runs += _train_packed(factory, data, pack, epochs, batch_size, lr, weight_decay,
+                                          clock, use_amp, compile_model, (first, len(seeds)))
+                first += len(pack)
+            return runs
         runs = []
         for i, s in enumerate(seeds, start=1):
             with _training_rng(s, device):
@@ -255,8 +269,9 @@ def _plain_batch_norm(m: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> to
 
 
 def _train_packed(factory, data: TrainData, seeds, epochs, batch_size, lr, weight_decay,
-                  clock, use_amp, compile_model) -> list[LearnerRun]:
-    """All learners at once: parameters and buffers stacked on a leading learner axis."""
+                  clock, use_amp, compile_model, offset=(0, None)) -> list[LearnerRun]:
+    """All learners at once: parameters and buffers stacked on a leading learner axis.
+    ``offset``: (learners before this pack, learners in all packs) for the progress ticks."""
     from torch.func import functional_call, stack_module_state, vmap
 
     device, L = data.x_train.device, len(seeds)
@@ -310,7 +325,8 @@ def _train_packed(factory, data: TrainData, seeds, epochs, batch_size, lr, weigh
             curves[l]["train_loss"].append(epoch_loss[l].item())
             curves[l]["grad_norm"].append(grad_norm[l].item())
             curves[l]["val_acc"].append(_accuracy(val_probs[l], data.y_val))
-        clock.tick(EpochTick(L, L, epoch, epochs, packed=True))
+        before, total = offset[0], offset[1] or L
+        clock.tick(EpochTick(before + L, total, epoch, epochs, packed=True, first=before + 1))
     test_probs = _predict(lambda x: eval_fwd(params, buffers, x), data.x_test)
     return [LearnerRun(seeds[l], val_probs[l].cpu().numpy().astype(np.float32),
                        test_probs[l].cpu().numpy().astype(np.float32), **curves[l])

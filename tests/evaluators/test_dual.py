@@ -159,6 +159,23 @@ def test_packed_training_matches_sequential(digits):
     assert np.abs(seq[0].val_probs - seq[1].val_probs).max() > 1e-3  # seeds really differ
 
 
+def test_packs_of_two_train_the_same_learners_as_one_pack(digits):
+    """Splitting an ensemble into packs changes memory, not the learners (1e-3, as packed vs
+    sequential above: each learner's init, data order and updates are its own)."""
+    data = TrainData(digits.x_train, digits.y_train, digits.x_val, digits.y_val, digits.x_test)
+
+    def factory():
+        return SPACE.build(SPACE.reference(), digits.info, width_mult=0.5)
+
+    kwargs = dict(seeds=[5, 6, 7], epochs=1, batch_size=64, lr=3e-3, threads=1, packed=True)
+    whole = train_learners(factory, data, **kwargs)
+    split = train_learners(factory, data, pack_size=2, **kwargs)
+    for a, b in zip(whole, split, strict=True):
+        assert a.seed == b.seed
+        assert np.abs(a.val_probs - b.val_probs).max() < 1e-3
+        assert np.abs(a.test_probs - b.test_probs).max() < 1e-3
+
+
 def test_learners_are_packed_only_when_many_small_ones_train_on_cuda():
     """The H100 measurements behind ``auto``: packing loses at L = 2 and for a CNN-size step,
     wins for 8+ small learners; never on CPU; an explicit choice always stands."""

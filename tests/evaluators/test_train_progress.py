@@ -28,7 +28,7 @@ def test_one_tick_per_epoch_with_learner_epoch_and_a_fraction_that_reaches_one(p
                    packed=packed, threads=1, on_epoch=ticks.append)
     if packed:
         assert [(t.learner, t.epoch) for t in ticks] == [(3, 1), (3, 2), (3, 3)]
-        assert [t.where() for t in ticks][-1] == "learners 1-3, epoch 3/3"
+        assert [t.where() for t in ticks][-1] == "learners 1-3/3, epoch 3/3"
     else:
         assert [(t.learner, t.epoch) for t in ticks] == [(i, e) for i in (1, 2, 3) for e in (1, 2, 3)]
         assert ticks[4].where() == "learner 2/3, epoch 2/3"
@@ -65,3 +65,18 @@ def test_live_progress_shows_learner_epoch_and_eta():
     assert text.startswith("baseline: learner 1/2, epoch 3/10 · ETA ") and text.endswith(" s")
     t = progress.last_ticks["baseline"]
     assert t.full_s == pytest.approx(t.elapsed_s / 0.15)
+
+
+def test_packs_of_at_most_pack_size_tick_their_own_learners_and_the_fraction_still_reaches_one():
+    ticks = []
+    runs = train_learners(factory, data(), seeds=[0, 1, 2, 3, 4], epochs=2, batch_size=16,
+                          lr=1e-2, packed=True, pack_size=2, threads=1, on_epoch=ticks.append)
+    assert [r.seed for r in runs] == [0, 1, 2, 3, 4]
+    # ⌈5 / 2⌉ = 3 packs of near-equal size: 2, 2, 1 learners
+    assert [(t.first, t.learner, t.epoch) for t in ticks] == [
+        (1, 2, 1), (1, 2, 2), (3, 4, 1), (3, 4, 2), (5, 5, 1), (5, 5, 2)]
+    assert ticks[2].where() == "learners 3-4/5, epoch 1/2"
+    assert [t.fraction for t in ticks] == pytest.approx([0.2, 0.4, 0.6, 0.8, 0.9, 1.0])
+    with pytest.raises(ValueError, match="pack_size must be >= 1, got 0"):
+        train_learners(factory, data(), seeds=[0, 1], epochs=1, batch_size=16, lr=1e-2,
+                       packed=True, pack_size=0)
