@@ -160,8 +160,9 @@ def train_learners(factory: Callable[[], nn.Module], data: TrainData, *, seeds: 
     whose message states the limit and the last epoch finished. A NaN/inf loss raises
     :class:`TrainingDiverged`. ``packed`` trains the learners at once, in packs of at most
     ``pack_size`` (all of them when ``None``; the L learners split into ⌈L / pack_size⌉ packs of
-    near-equal size, so memory stays that of one pack however large the ensemble). ``threads`` fixes the CPU intra-op thread count for the duration
-    (results on CPU are reproducible for a given thread count). ``on_epoch`` gets an
+    near-equal size, so memory stays that of one pack however large the ensemble). ``threads``
+    fixes the CPU intra-op thread count for the duration (results on CPU are reproducible for a
+    given thread count). ``on_epoch`` gets an
     :class:`EpochTick` after each epoch (learner i/L, epoch e/E).
     """
     if pack_size is not None and pack_size < 1:
