@@ -42,6 +42,8 @@ class Resumed(_Event):
     event: Literal["resumed"]
     from_event: int = 0
     truncated_line: str | None = None
+    #: the settings this resume gave (budgets, --api-base, where learners train); {} for none
+    settings: dict[str, Any] = {}
 
 
 class ProposalEvent(_Event):

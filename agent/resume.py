@@ -3,7 +3,10 @@
 In order: the folder must hold a trajectory; it must be writable (checked without writing); it
 is locked for this process (:mod:`agent.lock`: a second process is refused, naming the holder's
 pid); its log and ``config.json`` are read; flags that would change the run are refused (only
-budgets, ``--iterations`` and ``--api-base`` may be given); every event is applied to a fresh
+budgets, ``--iterations``, ``--api-base`` and where learners train — ``--executor``,
+``--ray-address``, ``--gpus-per-learner``, ``--max-concurrent`` — may be given: a run started on
+one machine can go on on a Ray cluster, since a learner is a function of its seed wherever it
+trains); every event is applied to a fresh
 :class:`~agent.state.SearchState` one at a time, so an inconsistent log is reported by file and
 line; and a run that already finished is continued only when the budget that ended it was raised.
 """
@@ -26,9 +29,11 @@ from agent.trajectory import CONFIG, TRAJECTORY, ReadResult, RunFolderError, rea
 
 __all__ = ["Resumed", "explicit_flags", "reopen", "RESUME_FLAGS"]
 
-#: flags a resumed run takes (budgets may be raised; the server address may move)
+#: flags a resumed run takes (budgets may be raised; the server address may move; learners may
+#: train elsewhere)
 RESUME_FLAGS = ("iterations", "max_wall_seconds", "max_device_seconds", "max_cost_usd",
-                "max_learner_epochs", "api_base")
+                "max_learner_epochs", "api_base", "executor", "ray_address", "gpus_per_learner",
+                "max_concurrent")
 #: the flag that must be raised to continue a run that ended for this reason
 _RAISE_FOR = {"iterations": "iterations", "max_wall_seconds": "max_wall_seconds",
               "max_device_seconds": "max_device_seconds", "max_cost_usd": "max_cost_usd",
@@ -42,6 +47,8 @@ class Resumed:
     config: RunConfig
     read: ReadResult
     state: SearchState
+    #: the :data:`RESUME_FLAGS` given this time, as config fields (logged in ``resumed``)
+    settings: dict[str, Any]
     lock: RunFolderLock
 
 
@@ -120,8 +127,8 @@ def _finished_check(run_dir: Path, read: ReadResult, config: RunConfig, old: Run
     raise UsageError(f"--resume {run_dir}: the run already finished ({reason}); {hint}")
 
 
-def _load(run_dir: Path, args: argparse.Namespace, given: set[str]) -> tuple[RunConfig, ReadResult,
-                                                                            SearchState]:
+def _load(run_dir: Path, args: argparse.Namespace, given: set[str]
+          ) -> tuple[RunConfig, ReadResult, SearchState, dict[str, Any]]:
     try:
         read = read_events(run_dir)
         stored: dict[str, Any] = json.loads((run_dir / CONFIG).read_text())["config"]
@@ -138,7 +145,7 @@ def _load(run_dir: Path, args: argparse.Namespace, given: set[str]) -> tuple[Run
                          f"credentials redacted ({config.api_base}); give --api-base again")
     state = _state(run_dir, read)
     _finished_check(run_dir, read, config, old, given)
-    return config, read, state
+    return config, read, state, overrides
 
 
 def reopen(run_dir: Path, args: argparse.Namespace, given: set[str]) -> Resumed:

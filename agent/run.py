@@ -235,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         state, read = resumed.state, resumed.read
         trajectory.open(truncate_to=read.valid_bytes)
         loop_state_event = ("resumed", {"from_event": len(read.events),
-                                        "truncated_line": read.truncated_line})
+                                        "truncated_line": read.truncated_line,
+                                        "settings": redact_tree(resumed.settings)})
     baseline_spec = (space.parse(config.baseline_spec) if config.baseline_spec
                      else space.reference())
     stop = StopRequested()

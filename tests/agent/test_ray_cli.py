@@ -1,6 +1,7 @@
 """``python -m agent.run --executor ray`` end to end on a local Ray (this machine's 2 CPUs): the
 local executor's decisions with a worker killed mid-run, a driver killed with tasks in flight
-and resumed (nothing trained twice), and the one-line errors for a missing extra and an
+and resumed (nothing trained twice), a local run moved onto Ray by ``--resume --executor ray``,
+and the one-line errors for a missing extra and an
 unreachable cluster."""
 
 import os
@@ -79,10 +80,10 @@ def test_ray_gives_the_local_executors_decisions_with_a_worker_killed(local_run,
     assert all(n == 1 for n in trained_seeds(ray_run).values())
 
 
-@pytest.mark.slow
-def test_a_driver_killed_with_tasks_in_flight_resumes_and_trains_nothing_twice(local_run, tmp_path):
-    out = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "agent.run", *FLAGS, "--executor", "ray",
+def kill_when_iteration_1_is_submitted(executor: str, out: Path) -> Path:
+    """Start a run with ``executor``, SIGKILL its whole session (driver and any Ray processes)
+    just after iteration 1's candidates were kept (their learners in flight), return its folder."""
+    proc = subprocess.Popen([sys.executable, "-m", "agent.run", *FLAGS, "--executor", executor,
                              "--out", str(out)], cwd=ROOT, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "COLUMNS": "120"})
@@ -95,7 +96,7 @@ def test_a_driver_killed_with_tasks_in_flight_resumes_and_trains_nothing_twice(l
                 run_dir = found[0].parent
                 events = read_events(run_dir).events
                 if any(e["event"] == "filtered" and e["iteration"] == 1 for e in events):
-                    break  # iteration 1's candidates were just submitted to Ray
+                    break  # iteration 1's candidates were just submitted
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -111,13 +112,37 @@ def test_a_driver_killed_with_tasks_in_flight_resumes_and_trains_nothing_twice(l
     kept = {e["proposal_id"] for e in at_kill if e["event"] == "filtered" and e["kept"]}
     assert kept and not [e for e in at_kill if e["event"] == "evaluated"
                          and e["proposal_id"] in kept], "killed after the tasks ended"
-    resumed = run_cli("agent.run", "--resume", run_dir)
-    assert run_dir_of(resumed) == run_dir
+    return run_dir
+
+
+def assert_resumed_whole(run_dir: Path, local_run: Path) -> None:
+    """The resumed run finished, trained every learner once, and decided as the local run."""
     events = events_of(run_dir)
     assert events[-1]["event"] == "run_finished"
     counts = trained_seeds(run_dir)
     assert counts and all(n == 1 for n in counts.values()), counts
     assert_same_decisions(decisions(run_dir), decisions(local_run))
+
+
+@pytest.mark.slow
+def test_a_driver_killed_with_tasks_in_flight_resumes_and_trains_nothing_twice(local_run, tmp_path):
+    run_dir = kill_when_iteration_1_is_submitted("ray", tmp_path / "runs")
+    resumed = run_cli("agent.run", "--resume", run_dir)
+    assert run_dir_of(resumed) == run_dir
+    assert_resumed_whole(run_dir, local_run)
+
+
+@pytest.mark.slow
+def test_a_local_run_killed_mid_iteration_goes_on_on_ray_and_decides_alike(local_run, tmp_path):
+    """Moving a run to a cluster on --resume: a local run killed with learners in flight, resumed
+    with --executor ray, trains nothing twice, gives the local run's decisions, and its
+    ``resumed`` event says where it went on."""
+    run_dir = kill_when_iteration_1_is_submitted("local", tmp_path / "runs")
+    resumed = run_cli("agent.run", "--resume", run_dir, "--executor", "ray")
+    assert run_dir_of(resumed) == run_dir
+    assert_resumed_whole(run_dir, local_run)
+    moved = [e for e in events_of(run_dir) if e["event"] == "resumed"]
+    assert [e["settings"] for e in moved] == [{"executor": "ray"}]
 
 
 def test_an_unreachable_cluster_is_one_line_and_exit_2_within_30_s(tmp_path):
