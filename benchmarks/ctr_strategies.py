@@ -52,14 +52,14 @@ def _newest(out: Path, pattern: str) -> Path:
 
 
 def _strategy3(seed: int, M: int, out: Path, n_samples: int | None, repeats: int,
-               test_rows: int) -> dict:
+               test_rows: int, model: str = "builtin") -> dict:
     from agent.run import main as run_main
     from evaluators.data import load_task
     from evaluators.edas.common import true_ensemble
     from evaluators.fidelity import get_fidelity
     from spaces import get_space
 
-    argv = ["--space", "ctr", "--dataset", "synthetic-ctr", "--model", "builtin", "--seed", str(seed),
+    argv = ["--space", "ctr", "--dataset", "synthetic-ctr", "--model", model, "--seed", str(seed),
             "--iterations", "3", "--proposals", "2", "--keep", "2", "--learners", "2:2",
             "--confidence", "0",
             "--predictor", "none", "--ensemble-size", str(M), "--out", str(out),
@@ -79,11 +79,14 @@ def _strategy3(seed: int, M: int, out: Path, n_samples: int | None, repeats: int
             per_candidate[e["proposal_id"]] = max(per_candidate.get(e["proposal_id"], 0), len(e["seeds"]))
     learners = sum(per_candidate.values())
     true = true_ensemble(spec, space, task, get_fidelity("low"), M, 1000 * seed + 100, repeats)
-    return {"run_dir": str(run_dir), "spec": spec.model_dump(), "trainings": learners, **true}
+    proposals = [e for e in events if e["event"] == "proposal"]
+    refused = [e for e in events if e["event"] == "proposal_rejected"]
+    return {"run_dir": str(run_dir), "spec": spec.model_dump(), "trainings": learners,
+            "model": model, "proposals": len(proposals), "refused": len(refused), **true}
 
 
 def run_seed(seed: int, M: int, out: Path, n_samples: int | None, repeats: int,
-             test_rows: int) -> dict:
+             test_rows: int, s3_model: str = "builtin") -> dict:
     from agent.edas import main as edas_main
 
     common = ["--seed", str(seed), "--ensemble-size", str(M), "--out", str(out),
@@ -96,7 +99,7 @@ def run_seed(seed: int, M: int, out: Path, n_samples: int | None, repeats: int,
     assert edas_main(["--strategy", "differentiable", "--check", *common]) == 0
     s2_dir = _newest(out, f"*-edas-differentiable-*-s{seed}")
     s2 = json.loads((s2_dir / "result.json").read_text())
-    s3 = _strategy3(seed, M, out, n_samples, repeats, test_rows)
+    s3 = _strategy3(seed, M, out, n_samples, repeats, test_rows, s3_model)
     at_star = next(c for c in s1["checks"] if c["rate"] == s1["r_star"])
     grid = [c for c in s1["checks"] if c["rate"] in [float(r) for r in GRID.split(",")]]
     best = {k: min(c[k] for c in grid) for k in ("true_ens", "test_true_ens")}
@@ -223,6 +226,20 @@ def plot(rows: list[dict], path: Path, M: int) -> None:
     plt.close(fig)
 
 
+def strategy3_table(rows: list[dict]) -> str:
+    """Strategy 3 alone (``--only-s3``): the final baseline's true ensembles per seed."""
+    lines = ["| seed | proposer | proposals (refused) | trainings | final spec | test true ens |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        spec = r["spec"]
+        lines.append(f"| {r['seed']} | {r['model']} | {r['proposals']} ({r['refused']}) | "
+                     f"{r['trainings']} | d={spec['embed_dim']} {spec['interaction']} "
+                     f"{spec['mlp_width']}×{spec['mlp_depth']} p={spec['dropout']} "
+                     f"r={spec['bagging_rate']} | {r['test_true_ens']:.4f} |")
+    lines.append(f"| mean ± sd | | | | | {_mean_sd([r['test_true_ens'] for r in rows])} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -233,6 +250,10 @@ def main() -> int:
     p.add_argument("--test-rows", type=int, default=20_000, help="synthetic test rows")
     p.add_argument("--out", default="runs/bench-ctr")
     p.add_argument("--figure", default=None, help="also write the summary PNG here")
+    p.add_argument("--s3-model", default="builtin",
+                   help="strategy 3's proposer (agent.run --model): builtin, local, gpt-4o, …")
+    p.add_argument("--only-s3", action="store_true",
+                   help="run strategy 3 alone (e.g. with another --s3-model) and print its table")
     p.add_argument("--summarise", default=None, nargs="+", metavar="SUMMARY_JSON",
                    help="print the table of earlier runs' summary.json files (their rows joined, "
                    "e.g. seeds run in two processes; with --figure, plot them); trains nothing")
@@ -248,8 +269,15 @@ def main() -> int:
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [run_seed(s, args.ensemble_size, out, args.n_samples, args.check_repeats, args.test_rows)
-            for s in args.seeds]
+    if args.only_s3:
+        rows = [{"seed": s, **_strategy3(s, args.ensemble_size, out, args.n_samples,
+                                         args.check_repeats, args.test_rows, args.s3_model)}
+                for s in args.seeds]
+        (out / "strategy3.json").write_text(json.dumps(rows, indent=2))
+        print(strategy3_table(rows))
+        return 0
+    rows = [run_seed(s, args.ensemble_size, out, args.n_samples, args.check_repeats, args.test_rows,
+                     args.s3_model) for s in args.seeds]
     (out / "summary.json").write_text(json.dumps(rows, indent=2))
     table = summarise(rows, args.ensemble_size)
     (out / "summary.md").write_text(table + "\n")
