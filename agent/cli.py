@@ -154,6 +154,20 @@ def default_wall_seconds(space: str, dataset: str, fidelity: str) -> float | Non
     return d.max_wall_seconds if default_task else None
 
 
+#: settings that mean something only with --executor ray
+RAY_ONLY = ("ray_address", "gpus_per_learner", "max_concurrent")
+
+
+def check_executor(config: RunConfig) -> None:
+    """One line for a Ray setting on a run that trains locally, which would silently ignore it."""
+    if config.executor == "ray":
+        return
+    for name in RAY_ONLY:
+        if (value := getattr(config, name)) is not None:
+            raise UsageError(f"--{name.replace('_', '-')} {value!r}: needs --executor ray (this "
+                             "run trains locally)")
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     fields = {k: v for k, v in vars(args).items() if k not in ("resume", "validate", "learners")}
     fields["validate_ensemble"] = args.validate

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.cli import UsageError, checked_config, config_from_args
+from agent.cli import RAY_ONLY, UsageError, check_executor, checked_config, config_from_args
 from agent.config import RunConfig
 from agent.lock import RunFolderBusy, RunFolderLock, RunFolderUnwritable
 from agent.redact import REDACTED
@@ -139,7 +139,10 @@ def _load(run_dir: Path, args: argparse.Namespace, given: set[str]
         raise UsageError(f"--resume {run_dir}: {'; '.join(changed)}: a resumed run keeps its "
                          f"settings; only {', '.join(map(_flag, RESUME_FLAGS))} may be given")
     overrides = {name: getattr(args, name) for name in RESUME_FLAGS if name in given}
+    if overrides.get("executor") == "local":  # back from a cluster: its settings go with it
+        overrides |= {name: None for name in RAY_ONLY if name not in given}
     config = checked_config(old.model_dump() | overrides)  # overrides obey the same bounds
+    check_executor(config)
     if config.api_base and REDACTED in config.api_base:
         raise UsageError(f"--resume {run_dir}: the run's --api-base was stored with its "
                          f"credentials redacted ({config.api_base}); give --api-base again")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from agent.cli import UsageError, build_parser, config_from_args
+from agent.cli import UsageError, build_parser, check_executor, config_from_args
 from agent.config import RunConfig, package_versions
 from agent.lock import RunFolderBusy, RunFolderLock, RunFolderUnwritable
 from agent.loop import SearchLoop, StopRequested
@@ -154,6 +154,7 @@ def prepare(argv: list[str] | None):
         config = resumed.config
     else:
         config, resumed = config_from_args(args), None
+        check_executor(config)
     try:
         space = get_space(config.space)
     except ValueError as err:

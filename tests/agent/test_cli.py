@@ -234,6 +234,8 @@ def test_bad_input_gives_one_clear_line_and_exit_2(tmp_path):
         (["--keep", "9", "--proposals", "2"], "--keep"),
         (["--reject-confidence", "2"], "--reject-confidence 2.0: Input should be less than 1"),
         (["--prompt", tmp_path / "missing.j2"], "no such file or folder"),  # even with builtin
+        (["--ray-address", "10.0.0.5:6379"],  # would be ignored: the run trains locally
+         "--ray-address '10.0.0.5:6379': needs --executor ray (this run trains locally)"),
     ]
     for extra, needle in cases:
         proc = run_cli("agent.run", "--model", "builtin", "--out", tmp_path / "runs", *extra,
@@ -242,6 +244,31 @@ def test_bad_input_gives_one_clear_line_and_exit_2(tmp_path):
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert needle in proc.stderr and lines[-1].startswith("error:"), (extra, proc.stderr)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_ray_setting_on_resume_of_a_local_run_is_refused_and_the_log_is_untouched(tiny_run):
+    run_dir, _ = tiny_run
+    before = (run_dir / "trajectory.jsonl").read_bytes()
+    proc = run_cli("agent.run", "--resume", run_dir, "--max-concurrent", "2", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == ("error: --max-concurrent 2: needs --executor ray "
+                                            "(this run trains locally)")
+    assert (run_dir / "trajectory.jsonl").read_bytes() == before
+
+
+def test_resuming_a_ray_run_locally_drops_its_ray_settings(tmp_path):
+    from agent.cli import build_parser
+    from agent.config import RunConfig
+    from agent.resume import _load, explicit_flags
+
+    stored = RunConfig(executor="ray", ray_address="10.0.0.5:6379", max_concurrent=4)
+    (tmp_path / "config.json").write_text(json.dumps({"config": stored.model_dump()}))
+    (tmp_path / "trajectory.jsonl").write_text("")
+    args, given = explicit_flags(build_parser(), ["--resume", str(tmp_path), "--executor", "local"])
+    config, _, _, settings = _load(tmp_path, args, given)
+    assert config.executor == "local" and config.ray_address is None and config.max_concurrent is None
+    assert settings == {"executor": "local", "ray_address": None, "gpus_per_learner": None,
+                        "max_concurrent": None}
 
 
 def test_a_bad_budget_on_resume_is_refused_and_the_log_is_untouched(tiny_run):
