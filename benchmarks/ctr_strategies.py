@@ -185,22 +185,18 @@ def held_out_table(rows: list[dict], M: int) -> list[str]:
              "grid regret (val/test) |", "| --- | --- | --- | --- | --- |"]
     cols = {(who, m, split): [] for who in ("closed_form", "grid") for m in ("hit", "regret")
             for split in ("val", "test")}
+
+    def cells(v: dict) -> str:  # the four val/test pairs of one row
+        def pair(who: str, m: str) -> str:
+            fmt = (lambda x: f"{x:.2f}") if m == "hit" else (lambda x: f"{1e3 * x:+.2f}")
+            return f"{fmt(v[who, m, 'val'])}/{fmt(v[who, m, 'test'])}"
+        return " | ".join(pair(who, m) for m in ("hit", "regret") for who in ("closed_form", "grid"))
+
     for r in rows:
         for key in cols:
             cols[key].append(r["s1"][f"held_out_{key[2]}"][f"{key[0]}_{key[1]}"])
-        v = {key: vals[-1] for key, vals in cols.items()}
-        lines.append(f"| {r['seed']} | {v['closed_form', 'hit', 'val']:.2f}/"
-                     f"{v['closed_form', 'hit', 'test']:.2f} | {v['grid', 'hit', 'val']:.2f}/"
-                     f"{v['grid', 'hit', 'test']:.2f} | "
-                     f"{1e3 * v['closed_form', 'regret', 'val']:+.2f}/"
-                     f"{1e3 * v['closed_form', 'regret', 'test']:+.2f} | "
-                     f"{1e3 * v['grid', 'regret', 'val']:+.2f}/{1e3 * v['grid', 'regret', 'test']:+.2f} |")
-    mean = {key: float(np.mean(vals)) for key, vals in cols.items()}
-    lines.append(f"| mean | {mean['closed_form', 'hit', 'val']:.2f}/{mean['closed_form', 'hit', 'test']:.2f}"
-                 f" | {mean['grid', 'hit', 'val']:.2f}/{mean['grid', 'hit', 'test']:.2f} | "
-                 f"{1e3 * mean['closed_form', 'regret', 'val']:+.2f}/"
-                 f"{1e3 * mean['closed_form', 'regret', 'test']:+.2f} | "
-                 f"{1e3 * mean['grid', 'regret', 'val']:+.2f}/{1e3 * mean['grid', 'regret', 'test']:+.2f} |")
+        lines.append(f"| {r['seed']} | {cells({key: vals[-1] for key, vals in cols.items()})} |")
+    lines.append(f"| mean | {cells({key: float(np.mean(vals)) for key, vals in cols.items()})} |")
     return lines
 
 

@@ -171,13 +171,13 @@ def train_learners(factory: Callable[[], nn.Module], data: TrainData, *, seeds: 
     device = data.x_train.device
     with cpu_threads(threads if device.type == "cpu" else None):
         if packed:
-            runs, first = [], 0
-            for pack in np.array_split(np.asarray(seeds), -(-len(seeds) // (pack_size or len(seeds)))):
+            runs = []
+            n_packs = math.ceil(len(seeds) / (pack_size or len(seeds)))
+            for pack in np.array_split(np.asarray(seeds), n_packs):
                 pack = [int(s) for s in pack]
                 with _training_rng(pack[0], device):
                     runs += _train_packed(factory, data, pack, epochs, batch_size, lr, weight_decay,
-                                          clock, use_amp, compile_model, (first, len(seeds)))
-                first += len(pack)
+                                          clock, use_amp, compile_model, len(runs), len(seeds))
             return runs
         runs = []
         for i, s in enumerate(seeds, start=1):
@@ -270,9 +270,9 @@ def _plain_batch_norm(m: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> to
 
 
 def _train_packed(factory, data: TrainData, seeds, epochs, batch_size, lr, weight_decay,
-                  clock, use_amp, compile_model, offset=(0, None)) -> list[LearnerRun]:
+                  clock, use_amp, compile_model, before: int, total: int) -> list[LearnerRun]:
     """All learners at once: parameters and buffers stacked on a leading learner axis.
-    ``offset``: (learners before this pack, learners in all packs) for the progress ticks."""
+    ``before`` / ``total``: learners in the packs before this one / in all packs (progress)."""
     from torch.func import functional_call, stack_module_state, vmap
 
     device, L = data.x_train.device, len(seeds)
@@ -326,7 +326,6 @@ def _train_packed(factory, data: TrainData, seeds, epochs, batch_size, lr, weigh
             curves[l]["train_loss"].append(epoch_loss[l].item())
             curves[l]["grad_norm"].append(grad_norm[l].item())
             curves[l]["val_acc"].append(_accuracy(val_probs[l], data.y_val))
-        before, total = offset[0], offset[1] or L
         clock.tick(EpochTick(before + L, total, epoch, epochs, packed=True, first=before + 1))
     test_probs = _predict(lambda x: eval_fwd(params, buffers, x), data.x_test)
     return [LearnerRun(seeds[l], val_probs[l].cpu().numpy().astype(np.float32),
