@@ -21,7 +21,11 @@ For each seed:
    candidate, 3 iterations × 2 candidates = 16 trainings, about strategy 2's budget; the
    point-estimate rule, ``--confidence 0``, since two learners give no seed SE) → the final
    baseline;
-   its true M-ensembles (K, averaged).
+   its true M-ensembles (K, averaged). ``--s3-rule sequential`` runs it with the product's default
+   rule instead (``--learners 2:4``, confidence 0.95, futility stop), held to the same 48
+   learner-epochs (16 trainings at fidelity low) by ``--max-learner-epochs``; with ``--only-s3``
+   the reference spec's true ensembles are trained too, so each row says whether the final spec
+   kept the monotonic condition.
 
 Every true ensemble uses the seeds 1000·seed + 100 … (never seen by a strategy); errors are the
 2-class Brier error (= 2 × the binary Brier score) on the held-out test split and on validation.
@@ -51,8 +55,17 @@ def _newest(out: Path, pattern: str) -> Path:
     return max(out.glob(pattern), key=lambda p: p.stat().st_mtime)
 
 
+S3_RULES = {  # strategy 3's acceptance rule: agent.run flags
+    "point": ["--learners", "2:2", "--confidence", "0"],  # two learners, the point estimate
+    # the product's default rule (2:4, 95 %, futility stop), held to the point rule's 16
+    # trainings by a learner-epoch budget (a CTR learner at fidelity low costs 3)
+    "sequential": ["--max-learner-epochs", "48"],
+}
+
+
 def _strategy3(seed: int, M: int, out: Path, n_samples: int | None, repeats: int,
-               test_rows: int, model: str = "builtin") -> dict:
+               test_rows: int, model: str = "builtin", rule: str = "point",
+               with_baseline: bool = False) -> dict:
     from agent.run import main as run_main
     from evaluators.data import load_task
     from evaluators.edas.common import true_ensemble
@@ -60,8 +73,7 @@ def _strategy3(seed: int, M: int, out: Path, n_samples: int | None, repeats: int
     from spaces import get_space
 
     argv = ["--space", "ctr", "--dataset", "synthetic-ctr", "--model", model, "--seed", str(seed),
-            "--iterations", "3", "--proposals", "2", "--keep", "2", "--learners", "2:2",
-            "--confidence", "0",
+            "--iterations", "3", "--proposals", "2", "--keep", "2", *S3_RULES[rule],
             "--predictor", "none", "--ensemble-size", str(M), "--out", str(out),
             "--max-wall-seconds", "3000"]
     if n_samples:
@@ -81,12 +93,18 @@ def _strategy3(seed: int, M: int, out: Path, n_samples: int | None, repeats: int
     true = true_ensemble(spec, space, task, get_fidelity("low"), M, 1000 * seed + 100, repeats)
     proposals = [e for e in events if e["event"] == "proposal"]
     refused = [e for e in events if e["event"] == "proposal_rejected"]
-    return {"run_dir": str(run_dir), "spec": spec.model_dump(), "trainings": learners,
-            "model": model, "proposals": len(proposals), "refused": len(refused), **true}
+    row = {"run_dir": str(run_dir), "spec": spec.model_dump(), "trainings": learners,
+           "model": model, "rule": rule, "proposals": len(proposals), "refused": len(refused),
+           "moved": space.canonical_hash(spec) != space.canonical_hash(space.reference()), **true}
+    if with_baseline:  # the reference spec's true ensembles, on the same seeds as strategy 2's
+        row["baseline_test_true_ens"] = (true_ensemble(
+            space.reference(), space, task, get_fidelity("low"), M, 1000 * seed + 100,
+            repeats)["test_true_ens"] if row["moved"] else true["test_true_ens"])
+    return row
 
 
 def run_seed(seed: int, M: int, out: Path, n_samples: int | None, repeats: int,
-             test_rows: int, s3_model: str = "builtin") -> dict:
+             test_rows: int, s3_model: str = "builtin", s3_rule: str = "point") -> dict:
     from agent.edas import main as edas_main
 
     common = ["--seed", str(seed), "--ensemble-size", str(M), "--out", str(out),
@@ -99,7 +117,7 @@ def run_seed(seed: int, M: int, out: Path, n_samples: int | None, repeats: int,
     assert edas_main(["--strategy", "differentiable", "--check", *common]) == 0
     s2_dir = _newest(out, f"*-edas-differentiable-*-s{seed}")
     s2 = json.loads((s2_dir / "result.json").read_text())
-    s3 = _strategy3(seed, M, out, n_samples, repeats, test_rows, s3_model)
+    s3 = _strategy3(seed, M, out, n_samples, repeats, test_rows, s3_model, s3_rule)
     at_star = next(c for c in s1["checks"] if c["rate"] == s1["r_star"])
     grid = [c for c in s1["checks"] if c["rate"] in [float(r) for r in GRID.split(",")]]
     best = {k: min(c[k] for c in grid) for k in ("true_ens", "test_true_ens")}
@@ -224,15 +242,23 @@ def plot(rows: list[dict], path: Path, M: int) -> None:
 
 def strategy3_table(rows: list[dict]) -> str:
     """Strategy 3 alone (``--only-s3``): the final baseline's true ensembles per seed."""
-    lines = ["| seed | proposer | proposals (refused) | trainings | final spec | test true ens |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| seed | proposer | rule | proposals (refused) | trainings | final spec | "
+             "test true ens | baseline | monotonic |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        spec = r["spec"]
-        lines.append(f"| {r['seed']} | {r['model']} | {r['proposals']} ({r['refused']}) | "
+        spec, base = r["spec"], r.get("baseline_test_true_ens")
+        lines.append(f"| {r['seed']} | {r['model']} | {r.get('rule', 'point')} | "
+                     f"{r['proposals']} ({r['refused']}) | "
                      f"{r['trainings']} | d={spec['embed_dim']} {spec['interaction']} "
                      f"{spec['mlp_width']}×{spec['mlp_depth']} p={spec['dropout']} "
-                     f"r={spec['bagging_rate']} | {r['test_true_ens']:.4f} |")
-    lines.append(f"| mean ± sd | | | | | {_mean_sd([r['test_true_ens'] for r in rows])} |")
+                     f"r={spec['bagging_rate']} | {r['test_true_ens']:.4f} | "
+                     + (f"{base:.4f} | {r['test_true_ens'] <= base} |" if base is not None
+                        else "? | ? |"))
+    bases = [r["baseline_test_true_ens"] for r in rows if "baseline_test_true_ens" in r]
+    kept = sum(r["test_true_ens"] <= b for r, b in zip(rows, bases, strict=False))
+    lines.append(f"| mean ± sd | | | | | | {_mean_sd([r['test_true_ens'] for r in rows])} | "
+                 + (f"{_mean_sd(bases)} | {kept}/{len(rows)} |" if len(bases) == len(rows)
+                    else " | |"))
     return "\n".join(lines)
 
 
@@ -248,6 +274,9 @@ def main() -> int:
     p.add_argument("--figure", default=None, help="also write the summary PNG here")
     p.add_argument("--s3-model", default="builtin",
                    help="strategy 3's proposer (agent.run --model): builtin, local, gpt-4o, …")
+    p.add_argument("--s3-rule", choices=sorted(S3_RULES), default="point",
+                   help="strategy 3's rule: point (2 learners, point estimate) or sequential "
+                   "(the product's default 2:4 at 95 %%, held to the same 48 learner-epochs)")
     p.add_argument("--only-s3", action="store_true",
                    help="run strategy 3 alone (e.g. with another --s3-model) and print its table")
     p.add_argument("--summarise", default=None, nargs="+", metavar="SUMMARY_JSON",
@@ -267,13 +296,14 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.only_s3:
         rows = [{"seed": s, **_strategy3(s, args.ensemble_size, out, args.n_samples,
-                                         args.check_repeats, args.test_rows, args.s3_model)}
+                                         args.check_repeats, args.test_rows, args.s3_model,
+                                         args.s3_rule, with_baseline=True)}
                 for s in args.seeds]
         (out / "strategy3.json").write_text(json.dumps(rows, indent=2))
         print(strategy3_table(rows))
         return 0
     rows = [run_seed(s, args.ensemble_size, out, args.n_samples, args.check_repeats, args.test_rows,
-                     args.s3_model) for s in args.seeds]
+                     args.s3_model, args.s3_rule) for s in args.seeds]
     (out / "summary.json").write_text(json.dumps(rows, indent=2))
     table = summarise(rows, args.ensemble_size)
     (out / "summary.md").write_text(table + "\n")
