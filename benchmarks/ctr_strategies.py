@@ -254,11 +254,13 @@ def strategy3_table(rows: list[dict]) -> str:
                      f"r={spec['bagging_rate']} | {r['test_true_ens']:.4f} | "
                      + (f"{base:.4f} | {r['test_true_ens'] <= base} |" if base is not None
                         else "? | ? |"))
-    bases = [r["baseline_test_true_ens"] for r in rows if "baseline_test_true_ens" in r]
-    kept = sum(r["test_true_ens"] <= b for r, b in zip(rows, bases, strict=False))
+    bases = [r.get("baseline_test_true_ens") for r in rows]
+    tail = " | |"  # rows from a full run carry no baseline of their own (strategy 2's old is it)
+    if None not in bases:
+        kept = sum(r["test_true_ens"] <= b for r, b in zip(rows, bases, strict=True))
+        tail = f"{_mean_sd(bases)} | {kept}/{len(rows)} |"
     lines.append(f"| mean ± sd | | | | | | {_mean_sd([r['test_true_ens'] for r in rows])} | "
-                 + (f"{_mean_sd(bases)} | {kept}/{len(rows)} |" if len(bases) == len(rows)
-                    else " | |"))
+                 + tail)
     return "\n".join(lines)
 
 
