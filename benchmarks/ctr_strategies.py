@@ -55,12 +55,18 @@ def _newest(out: Path, pattern: str) -> Path:
     return max(out.glob(pattern), key=lambda p: p.stat().st_mtime)
 
 
-S3_RULES = {  # strategy 3's acceptance rule: agent.run flags
-    "point": ["--learners", "2:2", "--confidence", "0"],  # two learners, the point estimate
-    # the product's default rule (2:4, 95 %, futility stop), held to the point rule's 16
-    # trainings by a learner-epoch budget (a CTR learner at fidelity low costs 3)
-    "sequential": ["--max-learner-epochs", "48"],
-}
+S3_TRAININGS = 16  # strategy 3 with the point rule: the baseline's 4 + 3 iterations × 2 × 2
+
+
+def _s3_rule_flags(rule: str) -> list[str]:
+    """Strategy 3's acceptance rule as agent.run flags: ``point`` (two learners, the point
+    estimate) or ``sequential`` (the product's default rule: 2:4, 95 %, futility stop) held to
+    the point rule's trainings by a learner-epoch budget."""
+    from evaluators.fidelity import get_fidelity
+
+    if rule == "point":
+        return ["--learners", "2:2", "--confidence", "0"]
+    return ["--max-learner-epochs", str(S3_TRAININGS * get_fidelity("low").learner_epochs())]
 
 
 def _strategy3(seed: int, M: int, out: Path, n_samples: int | None, repeats: int,
@@ -73,7 +79,7 @@ def _strategy3(seed: int, M: int, out: Path, n_samples: int | None, repeats: int
     from spaces import get_space
 
     argv = ["--space", "ctr", "--dataset", "synthetic-ctr", "--model", model, "--seed", str(seed),
-            "--iterations", "3", "--proposals", "2", "--keep", "2", *S3_RULES[rule],
+            "--iterations", "3", "--proposals", "2", "--keep", "2", *_s3_rule_flags(rule),
             "--predictor", "none", "--ensemble-size", str(M), "--out", str(out),
             "--max-wall-seconds", "3000"]
     if n_samples:
@@ -90,16 +96,18 @@ def _strategy3(seed: int, M: int, out: Path, n_samples: int | None, repeats: int
         if e["event"] in ("evaluated", "extended") and e.get("seeds"):
             per_candidate[e["proposal_id"]] = max(per_candidate.get(e["proposal_id"], 0), len(e["seeds"]))
     learners = sum(per_candidate.values())
-    true = true_ensemble(spec, space, task, get_fidelity("low"), M, 1000 * seed + 100, repeats)
+    def truth(spec) -> dict:  # K true M-ensembles on the seeds every strategy's check uses
+        return true_ensemble(spec, space, task, get_fidelity("low"), M, 1000 * seed + 100, repeats)
+
+    true = truth(spec)
     proposals = [e for e in events if e["event"] == "proposal"]
     refused = [e for e in events if e["event"] == "proposal_rejected"]
     row = {"run_dir": str(run_dir), "spec": spec.model_dump(), "trainings": learners,
            "model": model, "rule": rule, "proposals": len(proposals), "refused": len(refused),
            "moved": space.canonical_hash(spec) != space.canonical_hash(space.reference()), **true}
     if with_baseline:  # the reference spec's true ensembles, on the same seeds as strategy 2's
-        row["baseline_test_true_ens"] = (true_ensemble(
-            space.reference(), space, task, get_fidelity("low"), M, 1000 * seed + 100,
-            repeats)["test_true_ens"] if row["moved"] else true["test_true_ens"])
+        row["baseline_test_true_ens"] = (truth(space.reference())["test_true_ens"]
+                                         if row["moved"] else true["test_true_ens"])
     return row
 
 
@@ -246,21 +254,15 @@ def strategy3_table(rows: list[dict]) -> str:
              "test true ens | baseline | monotonic |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        spec, base = r["spec"], r.get("baseline_test_true_ens")
-        lines.append(f"| {r['seed']} | {r['model']} | {r.get('rule', 'point')} | "
-                     f"{r['proposals']} ({r['refused']}) | "
+        spec, base = r["spec"], r["baseline_test_true_ens"]
+        lines.append(f"| {r['seed']} | {r['model']} | {r['rule']} | {r['proposals']} ({r['refused']}) | "
                      f"{r['trainings']} | d={spec['embed_dim']} {spec['interaction']} "
                      f"{spec['mlp_width']}×{spec['mlp_depth']} p={spec['dropout']} "
-                     f"r={spec['bagging_rate']} | {r['test_true_ens']:.4f} | "
-                     + (f"{base:.4f} | {r['test_true_ens'] <= base} |" if base is not None
-                        else "? | ? |"))
-    bases = [r.get("baseline_test_true_ens") for r in rows]
-    tail = " | |"  # rows from a full run carry no baseline of their own (strategy 2's old is it)
-    if None not in bases:
-        kept = sum(r["test_true_ens"] <= b for r, b in zip(rows, bases, strict=True))
-        tail = f"{_mean_sd(bases)} | {kept}/{len(rows)} |"
+                     f"r={spec['bagging_rate']} | {r['test_true_ens']:.4f} | {base:.4f} | "
+                     f"{r['test_true_ens'] <= base} |")
+    kept = sum(r["test_true_ens"] <= r["baseline_test_true_ens"] for r in rows)
     lines.append(f"| mean ± sd | | | | | | {_mean_sd([r['test_true_ens'] for r in rows])} | "
-                 + tail)
+                 f"{_mean_sd([r['baseline_test_true_ens'] for r in rows])} | {kept}/{len(rows)} |")
     return "\n".join(lines)
 
 
@@ -276,7 +278,7 @@ def main() -> int:
     p.add_argument("--figure", default=None, help="also write the summary PNG here")
     p.add_argument("--s3-model", default="builtin",
                    help="strategy 3's proposer (agent.run --model): builtin, local, gpt-4o, …")
-    p.add_argument("--s3-rule", choices=sorted(S3_RULES), default="point",
+    p.add_argument("--s3-rule", choices=("point", "sequential"), default="point",
                    help="strategy 3's rule: point (2 learners, point estimate) or sequential "
                    "(the product's default 2:4 at 95 %%, held to the same 48 learner-epochs)")
     p.add_argument("--only-s3", action="store_true",
