@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from agent.config import DEFAULT_SCHEDULE, RunConfig
-from evaluators.predictor import PROXIES
+from evaluators.predictor import PROXIES, WEIGHTINGS
 
 __all__ = ["build_parser", "config_from_args", "checked_config", "UsageError", "default_wall_seconds"]
 
@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--zero-cost", default=d.zero_cost, choices=PROXIES,
       help="add a zero-cost proxy to the predictor's features: synflow (no data, no training; "
            "one forward and backward pass per proposal) | none")
+    a("--predictor-weights", default=d.predictor_weights, choices=WEIGHTINGS,
+      help="how the predictor's ensemble combines its members: equal | cv (weights that rank "
+           "5-fold held-out records best; 5 more fits per refit, from 20 labels)")
     a("--predictor-refit", type=int, default=d.predictor_refit, help="refit after n new labels")
     a("--predictor-min-labels", type=int, default=d.predictor_min_labels,
       help="pass proposals through until this many labels exist")

@@ -60,6 +60,7 @@ class RunConfig(BaseModel):
     futility: float = Field(0.05, ge=0.0, lt=1.0)  #: γ: stop undecided when P(confident at MAX) < γ
     predictor: str = "gnn-ensemble"
     zero_cost: Literal["synflow", "none"] = "none"  #: a data-free proxy feature for the predictor
+    predictor_weights: Literal["equal", "cv"] = "equal"  #: how the predictor combines its members
     predictor_refit: int = Field(20, ge=1)
     predictor_min_labels: int = Field(8, ge=2)
     iterations: int = Field(5, ge=0)

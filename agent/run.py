@@ -107,7 +107,8 @@ def make_filter(config: RunConfig, space, task_info):
     try:
         return factory(config.predictor, space, task_info, refit_every=config.predictor_refit,
                        min_labels=config.predictor_min_labels, seed=config.seed,
-                       total_iterations=config.iterations, zero_cost=config.zero_cost), None
+                       total_iterations=config.iterations, zero_cost=config.zero_cost,
+                       weighting=config.predictor_weights), None
     except ValueError as err:
         raise UsageError(f"--predictor: {err}") from None
 

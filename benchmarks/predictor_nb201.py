@@ -14,7 +14,9 @@ between). Printed as mean ± standard deviation over seeds.
 
 Predictors (``--predictors``; a ``+lowfi`` suffix adds the low-fidelity column as a feature, a
 ``+zc`` suffix the data-free SynFlow score of the NB201 network at the target's image size and
-class count, ``evaluators/predictor/zero_cost.py``, computed once per table and cached):
+class count, ``evaluators/predictor/zero_cost.py``, computed once per table and cached; a
+``+cv`` suffix weights an ensemble's members by cross-validation instead of equally,
+``EnsemblePredictor(weighting="cv")``):
 ``gnn-ensemble`` (forest + boosted trees + GIN trained from scratch), ``dcl-ensemble`` (the GIN
 initialised from the stage-1 contrastive encoder instead: DCL-ENAS), ``dcl+gnn-ensemble`` (both
 GINs), ``gin`` / ``dcl-gin`` (one GIN alone, for the ablation), ``rf-onehot`` (a random forest on
@@ -52,14 +54,15 @@ def onehot(spec) -> np.ndarray:
     return np.array([float(getattr(spec, n) == o) for n, _, _ in EDGES for o in OPS])
 
 
-def parse_name(name: str) -> tuple[str, bool, bool]:
-    """``base[+lowfi][+zc]`` → (base, low-fidelity feature, zero-cost feature)."""
-    flags = {"+lowfi": False, "+zc": False}
+def parse_name(name: str) -> tuple[str, bool, bool, bool]:
+    """``base[+lowfi][+zc][+cv]`` → (base, low-fidelity feature, zero-cost feature,
+    cross-validated weights)."""
+    flags = {"+lowfi": False, "+zc": False, "+cv": False}
     base = name
     while any(base.endswith(f) for f in flags):
         suffix = next(f for f in flags if base.endswith(f))
         flags[suffix], base = True, base.removesuffix(suffix)
-    return base, flags["+lowfi"], flags["+zc"]
+    return base, flags["+lowfi"], flags["+zc"], flags["+cv"]
 
 
 def proxy_task(target: str) -> TaskInfo:
@@ -74,7 +77,7 @@ def proxy_task(target: str) -> TaskInfo:
 def predict(name: str, space, seed: int, specs, loss, low, tr, te, pretrain: PretrainConfig,
             proxy: ZeroCostProxy | None = None):
     """Predicted loss of the held-out architectures ``te`` after fitting on ``tr``."""
-    base, use_low, use_zc = parse_name(name)
+    base, use_low, use_zc, use_cv = parse_name(name)
     proxy = proxy if use_zc else None
     if base == "lowfi-only":
         return low[te]
@@ -89,7 +92,7 @@ def predict(name: str, space, seed: int, specs, loss, low, tr, te, pretrain: Pre
         return rf.fit(design(tr), loss[tr]).predict(design(te))
     gnn, trees = MODELS[base]
     model = EnsemblePredictor(space, use_low_fidelity=use_low, seed=seed, gnn=gnn, use_trees=trees,
-                              pretrain=pretrain, zero_cost=proxy)
+                              pretrain=pretrain, zero_cost=proxy, weighting="cv" if use_cv else "equal")
     model.fit([Record(specs[i], loss[i], low[i] if use_low else None) for i in tr])
     return model.predict([specs[i] for i in te], low[te] if use_low else None)[0]
 
@@ -134,13 +137,14 @@ def plot(rows: list[dict], path: str, target: str) -> None:
                                  strict=True):
         names = list(dict.fromkeys(r["predictor"] for r in rows))
         bases = list(dict.fromkeys(parse_name(n)[0] for n in names))
-        for name in names:  # colour: the model; marker: with the low-fidelity feature; dashes: +zc
-            base, use_low, use_zc = parse_name(name)
+        for name in names:  # colour: the model; marker: +lowfi; line: +zc dashed, +cv dotted
+            base, use_low, use_zc, use_cv = parse_name(name)
             mine = [r for r in rows if r["predictor"] == name]
             ax.errorbar([r["labels"] for r in mine], [r[metric] for r in mine],
                         yerr=[r[metric + "_std"] for r in mine], capsize=3, label=name,
                         color=f"C{bases.index(base) % 10}", marker="s" if use_low else "o",
-                        linestyle="--" if use_zc else "-")
+                        linestyle={(False, False): "-", (True, False): "--", (False, True): ":",
+                                   (True, True): "-."}[use_zc, use_cv])
         ticks = sorted({r["labels"] for r in rows})
         ax.set(xlabel="training labels", title=title, xscale="log")
         ax.set_xticks(ticks, [str(t) for t in ticks])
@@ -159,6 +163,8 @@ def main(argv=None) -> int:
     p.add_argument("--low-fidelity", default=None)
     p.add_argument("--labels", default="20,50,100")
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds first … first + seeds − 1 (fresh seeds check a choice made on others)")
     p.add_argument("--held-out", type=int, default=1000)
     p.add_argument("--predictors", default=None,
                    help="comma-separated; default: gnn-ensemble, dcl-ensemble, rf-onehot "
@@ -181,10 +187,12 @@ def main(argv=None) -> int:
             names += [n + "+lowfi" for n in names] + ["lowfi-only"]
     known = (*MODELS, "rf-onehot", "lowfi-only")
     for name in names:
-        base, use_low, use_zc = parse_name(name)
+        base, use_low, use_zc, use_cv = parse_name(name)
         if base not in known:
             p.error(f"unknown predictor {name!r}; choose from {', '.join(known)} with optional "
-                    "+lowfi and +zc")
+                    "+lowfi, +zc and +cv")
+        if use_cv and base not in MODELS:
+            p.error(f"predictor {name!r}: +cv weights the members of an ensemble; {base!r} has none")
         if (use_low or base == "lowfi-only") and not args.low_fidelity:
             p.error(f"predictor {name!r} needs --low-fidelity")
     try:
@@ -219,7 +227,7 @@ def main(argv=None) -> int:
     with Progress(console=console) as progress:
         task = progress.add_task("fitting", total=len(labels) * args.seeds * len(names))
         for n in labels:
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 tr, te, skipped = split_without_twins(hashes, n, args.held_out,
                                                       np.random.default_rng(seed))
                 twins.append(skipped)

@@ -23,14 +23,47 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import kendalltau
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
+from sklearn.model_selection import KFold
 
+from evaluators.predictor import WEIGHTINGS
 from evaluators.predictor.contrastive import PretrainConfig, load_or_pretrain
 from evaluators.predictor.features import curve_features, static_features
 from evaluators.predictor.gnn import GINRanker
 from evaluators.predictor.zero_cost import ZeroCostProxy
 
-__all__ = ["Record", "EnsemblePredictor"]
+__all__ = ["Record", "EnsemblePredictor", "rank_weights"]
+
+#: ``cv`` weighting: folds, and the fewest records it needs (fewer: equal weights)
+CV_FOLDS, CV_MIN_RECORDS = 5, 20
+
+
+def _simplex(k: int, steps: int):
+    """Every k-vector of non-negative multiples of 1/steps that sums to 1."""
+    if k == 1:
+        yield (steps,)
+        return
+    for first in range(steps + 1):
+        for rest in _simplex(k - 1, steps - first):
+            yield (first, *rest)
+
+
+def rank_weights(oof: np.ndarray, y: np.ndarray, steps: int = 10) -> np.ndarray:
+    """Weights of the base predictors that rank the records best when combined: the point of
+    the simplex grid (multiples of 1/``steps``) whose weighted out-of-fold prediction
+    ``w @ oof`` (``oof``: base × record, each row from fits that never saw its record) has the
+    highest Kendall τ with the target ``y``; equal weights win ties."""
+    oof = np.asarray(oof, dtype=float)
+    k = len(oof)
+    best_w = np.full(k, 1.0 / k)
+    best = np.nan_to_num(kendalltau(best_w @ oof, y)[0], nan=-1.0)
+    for point in _simplex(k, steps):
+        w = np.asarray(point, dtype=float) / steps
+        tau = np.nan_to_num(kendalltau(w @ oof, y)[0], nan=-1.0)
+        if tau > best + 1e-12:
+            best, best_w = tau, w
+    return best_w
 
 
 @dataclass
@@ -46,18 +79,27 @@ class EnsemblePredictor:
     initialisation), ``pretrained`` (the stage-1 contrastive encoder, fine-tuned: DCL-ENAS),
     ``both``, or ``none``. ``use_trees=False`` leaves the forest and the boosted trees out.
     ``zero_cost``: a :class:`ZeroCostProxy` whose score (log₁₀ SynFlow) joins the static
-    features of the trees and the GIN's head."""
+    features of the trees and the GIN's head. ``weighting``: ``equal`` averages the base
+    predictors; ``cv`` refits the ensemble on ``CV_FOLDS`` folds of the records (``CV_FOLDS``
+    more fits, from ``CV_MIN_RECORDS`` records; equal weights below) and weights the base
+    predictors so that their combined held-out predictions rank the target best
+    (:func:`rank_weights`)."""
 
     GNN_MODES = ("scratch", "pretrained", "both", "none")
 
     def __init__(self, space, task_info=None, *, use_low_fidelity: bool = False,
                  use_curves: bool = False, seed: int = 0, gnn_epochs: int = 150,
                  use_gnn: bool = True, gnn: str = "scratch", use_trees: bool = True,
-                 pretrain: PretrainConfig | None = None, zero_cost: ZeroCostProxy | None = None):
+                 pretrain: PretrainConfig | None = None, zero_cost: ZeroCostProxy | None = None,
+                 weighting: str = "equal"):
         if gnn not in self.GNN_MODES:
             raise ValueError(f"gnn mode {gnn!r}: choose one of {', '.join(self.GNN_MODES)}")
         if not use_trees and (gnn == "none" or not use_gnn):
             raise ValueError("a predictor with neither trees nor a GIN predicts nothing")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting {weighting!r}: choose one of {', '.join(WEIGHTINGS)}")
+        self.weighting = weighting
+        self.weights: np.ndarray | None = None  # None: equal
         self.space, self.task_info, self.seed = space, task_info, seed
         self.use_low_fidelity, self.use_curves = use_low_fidelity, use_curves
         self.gnn_epochs, self.use_trees = gnn_epochs, use_trees
@@ -124,7 +166,29 @@ class EnsemblePredictor:
                 self.gnns.append((gnn, np.linalg.lstsq(A, y, rcond=None)[0]))  # target ≈ a·score + b
         self.y_std = float(y.std()) or 1.0
         self.fitted = True
+        self.weights = (self._cv_weights(records) if self.weighting == "cv"
+                        and len(records) >= CV_MIN_RECORDS else None)
         return self
+
+    def _cv_weights(self, records: list[Record]) -> np.ndarray:
+        """:func:`rank_weights` from out-of-fold base predictions (one fold's fit never sees
+        the records it predicts)."""
+        y = np.asarray([r.target for r in records], dtype=np.float64)
+        oof: np.ndarray | None = None
+        folds = KFold(CV_FOLDS, shuffle=True, random_state=self.seed).split(np.arange(len(records)))
+        for train, held in folds:
+            fold = EnsemblePredictor(self.space, self.task_info, use_low_fidelity=self.use_low_fidelity,
+                                     use_curves=self.use_curves, seed=self.seed,
+                                     gnn_epochs=self.gnn_epochs, gnn=self.gnn_mode,
+                                     use_trees=self.use_trees, pretrain=self.pretrain,
+                                     zero_cost=self.zero_cost).fit([records[i] for i in train])
+            rows = [records[i] for i in held]
+            preds = np.stack(fold.base_predictions(
+                [r.spec for r in rows], [r.low_fidelity for r in rows] if self.use_low_fidelity else None,
+                [r.curves for r in rows] if self.use_curves else None)[0])
+            oof = np.zeros((len(preds), len(records))) if oof is None else oof
+            oof[:, held] = preds
+        return rank_weights(oof, y)
 
     def _encoder_states(self) -> list[dict | None]:
         states: list[dict | None] = []
@@ -159,8 +223,9 @@ class EnsemblePredictor:
         """Predicted target (mean) and uncertainty (std) per spec."""
         preds, variances = self.base_predictions(specs, low_fidelity, curves)
         preds = np.stack(preds)
-        mean = preds.mean(0)
-        std = np.sqrt(preds.var(0) + np.mean(variances, 0))
+        w = self.weights if self.weights is not None else np.full(len(preds), 1.0 / len(preds))
+        mean = w @ preds
+        std = np.sqrt(w @ (preds - mean) ** 2 + np.mean(variances, 0))
         return mean, std
 
     def rank(self, specs, low_fidelity=None, curves=None) -> np.ndarray:

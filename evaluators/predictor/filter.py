@@ -27,8 +27,9 @@ def ucb_scores(mean: np.ndarray, std: np.ndarray, beta: float) -> np.ndarray:
 class UCBFilter:
     def __init__(self, space, task_info=None, *, refit_every: int = 20, min_labels: int = 8,
                  seed: int = 0, total_iterations: int = 10, beta0: float = 1.0, gnn_epochs: int = 150,
-                 gnn: str = "scratch", zero_cost: ZeroCostProxy | None = None):
+                 gnn: str = "scratch", zero_cost: ZeroCostProxy | None = None, weighting: str = "equal"):
         self.space, self.task_info, self.gnn, self.zero_cost = space, task_info, gnn, zero_cost
+        self.weighting = weighting
         self.refit_every, self.min_labels = refit_every, min_labels
         self.total_iterations, self.beta0, self.seed = max(1, total_iterations), beta0, seed
         self.gnn_epochs = gnn_epochs
@@ -46,7 +47,8 @@ class UCBFilter:
         if first or (self.predictor is not None and self._since_fit >= self.refit_every):
             self.predictor = EnsemblePredictor(self.space, self.task_info, seed=self.seed,
                                                gnn_epochs=self.gnn_epochs, gnn=self.gnn,
-                                               zero_cost=self.zero_cost).fit(self.records)
+                                               zero_cost=self.zero_cost,
+                                               weighting=self.weighting).fit(self.records)
             self._since_fit = 0
 
     def keep(self, specs, k: int, iteration: int) -> list[FilterScore]:

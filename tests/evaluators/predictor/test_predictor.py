@@ -6,7 +6,7 @@ import pytest
 from scipy.stats import kendalltau
 
 from evaluators.predictor import make_filter
-from evaluators.predictor.ensemble import EnsemblePredictor, Record
+from evaluators.predictor.ensemble import CV_MIN_RECORDS, EnsemblePredictor, Record, rank_weights
 from spaces import TaskInfo, get_space
 from spaces.nb201 import NB201Space
 
@@ -124,3 +124,39 @@ def test_dcl_predictor_ranks_the_excerpt_above_its_floor(table, tmp_path, monkey
         assert np.all(std > 0)
     assert taus["pretrained"] >= 0.65 and taus["pretrained"] >= taus["scratch"] - 0.05, taus
     assert make_filter("dcl-ensemble", SPACE, None).gnn == "pretrained"
+
+
+def test_rank_weights_put_the_weight_on_the_member_that_ranks_and_none_on_an_inverted_one():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=80)
+    oof = np.stack([y + 0.1 * rng.normal(size=80), rng.normal(size=80), -y])
+    w = rank_weights(oof, y)
+    assert w.sum() == pytest.approx(1.0) and w[0] >= 0.9 and w[2] == 0.0
+    assert kendalltau(w @ oof, y)[0] >= kendalltau(oof.mean(0), y)[0] + 0.3
+    flat = rank_weights(np.ones((3, 10)), np.arange(10.0))  # nothing ranks: equal weights stay
+    np.testing.assert_allclose(flat, np.full(3, 1 / 3))
+
+
+def test_cv_weighting_gives_a_low_fidelity_score_that_is_noise_no_weight(table):
+    specs, y, _ = table
+    noise = np.random.default_rng(0).normal(size=len(y))  # a "low-fidelity score" with no signal
+    recs = [Record(s, t, n) for s, t, n in zip(specs[:100], y[:100], noise[:100], strict=True)]
+    p = EnsemblePredictor(SPACE, use_low_fidelity=True, seed=0, gnn_epochs=60, weighting="cv").fit(recs)
+    assert len(p.weights) == 4 and p.weights[-1] <= 0.1  # forest, trees, GIN, the noise's line
+    preds, _ = p.base_predictions(specs[100:120], noise[100:120])
+    np.testing.assert_allclose(p.predict(specs[100:120], noise[100:120])[0], p.weights @ np.stack(preds),
+                               rtol=1e-12)
+    few = EnsemblePredictor(SPACE, seed=0, gnn_epochs=30, weighting="cv").fit(recs[:CV_MIN_RECORDS - 1])
+    assert few.weights is None  # too few records for five folds: equal weights
+    with pytest.raises(ValueError, match="'stacked'"):
+        EnsemblePredictor(SPACE, weighting="stacked")
+
+
+def test_a_cv_filter_fits_weights_once_it_has_enough_labels_and_refuses_an_unknown_weighting(table):
+    specs, y, _ = table
+    f = make_filter("gnn-ensemble", SPACE, None, min_labels=CV_MIN_RECORDS, weighting="cv")
+    for s, t in zip(specs[:CV_MIN_RECORDS], y[:CV_MIN_RECORDS], strict=True):
+        f.observe(s, t)
+    assert f.predictor.weighting == "cv" and f.predictor.weights.sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="'median'"):
+        make_filter("gnn-ensemble", SPACE, None, weighting="median")
