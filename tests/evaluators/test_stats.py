@@ -14,6 +14,7 @@ from evaluators.stats import (
     residual_stats,
     residuals,
     seed_variance,
+    two_learner_phi,
     z_for,
 )
 
@@ -92,6 +93,41 @@ def test_pool_weights_each_evaluation_by_its_degrees_of_freedom():
     phi, nu = pool_seed_variance([(3, 0.02), (5, 0.01), (2, 9.0)])
     assert nu == 2 + 4
     assert phi == pytest.approx((2 * 3 * 0.02 + 4 * 5 * 0.01) / 6)
+
+
+def test_two_learners_bring_their_own_degree_of_freedom_to_the_pooled_seed_part():
+    """With L = 2 a side's seed variance is (1·φ̂₂/2 + ν·φ_pool/2)/(1 + ν), φ̂₂ = (e₁ − e₂)²/2
+    from the two learners' Brier errors: two learners that disagree widen the SE, two that
+    agree narrow it, against a pool with ν = 3."""
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 5, 400)
+    new, old = _random_probs(rng, 2, 400, 5, 1.0), _random_probs(rng, 4, 400, 5, 1.0)
+    pool = (1e-3, 3)
+    eps = residuals(new, labels)
+    e = np.sum(eps**2, axis=2).mean(axis=1)
+    assert two_learner_phi(eps) == pytest.approx((e[0] - e[1]) ** 2 / 2, rel=1e-12)
+    est = gain_estimate(new, old, labels, 50, pool=pool, n_boot=50)
+    var_new = (two_learner_phi(eps) / 2 + 3 * pool[0] / 2) / 4
+    var_old = (3 * seed_variance(residuals(old, labels), 50) + 3 * pool[0] / 4) / 6
+    assert est.se_seed == pytest.approx(np.sqrt(var_new + var_old), rel=1e-9)
+    assert est.seed_source == "own+pooled/own+pooled"
+    twins = gain_estimate(new[[0, 0]], old, labels, 50, pool=pool, n_boot=50)  # agree: φ̂₂ = 0
+    assert twins.se_seed < est.se_seed or two_learner_phi(eps) == 0
+    assert gain_estimate(new, old[:2], labels, 50, n_boot=50).se_seed is None  # no pool: unknown
+
+
+def test_two_learner_phi_is_unbiased_for_the_seed_variance_of_a_learners_error():
+    """E[(e₁ − e₂)²/2] = Var_seed(e): over 2000 simulated architectures of the coverage model
+    below, 16 learners each, the mean over disjoint learner pairs matches the mean
+    within-architecture variance of one learner's error within 5 %."""
+    rng = np.random.default_rng(11)
+    labels, h = np.zeros(200, dtype=int), rng.normal(size=200)
+    pairs, within = [], []
+    for _ in range(2000):
+        eps = residuals(_learners(rng, A, 16, h), labels)
+        pairs += [two_learner_phi(eps[i:i + 2]) for i in range(0, 16, 2)]
+        within.append(np.sum(eps**2, axis=2).mean(axis=1).var(ddof=1))
+    assert np.mean(pairs) == pytest.approx(np.mean(within), rel=0.05)
 
 
 def test_z_matches_the_published_pocock_constants():
