@@ -363,3 +363,11 @@ def test_evaluation_cut_by_the_wall_budget_stays_in_flight_and_resumes(tmp_path)
     evaluated = [e for e in events if e["event"] == "evaluated"]
     assert len(evaluated) == 1 and not evaluated[0].get("failure")
     assert events[-1]["reason"] == "iterations"
+
+
+def test_an_unknown_predictor_weighting_is_one_line_that_quotes_it(tmp_path):
+    proc = run_cli("agent.run", "--model", "builtin", "--out", tmp_path / "runs",
+                   "--predictor-weights", "median", check=False, timeout=120)
+    last = [line for line in proc.stderr.splitlines() if line.strip()][-1]
+    assert proc.returncode == 2 and "--predictor-weights" in last and "'median'" in last
+    assert not (tmp_path / "runs").exists()
