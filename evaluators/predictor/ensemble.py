@@ -20,6 +20,7 @@ does. On NAS-Bench-201 with 100 labels (3 seeds) adding the line raised τ withi
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -172,16 +173,15 @@ class EnsemblePredictor:
 
     def _cv_weights(self, records: list[Record]) -> np.ndarray:
         """:func:`rank_weights` from out-of-fold base predictions (one fold's fit never sees
-        the records it predicts)."""
+        the records it predicts). Each fold is a shallow copy of this predictor: ``fit`` rebinds
+        every fitted attribute, so the folds leave this one's models untouched."""
         y = np.asarray([r.target for r in records], dtype=np.float64)
         oof: np.ndarray | None = None
         folds = KFold(CV_FOLDS, shuffle=True, random_state=self.seed).split(np.arange(len(records)))
         for train, held in folds:
-            fold = EnsemblePredictor(self.space, self.task_info, use_low_fidelity=self.use_low_fidelity,
-                                     use_curves=self.use_curves, seed=self.seed,
-                                     gnn_epochs=self.gnn_epochs, gnn=self.gnn_mode,
-                                     use_trees=self.use_trees, pretrain=self.pretrain,
-                                     zero_cost=self.zero_cost).fit([records[i] for i in train])
+            fold = copy.copy(self)  # same settings and the same static-feature cache
+            fold.weighting = "equal"  # a fold only supplies out-of-fold predictions
+            fold.fit([records[i] for i in train])
             rows = [records[i] for i in held]
             preds = np.stack(fold.base_predictions(
                 [r.spec for r in rows], [r.low_fidelity for r in rows] if self.use_low_fidelity else None,
