@@ -1,0 +1,50 @@
+"""benchmarks/rung_stability.py, run as a user runs it (a subprocess), on a tiny MNIST-1D setting."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+from scipy.stats import kendalltau
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "rung_stability.py"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, text=True,
+                          capture_output=True, timeout=600)
+
+
+def test_rung_tau_is_kendall_tau_of_the_rungs_prediction_against_the_held_out_truth(tmp_path):
+    proc = run("--n-samples", "300", "--cells", "5", "--rungs", "low:1", "--top", "low:2",
+               "--truth-learners", "2", "--out", str(tmp_path), "--png", str(tmp_path / "r.png"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert len(set(out["cells"])) == 5  # distinct cells of the walk
+    assert len(out["truth"]) == 5 and all(0.0 <= t <= 2.0 for t in out["truth"])
+    rows = {r["rung"]: r for r in out["rows"]}
+    for name in ("low-1ep", "low-2ep"):
+        expected = kendalltau(out["pred"][name], out["truth"])[0]
+        assert math.isclose(rows[name]["tau"], expected, abs_tol=1e-12)
+        lo, hi = rows[name]["tau_90"]
+        assert lo <= hi
+    # about 240 training samples at batch 128: 2 steps per epoch
+    assert 128 < out["n_train"] <= 256
+    assert (rows["low-1ep"]["steps"], rows["low-2ep"]["steps"]) == (2, 4)
+    assert rows["low-2ep"]["top"] and not rows["low-1ep"]["top"]
+    assert (tmp_path / "r.png").stat().st_size > 0
+    # a second run reads every learner back from the cache: same figures
+    again = json.loads(run("--n-samples", "300", "--cells", "5", "--rungs", "low:1", "--top", "low:2",
+                           "--truth-learners", "2", "--out", str(tmp_path), "--json").stdout)
+    assert again["pred"] == out["pred"] and again["truth"] == out["truth"]
+
+
+def test_bad_rung_is_refused_in_one_line_that_quotes_it(tmp_path):
+    proc = run("--rungs", "low:x", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert "'low:x'" in proc.stderr.strip().splitlines()[-1]
+    assert not any(tmp_path.iterdir())
