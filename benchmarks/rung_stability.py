@@ -222,14 +222,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.dataset}, {args.n_samples} samples ({m['n_train']} train, {m['n_test']} test), "
         f"{len(m['truth'])} cells: rung Ê_ens({args.ensemble_size}) from {args.learners} learners "
         f"vs the true {args.truth_learners}-ensemble at {args.top_rung.name}"))
-    for col in ("rung", "learner-epochs / learner", "steps / learner", "Kendall τ (90 % interval)",
-                "Spearman", "τ of last val acc"):
-        table.add_column(col)
+    for col in ("rung", "learner-epochs", "steps", "Kendall τ (90 %)", "Spearman", "τ val acc"):
+        table.add_column(col, no_wrap=True)
     for r in rows:
-        table.add_row(r["rung"] + (" (top: ceiling)" if r["top"] else ""), f"{r['learner_epochs']:g}",
-                      str(r["steps"]), f"{r['tau']:+.2f} ({r['tau_90'][0]:+.2f} … {r['tau_90'][1]:+.2f})",
+        table.add_row(r["rung"] + (" (top)" if r["top"] else ""), f"{r['learner_epochs']:g}",
+                      str(r["steps"]), f"{r['tau']:+.2f} ({r['tau_90'][0]:+.2f}…{r['tau_90'][1]:+.2f})",
                       f"{r['spearman']:+.2f}", f"{r['tau_last_val_acc']:+.2f}")
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 140).print(table)
     return 0
 
 
