@@ -274,9 +274,10 @@ class SearchLoop:
             more = next_learners(L_new, c.min_learners, c.max_learners)
             if cand.proposal_id in failed_growth or base.proposal_id in failed_growth:
                 more = None
-            if more is not None and not self.budget.affords(  # the candidate's and the
-                    rung.learner_epochs(more - L_new) + rung.learner_epochs(max(0, more - L_old))):
-                more = None  # baseline's extra learners must fit the learner-epoch budget
+            cost = None if more is None else (  # the candidate's and the baseline's extra
+                rung.learner_epochs(more - L_new) + rung.learner_epochs(max(0, more - L_old)))
+            short = cost is not None and not self.budget.affords(cost)
+            more = None if short else more  # extra learners must fit the learner-epoch budget
             estimate = gain_between(self.run_dir / EVALS, new, old, M,
                                     pool=self.state.seed_pool(rung.name))
             d = decide(new.stats, old.stats, M, c.rule, c.margin, estimate,
@@ -285,11 +286,14 @@ class SearchLoop:
             if d.confident or more is None or d.futile:
                 top = r == len(self.rungs) - 1
                 final = top or (d.accepted and not self.affordable(cand, r + 1))
-                note = ({} if top or not final else
-                        {"explanation": d.explanation + f"; final at {rung.name}, the highest "
-                         "rung the learner-epoch budget allowed"})
+                why = d.explanation
+                if short and not d.confident:  # say why the looks stopped below MAX
+                    why += (f"; stopped at {L_new} learners: {cost:g} more learner-epochs were "
+                            "needed, beyond --max-learner-epochs")
+                if final and not top:
+                    why += f"; final at {rung.name}, the highest rung the learner-epoch budget allowed"
                 self.log("decision", cand.iteration, proposal_id=cand.proposal_id,
-                         baseline_id=base.proposal_id, **(d.to_dict() | note),
+                         baseline_id=base.proposal_id, **(d.to_dict() | {"explanation": why}),
                          fidelity=rung.name, rung=r, final=final)
                 return
             if self.stop.requested or self.out_of_time() is not None:

@@ -101,3 +101,25 @@ def test_futility_ends_near_ties_before_max_and_says_so(tmp_path, capsys):
     assert f"{len(decisions)} undecided stopped before MAX by the futility bound" in report
     rows = _replayed(run_dir, capsys)  # the run's futility is replayed with the rest
     assert [(r["futile"], r["learners"]) for r in rows] == [(True, 2)] * len(decisions)
+
+
+def test_a_look_cut_by_the_learner_epoch_budget_says_so(tmp_path):
+    """At the low fidelity a learner costs 3 learner-epochs: the baseline's 4 (12) and two
+    candidates' 2 each (12) spend the whole --max-learner-epochs 24, so no extra learner can be
+    bought. A decision that is not confident then ends at 2 learners, below MAX 6, and its
+    explanation says that the budget, not the rule, stopped the looks."""
+    rc = main([*TINY, "--fidelity", "low", "--iterations", "1", "--learners", "2:6",
+               "--confidence", "0.999999", "--futility", "0", "--max-learner-epochs", "24",
+               "--out", str(tmp_path)])
+    assert rc == 0
+    (run_dir,) = tmp_path.iterdir()
+    decisions = [e for e in events_of(run_dir) if e["event"] == "decision"]
+    open_calls = [d for d in decisions if not d["confident"]]
+    assert open_calls, decisions
+    for d in open_calls:
+        assert d["verdict"] == "undecided" and d["learners"] == 2
+        assert "stopped at 2 learners: 3 more learner-epochs were needed, beyond " \
+               "--max-learner-epochs" in d["explanation"]
+    for d in decisions:
+        if d["confident"]:
+            assert "stopped at" not in d["explanation"]
