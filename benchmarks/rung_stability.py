@@ -124,12 +124,14 @@ def measure(args, err: Console) -> dict:
     try:
         first = load_baseline(args.baseline, space) if args.baseline else space.reference()
     except UsageError as err:
-        raise SystemExit(f"error: {err}") from None
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     try:
         task = load_task(args.dataset, n_samples=args.n_samples, data_dir=args.data_dir,
                          device=args.device, seed=args.seed)
     except DatasetUnavailable as exc:
-        raise SystemExit(f"error: --dataset {args.dataset}: {exc}") from None
+        print(f"error: --dataset {args.dataset}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     cells = walk_cells(space, first, args.cells, args.seed)
     where = "" if args.device == "cpu" else f"-{args.device}"
     cache = Path(args.out) / f"{args.dataset}-n{args.n_samples}-seed{args.seed}{where}"

@@ -48,3 +48,13 @@ def test_bad_rung_is_refused_in_one_line_that_quotes_it(tmp_path):
     assert proc.returncode == 2
     assert "'low:x'" in proc.stderr.strip().splitlines()[-1]
     assert not any(tmp_path.iterdir())
+
+
+def test_malformed_baseline_is_refused_in_one_line_that_quotes_it(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"edge_1_0": "conv9x9"}')
+    proc = run("--baseline", str(bad), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'conv9x9'" in lines[0] and str(bad) in lines[0]
+    assert not (tmp_path / "out").exists()
