@@ -43,7 +43,7 @@ from agent.cli import UsageError
 from agent.run import load_baseline
 from evaluators import stats as es
 from evaluators.data import DatasetUnavailable, load_task
-from evaluators.dual import train_spec
+from evaluators.dual import learner_steps, train_spec
 from evaluators.fidelity import Fidelity, parse_schedule
 from spaces import get_space
 
@@ -93,16 +93,11 @@ def walk_cells(space, first, n: int, seed: int) -> list:
         if len(cells) == n:
             break
         spec = space.mutate(cells[int(rng.integers(len(cells)))], rng)
-        if space.canonical_hash(spec) not in seen:
-            seen.add(space.canonical_hash(spec))
+        key = space.canonical_hash(spec)
+        if key not in seen:
+            seen.add(key)
             cells.append(spec)
     return cells
-
-
-def steps_per_learner(fidelity: Fidelity, n_train: int) -> int:
-    """Optimizer steps one learner takes at ``fidelity`` on ``n_train`` training samples."""
-    kept = max(1, int(round(n_train * fidelity.train_fraction)))
-    return fidelity.epochs * math.ceil(kept / min(fidelity.batch_size, kept))
 
 
 def train_cached(cache: Path, space, spec, task, fidelity: Fidelity, seeds: list[int],
@@ -181,7 +176,7 @@ def summarise(m: dict, args) -> list[dict]:
         p, a, t = m["pred"][rung.name], m["acc"][rung.name], m["truth"]
         tau = kendalltau(p, t)[0]
         rows.append({"rung": rung.name, "top": rung.name == args.top_rung.name,
-                     "learner_epochs": rung.learner_epochs(), "steps": steps_per_learner(rung, m["n_train"]),
+                     "learner_epochs": rung.learner_epochs(), "steps": learner_steps(rung, m["n_train"]),
                      "tau": float(tau), "tau_90": tau_interval(p, t), "spearman": float(spearmanr(p, t)[0]),
                      "tau_last_val_acc": float(kendalltau(-np.asarray(a), t)[0])})
     return rows

@@ -30,12 +30,14 @@ from evaluators.train import (
     TimeLimitExceeded,
     TrainData,
     TrainingDiverged,
+    steps_per_epoch,
     train_learners,
 )
 from spaces.base import SearchSpace, SizeCap, SpecTooLarge, TaskInfo
 
 __all__ = ["evaluate", "train_new_learners", "summarise", "TrainedLearners", "train_spec",
-           "prepare_data", "step_flops", "choose_packed", "choose_threads", "npz_name", "SMALL_STEP_FLOPS"]
+           "prepare_data", "step_flops", "learner_steps", "choose_packed", "choose_threads", "npz_name",
+           "SMALL_STEP_FLOPS"]
 
 # Below this many forward FLOPs per training step, CPU ops last microseconds and intra-op
 # threads cost more in synchronisation than they save; on a shared machine they are much worse
@@ -87,6 +89,13 @@ def step_flops(space: SearchSpace, spec, info: TaskInfo, fidelity: Fidelity, n_t
     task has; the fidelity keeps a fraction of them)."""
     flops = space.cost(spec, _info_at(info, fidelity), fidelity.width_mult)["flops"]
     return float(flops) * min(fidelity.batch_size, _kept(n_train, fidelity))
+
+
+def learner_steps(fidelity: Fidelity, n_train: int) -> int:
+    """Optimizer steps one learner takes at ``fidelity`` on a task with ``n_train`` training
+    samples (the fraction the fidelity keeps, in batches of at most that many)."""
+    kept = _kept(n_train, fidelity)
+    return fidelity.epochs * steps_per_epoch(kept, min(fidelity.batch_size, kept))
 
 
 def choose_packed(device: torch.device, packed: bool | Literal["auto"], learners: int,

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["LearnerRun", "TrainingDiverged", "TimeLimitExceeded", "train_learners",
-           "TrainData", "EpochTick"]
+           "TrainData", "EpochTick", "steps_per_epoch"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -120,6 +120,12 @@ def _init(factory: Callable[[], nn.Module], seed: int, device: torch.device) -> 
         return factory().to(device)
 
 
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch over ``n`` samples: full batches only (the last, partial
+    batch is dropped), at least one."""
+    return max(1, n // batch_size)
+
+
 def _schedule(total_steps: int) -> Callable[[int], float]:
     """Linear warm-up over the first 10 % of steps, then cosine decay to zero."""
     warm = max(1, total_steps // 10)
@@ -205,7 +211,7 @@ def _train_one(factory, data: TrainData, seeds, epochs, batch_size, lr, weight_d
     train_forward = torch.compile(model) if compile_model else model
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     n = len(data.y_train)
-    steps = epochs * max(1, n // batch_size)
+    steps = epochs * steps_per_epoch(n, batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(steps))
     order_rng = torch.Generator(device="cpu").manual_seed(seed + 7919)
     curves = {"train_loss": [], "val_acc": [], "grad_norm": []}
@@ -284,7 +290,7 @@ def _train_packed(factory, data: TrainData, seeds, epochs, batch_size, lr, weigh
             m.forward = functools.partial(_plain_batch_norm, m)
     opt = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=weight_decay)
     n = len(data.y_train)
-    steps = epochs * max(1, n // batch_size)
+    steps = epochs * steps_per_epoch(n, batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(steps))
     order_rngs = [torch.Generator(device="cpu").manual_seed(s + 7919) for s in seeds]
 
