@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
       "rung first, e.g. low,medium,high or low:3,medium:12,high:40 (custom epochs): candidates "
       "enter the first rung, are compared with the baseline at each rung, and only a decision "
       "at the top rung (or the highest the budget allowed) moves the baseline")
+    a("--batch-size", type=int, default=None, help="minibatch size at every rung (default: "
+      "128; the last partial batch is dropped, so a small training set takes few optimizer "
+      "steps per epoch at 128, and a cheap rung's ranking needs steps: README, 'Does a cheap "
+      "rung rank?')")
     a("--eta", type=int, default=d.eta, help="successive halving: the top 1/eta of a rung's "
       "candidates are promoted")
     a("--max-learner-epochs", type=float, default=None, help="budget in full-width learner-"

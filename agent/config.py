@@ -48,6 +48,7 @@ class RunConfig(BaseModel):
     fidelity: str = "low"
     fidelity_schedule: str | None = Field(None, description="rungs, lowest first (low:2,low); "
                                           "None: the single --fidelity")
+    batch_size: int | None = Field(None, ge=1, le=65536)  #: every rung's minibatch; None: 128
     eta: int = Field(3, ge=2, le=16)
     max_learner_epochs: float | None = Field(None, gt=0)
     ensemble_size: int = Field(50, ge=2)
@@ -100,7 +101,7 @@ class RunConfig(BaseModel):
 
     def rungs(self) -> list[Fidelity]:
         """The fidelity schedule, lowest rung first (ValueError naming a bad rung)."""
-        return parse_schedule(self.fidelity_schedule or self.fidelity)
+        return parse_schedule(self.fidelity_schedule or self.fidelity, self.batch_size)
 
     @property
     def size_cap(self) -> SizeCap:

@@ -104,6 +104,7 @@ def main(argv=None) -> int:
     p.add_argument("--n-samples", type=int, default=1500)
     p.add_argument("--ensemble-size", type=int, default=8)
     p.add_argument("--eta", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=None, help="passed to every run (default: 128)")
     p.add_argument("--max-wall-seconds", type=float, default=3600,
                    help="passed to every run: without it a low-first schedule on nb201/mnist1d "
                    "gets the default task's 150 s wall budget")
@@ -136,6 +137,8 @@ def main(argv=None) -> int:
               "--eta", str(args.eta), "--max-wall-seconds", f"{args.max_wall_seconds:g}"]
     if args.baseline:
         common += ["--baseline", str(Path(args.baseline).resolve())]
+    if args.batch_size is not None:
+        common += ["--batch-size", str(args.batch_size)]
     budget = {"progressive": args.budget_share * args.max_learner_epochs,
               "single": args.max_learner_epochs}
     methods = {"progressive": ["--fidelity-schedule", args.schedule],

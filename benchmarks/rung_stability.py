@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--n-samples", type=int, default=2000)
     p.add_argument("--rungs", default="low:3,medium:5", help="cheap rungs to test, comma-separated")
     p.add_argument("--top", default="medium", help="the top rung (the truth's fidelity)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="minibatch size at every rung (default: the presets' 128)")
     p.add_argument("--cells", type=int, default=24)
     p.add_argument("--learners", type=int, default=2, help="learners per cell and rung (L)")
     p.add_argument("--truth-learners", type=int, default=4, help="top-rung truth ensemble (T)")
@@ -69,9 +71,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--png", help="write predicted-vs-true scatter plots, one per rung")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    if args.batch_size is not None and args.batch_size < 1:
+        p.error(f"--batch-size {args.batch_size}: must be at least 1")
     try:
-        args.rung_list = [r for part in args.rungs.split(",") for r in parse_schedule(part)]
-        args.top_rung = parse_schedule(args.top)[0]
+        args.rung_list = [r for part in args.rungs.split(",")
+                          for r in parse_schedule(part, args.batch_size)]
+        args.top_rung = parse_schedule(args.top, args.batch_size)[0]
     except ValueError as err:
         p.error(str(err))
     if args.top_rung.name in {r.name for r in args.rung_list}:
@@ -129,6 +134,7 @@ def measure(args, err: Console) -> dict:
         raise SystemExit(2) from None
     cells = walk_cells(space, first, args.cells, args.seed)
     where = "" if args.device == "cpu" else f"-{args.device}"
+    where += "" if args.batch_size is None else f"-b{args.batch_size}"
     cache = Path(args.out) / f"{args.dataset}-n{args.n_samples}-seed{args.seed}{where}"
     cache.mkdir(parents=True, exist_ok=True)
     L, T, M = args.learners, args.truth_learners, args.ensemble_size

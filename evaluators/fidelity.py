@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = ["Fidelity", "PRESETS", "get_fidelity", "parse_schedule"]
 
@@ -43,10 +43,12 @@ def get_fidelity(name: str) -> Fidelity:
         raise ValueError(f"unknown fidelity {name!r}; choose one of: {', '.join(PRESETS)}") from None
 
 
-def parse_schedule(text: str) -> list[Fidelity]:
+def parse_schedule(text: str, batch_size: int | None = None) -> list[Fidelity]:
     """Rungs of a progressive schedule, lowest first: ``low,medium,high`` or with custom epochs
     ``low:3,medium:12,high:40`` (a preset with its epochs replaced, named ``low-3ep``). Rungs must
-    be distinct and grow in cost (learner-epochs), at most 6."""
+    be distinct and grow in cost (learner-epochs), at most 6. ``batch_size`` replaces every
+    rung's minibatch size (None: the presets' 128); learner-epochs do not depend on it, the
+    optimizer steps per epoch do."""
     rungs = []
     for part in str(text).split(","):
         name, _, epochs = part.strip().partition(":")
@@ -54,7 +56,13 @@ def parse_schedule(text: str) -> list[Fidelity]:
             base = get_fidelity(name)
             rung = base if not epochs else base.model_copy(update={
                 "epochs": int(epochs), "name": f"{name}-{int(epochs)}ep"})
+            if batch_size is not None:
+                rung = rung.model_copy(update={"batch_size": batch_size})
             Fidelity.model_validate(rung.model_dump())
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise ValueError(f"rung {part.strip()!r}: {first['loc'][0]} {first.get('input')!r}: "
+                             f"{first['msg']}") from None
         except ValueError as err:
             raise ValueError(f"rung {part.strip()!r}: {err}".splitlines()[0]) from None
         rungs.append(rung)

@@ -233,6 +233,7 @@ def test_bad_input_gives_one_clear_line_and_exit_2(tmp_path):
         (["--resume", tmp_path], "not a resumable run"),
         (["--keep", "9", "--proposals", "2"], "--keep"),
         (["--reject-confidence", "2"], "--reject-confidence 2.0: Input should be less than 1"),
+        (["--batch-size", "0"], "--batch-size 0: Input should be greater than or equal to 1"),
         (["--prompt", tmp_path / "missing.j2"], "no such file or folder"),  # even with builtin
         (["--ray-address", "10.0.0.5:6379"],  # would be ignored: the run trains locally
          "--ray-address '10.0.0.5:6379': needs --executor ray (this run trains locally)"),

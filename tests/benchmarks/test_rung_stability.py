@@ -42,13 +42,24 @@ def test_rung_tau_is_kendall_tau_of_the_rungs_prediction_against_the_held_out_tr
     again = json.loads(run("--n-samples", "300", "--cells", "5", "--rungs", "low:1", "--top", "low:2",
                            "--truth-learners", "2", "--out", str(tmp_path), "--json").stdout)
     assert again["pred"] == out["pred"] and again["truth"] == out["truth"]
+    # --batch-size 32: 7 full batches per epoch of the same ~240 samples, trained anew into a
+    # cache folder of its own (the batch-128 learners are not reused)
+    small = json.loads(run("--n-samples", "300", "--cells", "5", "--rungs", "low:1", "--top", "low:2",
+                           "--truth-learners", "2", "--batch-size", "32", "--out", str(tmp_path),
+                           "--json").stdout)
+    steps = {r["rung"]: r["steps"] for r in small["rows"]}
+    assert steps == {"low-1ep": out["n_train"] // 32, "low-2ep": 2 * (out["n_train"] // 32)}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [
+        "mnist1d-n300-seed0", "mnist1d-n300-seed0-b32"]
+    assert small["pred"] != out["pred"]
 
 
 def test_bad_rung_is_refused_in_one_line_that_quotes_it(tmp_path):
-    proc = run("--rungs", "low:x", "--out", str(tmp_path))
-    assert proc.returncode == 2
-    assert "'low:x'" in proc.stderr.strip().splitlines()[-1]
-    assert not any(tmp_path.iterdir())
+    for args, needle in ((("--rungs", "low:x"), "'low:x'"), (("--batch-size", "0"), "--batch-size 0")):
+        proc = run(*args, "--out", str(tmp_path))
+        assert proc.returncode == 2
+        assert needle in proc.stderr.strip().splitlines()[-1]
+        assert not any(tmp_path.iterdir())
 
 
 def test_malformed_baseline_is_refused_in_one_line_that_quotes_it(tmp_path):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from evaluators.dual import learner_steps
 from evaluators.fidelity import parse_schedule
 from evaluators.promotion import MIN_PAIRS, RungPredictor, curve_row, opportunistic, successive_halving
 from evaluators.results import Curves, EvalResult, LearnerResult
@@ -65,3 +66,23 @@ def test_schedule_names_rungs_and_refuses_bad_ones():
                         ("low:x", "'low:x'")):
         with pytest.raises(ValueError, match=needle):
             parse_schedule(bad)
+
+
+def test_batch_size_replaces_every_rungs_minibatch_so_steps_grow_and_cost_does_not():
+    default, small = parse_schedule("low:3,medium"), parse_schedule("low:3,medium", 32)
+    assert [r.batch_size for r in default] == [128, 128] and [r.batch_size for r in small] == [32, 32]
+    assert [r.name for r in small] == [r.name for r in default]
+    assert [r.learner_epochs() for r in small] == [r.learner_epochs() for r in default]
+    # 397 training samples: 3 full batches of 128 per epoch, 12 of 32 (the partial one dropped)
+    assert [learner_steps(r, 397) for r in default] == [3 * 3, 15 * 3]
+    assert [learner_steps(r, 397) for r in small] == [3 * 12, 15 * 12]
+    with pytest.raises(ValueError, match="rung 'low': batch_size 0: Input should be greater"):
+        parse_schedule("low", 0)
+
+
+def test_a_runs_batch_size_reaches_every_rung():
+    from agent.config import RunConfig
+
+    rungs = RunConfig(fidelity_schedule="low:2,low", batch_size=16).rungs()
+    assert [(r.name, r.batch_size) for r in rungs] == [("low-2ep", 16), ("low", 16)]
+    assert [r.batch_size for r in RunConfig().rungs()] == [128]
