@@ -78,11 +78,3 @@ def test_batch_size_replaces_every_rungs_minibatch_so_steps_grow_and_cost_does_n
     assert [learner_steps(r, 397) for r in small] == [3 * 12, 15 * 12]
     with pytest.raises(ValueError, match="rung 'low': batch_size 0: Input should be greater"):
         parse_schedule("low", 0)
-
-
-def test_a_runs_batch_size_reaches_every_rung():
-    from agent.config import RunConfig
-
-    rungs = RunConfig(fidelity_schedule="low:2,low", batch_size=16).rungs()
-    assert [(r.name, r.batch_size) for r in rungs] == [("low-2ep", 16), ("low", 16)]
-    assert [r.batch_size for r in RunConfig().rungs()] == [128]
