@@ -9,6 +9,7 @@ budget cuts an evaluation, the summary says where it was cut.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,20 @@ from agent.rule import verdict_text
 if TYPE_CHECKING:
     from evaluators.train import EpochTick
 
-__all__ = ["LiveProgress", "summary_table", "TrainingTick", "eta_seconds"]
+__all__ = ["LiveProgress", "summary_table", "TrainingTick", "eta_seconds", "console_for",
+           "LOG_WIDTH"]
+
+#: columns of a console that writes to a log file, a pipe or CI rather than a terminal (rich's
+#: own default there is 80, which cuts the summary table's words to "behi…")
+LOG_WIDTH = 160
+
+
+def console_for(stream=None) -> Console:
+    """A rich console on ``stream`` (None: stdout): a terminal's own width, ``$COLUMNS`` when it
+    is set, else :data:`LOG_WIDTH` columns."""
+    probe = Console(file=stream)
+    wide = probe.is_terminal or os.environ.get("COLUMNS", "").strip().isdigit()
+    return probe if wide else Console(file=stream, width=LOG_WIDTH)
 
 
 @dataclass(frozen=True)
@@ -139,7 +153,7 @@ def summary_table(state, config, reason: str, wall_s: float) -> Table:
     confident = sum(1 for d in decisions if d.confident and d.verdict != "undecided")
     undecided = sum(1 for d in decisions if d.verdict == "undecided")
     table.caption = (f"{len(decisions)} decisions: {confident} confident, {undecided} undecided; "
-                     f"{state.learners_trained} learners trained; "
+                     f"{state.learners_trained} learners trained\n"  # two short lines, never wrapped
                      f"{state.evaluations} evaluations, {state.accepted} accepted, "
                      f"device {state.device_s:.1f}s, wall {wall_s:.1f}s"
                      + (f", ${state.cost_usd:.4f}" if state.cost_usd else ""))

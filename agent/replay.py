@@ -17,12 +17,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from agent.cli import UsageError, parse_learners
 from agent.config import first_baseline_learners
 from agent.events import DecisionEvent, Evaluated, parse_event
+from agent.progress import console_for
 from agent.rule import Decision, decide, learner_schedule, next_learners, verdict_text
 from agent.state import SearchState
 from agent.trajectory import CONFIG, EVALS, RunFolderError, read_events
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", default=None, help="with --reevaluate")
     p.add_argument("--out", default="runs", help="with --reevaluate: folder for the new run")
     args = p.parse_args(argv)
-    console = Console()
+    console = console_for()
     run_dir = Path(args.run_dir)
     try:
         config = json.loads((run_dir / CONFIG).read_text())["config"]

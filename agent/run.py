@@ -10,13 +10,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rich.console import Console
-
 from agent.cli import UsageError, build_parser, check_executor, config_from_args
 from agent.config import RunConfig, package_versions
 from agent.lock import RunFolderBusy, RunFolderLock, RunFolderUnwritable
 from agent.loop import SearchLoop, StopRequested
-from agent.progress import LiveProgress, summary_table
+from agent.progress import LiveProgress, console_for, summary_table
 from agent.redact import redact, redact_tree
 from agent.resume import explicit_flags, reopen
 from agent.state import SearchState
@@ -39,7 +37,7 @@ class _RedactingStream:
         return getattr(self._stream, name)
 
 
-console = Console(file=_RedactingStream(sys.stderr))
+console = console_for(_RedactingStream(sys.stderr))
 
 
 def _fail(message: str) -> int:

@@ -27,7 +27,9 @@ from tests.agent.runcli import (
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    proc = run_cli("agent.run", *TINY, "--iterations", 2, "--out", out, "--seed", 3)
+    # stderr is a pipe and $COLUMNS is cleared: the run prints as it would into a log file
+    proc = run_cli("agent.run", *TINY, "--iterations", 2, "--out", out, "--seed", 3,
+                   env={"COLUMNS": ""})
     return run_dir_of(proc), proc
 
 
@@ -57,6 +59,20 @@ def test_run_writes_the_contract(tiny_run):
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert FAKE_KEY.encode() not in path.read_bytes(), path
+
+
+def test_summary_table_in_a_log_keeps_every_word_whole(tiny_run):
+    """Off a terminal rich would wrap the table at 80 columns and cut its words ("behi…"); the
+    run's console writes logs 160 columns wide, so every row is one line and nothing is cut."""
+    run_dir, proc = tiny_run
+    lines = proc.stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if "search finished" in line)
+    rows = [line for line in lines[start:] if line.startswith("│")]
+    decided = [e for e in events_of(run_dir) if e["event"] == "decision"]
+    assert len(rows) == 1 + len(decided), rows  # the baseline and one line per decision
+    assert not any("…" in line for line in rows), rows
+    assert max(len(line) for line in lines[start:]) <= 160
+    assert sum("★" in line for line in rows) == 1  # the final baseline, marked
 
 
 def _learners_at(run_dir, events, pid, L):
