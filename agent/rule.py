@@ -194,15 +194,20 @@ def decide(new: Stats, old: Stats, M: int, rule: Rule = "exact", margin_z: float
            f"{power:.2f} < futility {futility:g}" if futile else ""))
 
 
-def verdict_text(d) -> str:
-    """The words the live display, the summary and the report use for a decision (a
+def verdict_text(d, lower_rung: str | None = None) -> str:
+    """The words the live display, the summary, the report and the replay use for a decision (a
     :class:`Decision` or its logged event): ``accepted, confident``, ``rejected, confident``,
-    ``undecided``, or plain ``accepted``/``rejected`` under the point-estimate rule (z = 0)."""
-    if not getattr(d, "final", True):  # a lower rung: it only says whether to go on
+    ``undecided``, or plain ``accepted``/``rejected`` under the point-estimate rule (z = 0). A
+    decision at a lower rung (a logged event whose ``final`` is false, or ``lower_rung`` named
+    for a :class:`Decision`, which does not know its rung) only says whether to go on:
+    ``ahead at low-2ep, confident``, ``behind at …``, ``undecided at …``."""
+    rung = lower_rung if lower_rung is not None else (
+        None if getattr(d, "final", True) else d.fidelity)
+    if rung is not None:
         if d.verdict == "undecided":
-            return f"undecided at {d.fidelity}"
+            return f"undecided at {rung}"
         word = "ahead" if d.verdict == "accepted" else "behind"
-        return f"{word} at {d.fidelity}" + (", confident" if d.confident and d.z > 0 else "")
+        return f"{word} at {rung}" + (", confident" if d.confident and d.z > 0 else "")
     if d.verdict == "undecided":
         return "undecided"
     return f"{d.verdict}, confident" if d.confident and d.z > 0 else d.verdict

@@ -75,6 +75,12 @@ def test_report_and_replay_per_rung(progressive_run):
         assert (r["proposal_id"], r["fidelity"], r["verdict"], r["learners"], r["learners_old"]) \
             == (d["proposal_id"], d["fidelity"], d["verdict"], d["learners"], d["learners_old"])
         assert abs(r["gain_se_total"] - d["gain_se_total"]) < 1e-9
+    # ... and its table says so in the log's own words, a lower rung's "behind at low-1ep" too
+    table = run_cli("agent.replay", run_dir, env={"COLUMNS": ""}).stdout.splitlines()
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in table if line.startswith("│")]
+    assert len(cells) == len(logged)
+    assert all(row[3] == row[4] and row[-1] == "" for row in cells), cells
+    assert any(row[3].endswith("at low-1ep") or " at low-1ep," in row[3] for row in cells), cells
 
 
 def test_sigkill_mid_rung_then_resume_evaluates_nothing_twice(tmp_path):
