@@ -121,6 +121,6 @@ def rung_lines(state: SearchState, out: Path, M: int) -> list[str]:
         lines += ["", "| promoted | predicted top-rung E_ens | measured |", "|---|---|---|"]
         lines += [f"| {pid} | {p:.4f} | {m:.4f} |" for pid, p, m in pairs]
     promotions = [p for c in state.candidates.values() for p in c.promotions]
-    lines += ["", "Promotions:", ""] + [f"- {p.proposal_id}: {p.from_} → {p.to}: {p.reason}"
-                                        for p in promotions]
+    lines += ["", "Promotions:", ""] + ([f"- {p.proposal_id}: {p.from_} → {p.to}: {p.reason}"
+                                         for p in promotions] or ["- none"])
     return lines

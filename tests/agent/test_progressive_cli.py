@@ -61,6 +61,10 @@ def test_report_and_replay_per_rung(progressive_run):
     report = (run_dir / "report" / "report.md").read_text()
     assert "## Progressive fidelity" in report and (run_dir / "report" / "rungs.png").is_file()
     assert "Kendall" in report
+    promoted = [e for e in events_of(run_dir) if e["event"] == "promoted"]
+    listed = report.split("Promotions:")[1].split("\n## ")[0]
+    assert promoted and all(f"- {e['proposal_id']}: {e['from']} → {e['to']}" in listed
+                            for e in promoted), listed
     proc = run_cli("agent.replay", run_dir, "--json", "--confidence", 0)
     rows = [json.loads(line) for line in proc.stdout.splitlines()][:-1]
     assert {r["fidelity"] for r in rows} == {"low-1ep", "low-3ep"}
