@@ -88,18 +88,50 @@ def _live_ops(spec: NB201Spec) -> list[str]:
             for (_, j, i), op in zip(EDGES, ops, strict=True)]
 
 
-def _depth_matters(live_ops: list[str]) -> bool:
-    """False when stacking the cell N times computes the same as once: a cell with no live edge
-    (it outputs zeros) or one whose only live path is skip connections (the identity)."""
-    live = [(j, i, op) for (_, j, i), op in zip(EDGES, live_ops, strict=True) if op != "none"]
-    if not live:
-        return False
-    if any(op != "skip_connect" for _, _, op in live):
-        return True
-    paths = {0: 1}  # number of live paths from the input to each node
+def _cell_terms(live_ops: list[str]) -> tuple[tuple[str, ...], list[str]]:
+    """What the cell computes, written canonically: its output as a sorted multiset of terms
+    (``()`` when it outputs zeros, ``("x",)`` for the identity), and the definition of each
+    convolution it holds, one per live convolution edge.
+
+    Node j is the sum of ``op(node i)`` over its live edges, so a node is a multiset of terms
+    and sums flatten. ``skip_connect`` passes its input's terms through (a chain of skips is
+    one skip), ``avg_pool_3x3`` is linear and parameter-free so it applies to each term, and a
+    convolution (ReLU-Conv-BN, its own weights) is one new term, ``op(its whole input)``.
+    """
+    node: dict[int, tuple[str, ...]] = {0: ("x",)}
+    convs: list[str] = []
     for j in (1, 2, 3):
-        paths[j] = sum(paths[i] for jj, i, _ in live if jj == j)
-    return paths[3] != 1
+        terms: list[str] = []
+        for (_, jj, i), op in zip(EDGES, live_ops, strict=True):
+            if jj != j or op == "none":
+                continue
+            if op == "skip_connect":
+                terms += node[i]
+            elif op == "avg_pool_3x3":
+                terms += [f"{op}({t})" for t in node[i]]
+            else:
+                convs.append(f"{op}({'+'.join(node[i])})")
+                terms.append(convs[-1])
+        node[j] = tuple(sorted(terms))
+    return node[3], convs
+
+
+def _cell_key(live_ops: list[str]) -> dict[str, list[str]]:
+    """The cell's part of the canonical hash. When every convolution has its own definition,
+    a term names its convolutions unambiguously, so equal terms mean the same function with the
+    same weights (cells wired differently can be twins). When two convolutions share one
+    definition, a term cannot say which of them it uses (one shared, or two separate ones), so
+    such a cell is compared by its live edges instead: never a false twin, only a missed one."""
+    terms, convs = _cell_terms(live_ops)
+    if len(set(convs)) < len(convs):
+        return {"edges": list(live_ops)}
+    return {"terms": list(terms)}
+
+
+def _depth_matters(live_ops: list[str]) -> bool:
+    """False when stacking the cell N times computes the same as once: a cell that outputs
+    zeros or the identity (its only live path is skip connections)."""
+    return _cell_terms(live_ops)[0] not in ((), ("x",))
 
 
 class _Cell(nn.Module):
@@ -273,11 +305,14 @@ class NB201Space(SearchSpace):
         return candidate
 
     def canonical_hash(self, spec: NB201Spec) -> str:
-        """Equal for specs that build the same function: dead edges count as ``none``, and N is
-        ignored when the cell is the identity or outputs zeros."""
+        """Equal for specs that build the same function: dead edges count as ``none``, the cell
+        is compared by what it computes (:func:`_cell_key`: a chain of skips is one skip, so
+        cells wired differently can be twins), and N is ignored when the cell is the identity or
+        outputs zeros."""
         ops = _live_ops(spec)
         depth = spec.cells_per_stage if _depth_matters(ops) else 1
-        return hash_payload({"space": self.name, "ops": ops, "C": spec.channels, "N": depth})
+        return hash_payload({"space": self.name, "cell": _cell_key(ops),
+                             "C": spec.channels, "N": depth})
 
     def inert_fields(self, spec: NB201Spec) -> list[str]:
         """Dead edges that are not ``none`` (no path from the input reaches them, or none from

@@ -105,6 +105,67 @@ def test_dead_edges_do_not_change_the_hash():
     assert SPACE.canonical_hash(wider) != SPACE.canonical_hash(a)
 
 
+def _cells_by_hash() -> dict[str, list[NB201Spec]]:
+    """Every one of the 5⁶ cells (C = 8, N = 2) grouped by canonical hash."""
+    import itertools
+
+    names = [n for n, _, _ in EDGES]
+    groups: dict[str, list[NB201Spec]] = {}
+    for ops in itertools.product(OPS, repeat=6):
+        spec = NB201Spec(**dict(zip(names, ops, strict=True)), channels=8, cells_per_stage=2)
+        groups.setdefault(SPACE.canonical_hash(spec), []).append(spec)
+    return groups
+
+
+def _constant_output(spec: NB201Spec) -> torch.Tensor:
+    """The network's output with every parameter set by its shape alone (so two convolutions
+    of one kernel size compute the same), BN in eval mode: twins must agree exactly."""
+    torch.manual_seed(0)
+    model = SPACE.build(spec, TASK_1D).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.linspace(-0.3, 0.5, p.numel()).reshape(p.shape))
+    x = torch.linspace(-1, 1, 2 * 40).reshape(2, 1, 40)
+    with torch.no_grad():
+        return model(x)
+
+
+def test_twins_wired_differently_compute_the_same_function():
+    """A chain of skips is one skip (x + x either way, found trained twice in a default run):
+    such cells hash alike, have the same parameter count, and with the same parameter values
+    give the same output; cells that hash apart (sampled) give different outputs."""
+    a = NB201Space.from_arch_string(
+        "|skip_connect~0|+|none~0|skip_connect~1|+|skip_connect~0|none~1|skip_connect~2|")
+    b = NB201Space.from_arch_string(
+        "|skip_connect~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|skip_connect~2|")
+    assert SPACE.canonical_hash(a) == SPACE.canonical_hash(b)
+    # one convolution used twice is not two convolutions: conv(x) + conv1(conv(conv(x)))
+    shared = NB201Space.from_arch_string(
+        "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|none~0|skip_connect~1|nor_conv_1x1~2|")
+    separate = NB201Space.from_arch_string(
+        "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|nor_conv_3x3~0|none~1|nor_conv_1x1~2|")
+    assert SPACE.canonical_hash(shared) != SPACE.canonical_hash(separate)
+    groups = _cells_by_hash()
+    # of 15,625 cells: NAS-Bench-201's own count of unique architectures (the edge-level hash
+    # this replaced saw 9,445)
+    assert len(groups) == 6466
+    rng = np.random.default_rng(0)
+    keys = [k for k, g in groups.items() if len({tuple(s.ops()) for s in g}) > 1]
+    checked = 0
+    for k in rng.choice(keys, 25, replace=False):
+        group = groups[k]
+        first, other = group[0], group[int(rng.integers(1, len(group)))]
+        params = [sum(p.numel() for p in SPACE.build(s, TASK_1D).parameters()) for s in (first, other)]
+        assert params[0] == params[1], (first, other)
+        assert torch.allclose(_constant_output(first), _constant_output(other), rtol=1e-5, atol=1e-6)
+        checked += 1
+    assert checked == 25
+    apart = [groups[k][0] for k in rng.choice(list(groups), 25, replace=False)]
+    outputs = [_constant_output(s) for s in apart]
+    same = sum(torch.allclose(outputs[i], outputs[i + 1], rtol=1e-5, atol=1e-6) for i in range(24))
+    assert same == 0
+
+
 def test_depth_is_ignored_only_when_the_cell_is_the_identity_or_zero():
     identity = "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"
     chain = "|skip_connect~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|"
