@@ -272,7 +272,9 @@ class NB201Space(SearchSpace):
             "C = `channels`) joined by residual stride-2 reduction blocks, then global pooling "
             f"and a linear classifier. channels in {list(CHANNELS)}; cells_per_stage in "
             f"{list(CELLS_PER_STAGE)}. Edges that cannot carry signal from input to output are "
-            f"dead and count as 'none'. Example spec: {example}"
+            "dead and count as 'none'; a chain of skip_connect edges is one skip, so two cells "
+            "that differ only in how skips are wired are the same architecture, and a cell whose "
+            f"only live path is skips is the identity. Example spec: {example}"
         )
 
     def reference(self) -> NB201Spec:
