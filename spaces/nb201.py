@@ -310,20 +310,23 @@ class NB201Space(SearchSpace):
         """Equal for specs that build the same function: dead edges count as ``none``, the cell
         is compared by what it computes (:func:`_cell_key`: a chain of skips is one skip, so
         cells wired differently can be twins), and N is ignored when the cell is the identity or
-        outputs zeros."""
+        outputs zeros; C is ignored too when the cell outputs zeros (the network then predicts a
+        constant, whatever its width)."""
         ops = _live_ops(spec)
         depth = spec.cells_per_stage if _depth_matters(ops) else 1
-        return hash_payload({"space": self.name, "cell": _cell_key(ops),
-                             "C": spec.channels, "N": depth})
+        width = spec.channels if any(op != "none" for op in ops) else 0
+        return hash_payload({"space": self.name, "cell": _cell_key(ops), "C": width, "N": depth})
 
     def inert_fields(self, spec: NB201Spec) -> list[str]:
         """Dead edges that are not ``none`` (no path from the input reaches them, or none from
-        them reaches the output), and ``cells_per_stage`` when the cell is the identity or
-        outputs zeros (so any N computes the same)."""
+        them reaches the output), ``cells_per_stage`` when the cell is the identity or outputs
+        zeros (so any N computes the same), and ``channels`` when it outputs zeros."""
         live = _live_ops(spec)
         dead = [name for (name, _, _), op, kept in zip(EDGES, spec.ops(), live, strict=True)
                 if op != kept]
-        return dead + ([] if _depth_matters(live) else ["cells_per_stage"])
+        zero = all(op == "none" for op in live)
+        return (dead + ([] if _depth_matters(live) else ["cells_per_stage"])
+                + (["channels"] if zero else []))
 
     def canonical_arch_string(self, spec: NB201Spec) -> str:
         """The cell string with dead edges written as ``none``."""

@@ -63,6 +63,8 @@ def test_a_field_is_inert_exactly_when_changing_it_alone_keeps_the_hash(seed):
     depths = {SPACE.canonical_hash(spec.model_copy(update={"cells_per_stage": n}))
               for n in (1, 2, 3, 4, 5)}
     assert ("cells_per_stage" in inert) == (len(depths) == 1)
+    widths = {SPACE.canonical_hash(spec.model_copy(update={"channels": c})) for c in (8, 16, 32, 64)}
+    assert ("channels" in inert) == (len(widths) == 1)
 
 
 @FAST
@@ -176,6 +178,12 @@ def test_depth_is_ignored_only_when_the_cell_is_the_identity_or_zero():
         assert SPACE.canonical_hash(one) == SPACE.canonical_hash(five), arch
         built = [sum(p.numel() for p in SPACE.build(s, TASK_1D).parameters()) for s in (one, five)]
         assert built[0] == built[1]
+    # a zero cell makes the network a constant whatever its width (found trained twice, C=32
+    # and C=64, to identical numbers in a default run); any other cell's width matters
+    wide = NB201Space.from_arch_string(zero, channels=64)
+    assert SPACE.canonical_hash(wide) == SPACE.canonical_hash(NB201Space.from_arch_string(zero, channels=8))
+    wide_id = NB201Space.from_arch_string(identity, channels=64)
+    assert SPACE.canonical_hash(wide_id) != SPACE.canonical_hash(NB201Space.from_arch_string(identity))
     doubled = "|skip_connect~0|+|none~0|none~1|+|skip_connect~0|skip_connect~1|none~2|"  # 2x
     for arch in (doubled, "|none~0|+|none~0|none~1|+|nor_conv_1x1~0|none~1|none~2|"):
         one = NB201Space.from_arch_string(arch, cells_per_stage=1)
