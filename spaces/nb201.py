@@ -116,22 +116,23 @@ def _cell_terms(live_ops: list[str]) -> tuple[tuple[str, ...], list[str]]:
     return node[3], convs
 
 
-def _cell_key(live_ops: list[str]) -> dict[str, list[str]]:
-    """The cell's part of the canonical hash. When every convolution has its own definition,
-    a term names its convolutions unambiguously, so equal terms mean the same function with the
-    same weights (cells wired differently can be twins). When two convolutions share one
-    definition, a term cannot say which of them it uses (one shared, or two separate ones), so
-    such a cell is compared by its live edges instead: never a false twin, only a missed one."""
-    terms, convs = _cell_terms(live_ops)
+def _cell_key(live_ops: list[str], terms: tuple[str, ...], convs: list[str]) -> dict[str, list[str]]:
+    """The cell's part of the canonical hash (``terms``, ``convs``: :func:`_cell_terms` of
+    ``live_ops``). When every convolution has its own definition, a term names its convolutions
+    unambiguously, so equal terms mean the same function with the same weights (cells wired
+    differently can be twins). When two convolutions share one definition, a term cannot say
+    which of them it uses (one shared, or two separate ones), so such a cell is compared by its
+    live edges instead: never a false twin, only a missed one."""
     if len(set(convs)) < len(convs):
         return {"edges": list(live_ops)}
     return {"terms": list(terms)}
 
 
-def _depth_matters(live_ops: list[str]) -> bool:
-    """False when stacking the cell N times computes the same as once: a cell that outputs
-    zeros or the identity (its only live path is skip connections)."""
-    return _cell_terms(live_ops)[0] not in ((), ("x",))
+def _depth_matters(terms: tuple[str, ...]) -> bool:
+    """False when stacking the cell N times computes the same as once (``terms``: the cell's
+    output, :func:`_cell_terms`): a cell that outputs zeros or the identity (its only live path
+    is skip connections)."""
+    return terms not in ((), ("x",))
 
 
 class _Cell(nn.Module):
@@ -313,9 +314,11 @@ class NB201Space(SearchSpace):
         outputs zeros; C is ignored too when the cell outputs zeros (the network then predicts a
         constant, whatever its width)."""
         ops = _live_ops(spec)
-        depth = spec.cells_per_stage if _depth_matters(ops) else 1
-        width = spec.channels if any(op != "none" for op in ops) else 0
-        return hash_payload({"space": self.name, "cell": _cell_key(ops), "C": width, "N": depth})
+        terms, convs = _cell_terms(ops)
+        depth = spec.cells_per_stage if _depth_matters(terms) else 1
+        width = spec.channels if terms else 0
+        return hash_payload({"space": self.name, "cell": _cell_key(ops, terms, convs),
+                             "C": width, "N": depth})
 
     def inert_fields(self, spec: NB201Spec) -> list[str]:
         """Dead edges that are not ``none`` (no path from the input reaches them, or none from
@@ -324,9 +327,9 @@ class NB201Space(SearchSpace):
         live = _live_ops(spec)
         dead = [name for (name, _, _), op, kept in zip(EDGES, spec.ops(), live, strict=True)
                 if op != kept]
-        zero = all(op == "none" for op in live)
-        return (dead + ([] if _depth_matters(live) else ["cells_per_stage"])
-                + (["channels"] if zero else []))
+        terms, _ = _cell_terms(live)
+        return (dead + ([] if _depth_matters(terms) else ["cells_per_stage"])
+                + ([] if terms else ["channels"]))
 
     def canonical_arch_string(self, spec: NB201Spec) -> str:
         """The cell string with dead edges written as ``none``."""

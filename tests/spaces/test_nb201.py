@@ -1,4 +1,5 @@
 import csv
+import itertools
 import json
 import re
 from pathlib import Path
@@ -109,8 +110,6 @@ def test_dead_edges_do_not_change_the_hash():
 
 def _cells_by_hash() -> dict[str, list[NB201Spec]]:
     """Every one of the 5⁶ cells (C = 8, N = 2) grouped by canonical hash."""
-    import itertools
-
     names = [n for n, _, _ in EDGES]
     groups: dict[str, list[NB201Spec]] = {}
     for ops in itertools.product(OPS, repeat=6):
@@ -122,7 +121,6 @@ def _cells_by_hash() -> dict[str, list[NB201Spec]]:
 def _constant_output(spec: NB201Spec) -> torch.Tensor:
     """The network's output with every parameter set by its shape alone (so two convolutions
     of one kernel size compute the same), BN in eval mode: twins must agree exactly."""
-    torch.manual_seed(0)
     model = SPACE.build(spec, TASK_1D).eval()
     with torch.no_grad():
         for p in model.parameters():
