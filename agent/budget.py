@@ -15,6 +15,7 @@ from typing import Any
 from agent.config import RunConfig
 from agent.proposers.base import Proposer
 from agent.state import SearchState
+from evaluators.promotion import CONSERVATIVE_SHARE
 
 __all__ = ["Budget", "StopRequested"]
 
@@ -72,6 +73,30 @@ class Budget:
         if c.max_device_seconds is not None and s.device_s >= c.max_device_seconds:
             return "max_device_seconds"
         return None
+
+    def conservative(self) -> str | None:
+        """PMF-NAS's conservative rule, or None when it does not apply: with a schedule of two or
+        more rungs and under :data:`CONSERVATIVE_SHARE` (20 %) of ``--max-learner-epochs`` or
+        of ``--max-wall-seconds`` left, the best waiting candidates go up a rung rather than
+        wait for company. Under the learner-epoch share no new first-rung work starts either
+        (:meth:`holds_first_rung`); under the wall share it may, after the promotions, since
+        wall time left unused is lost. A one-rung schedule has nothing to promote, so the rule
+        never holds it back. Returns the reason in words."""
+        c, s = self.config, self.state
+        if len(c.rungs()) < 2:
+            return None
+        cap = c.max_learner_epochs
+        if cap is not None and cap - s.learner_epochs_spent < CONSERVATIVE_SHARE * cap:
+            return f"under {CONSERVATIVE_SHARE * 100:g} % of the learner-epoch budget left"
+        wall = self.wall_left()
+        if wall is not None and wall < CONSERVATIVE_SHARE * c.max_wall_seconds:
+            return f"under {CONSERVATIVE_SHARE * 100:g} % of the wall budget left"
+        return None
+
+    def holds_first_rung(self) -> bool:
+        """No new first-rung work: the conservative rule holds on the learner-epoch budget."""
+        reason = self.conservative()
+        return reason is not None and "learner-epoch" in reason
 
     def affords(self, learner_epochs: float) -> bool:
         """Whether ``learner_epochs`` more fit ``--max-learner-epochs`` (always without one)."""

@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--max-wall-seconds", type=float, default=None,
       help=f"stop starting new work after this much wall time; default: {d.max_wall_seconds:g} "
       "for the embedded default task (nb201 on mnist1d at low fidelity, keeping `make run` under "
-      "3 minutes), none for any other task")
+      "3 minutes), none for any other task; with a fidelity schedule, under 20 %% left the best "
+      "waiting candidates go up a rung, one at a time (conservative rule)")
     a("--max-cost-usd", type=float, default=None, help="stop before an LLM call would exceed this")
     a("--eval-time-limit", type=float, default=d.eval_time_limit,
       help="seconds per evaluation before it fails as a timeout (an evaluation never runs past "

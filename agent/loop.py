@@ -23,14 +23,14 @@ from agent.events import evaluation_fields, failure_fields
 from agent.pipeline import Pipeline
 from agent.proposers.base import ProposalContext, Proposer, ProposerFatal, ProposerOutOfTime
 from agent.rule import decide, learner_schedule, next_learners
-from agent.rungs import plan_promotions, refit
+from agent.rungs import one_conservative, plan_promotions, refit
 from agent.state import Candidate, SearchState
 from agent.trajectory import EVALS, Trajectory
 from evaluators.data import Task
 from evaluators.evaluator import EvalJob, Evaluator, gain_between
 from evaluators.fidelity import Fidelity
 from evaluators.predictor.base import CandidateFilter
-from evaluators.promotion import CONSERVATIVE_SHARE, RungPredictor
+from evaluators.promotion import RungPredictor
 from evaluators.results import EvalFailure, EvalResult
 from spaces.base import SearchSpace, SizeCap, SpecTooLarge
 
@@ -128,7 +128,7 @@ class SearchLoop:
         when the loop would make it (budgets, the conservative rule) as far as is known now."""
         if (self.config.pipeline and self.ahead.pending is None
                 and not self.state.in_iteration(iteration)
-                and not self.stop.requested and not self.conservative()
+                and not self.stop.requested and not self.budget.holds_first_rung()
                 and self.budget.stop_reason(iteration) is None):
             self.ahead.ask(iteration, self.context(iteration))
 
@@ -304,11 +304,6 @@ class SearchLoop:
             failed_growth.update(x.proposal_id for x in both
                                  if len(x.results[rung.name].learners) < more)
 
-    def conservative(self) -> bool:
-        """Under 20 % of ``--max-learner-epochs`` left: no new first-rung work."""
-        cap = self.config.max_learner_epochs
-        return cap is not None and cap - self.state.learner_epochs_spent < CONSERVATIVE_SHARE * cap
-
     def advance(self) -> None:
         """Bring every active candidate as far as the log and the rules allow: evaluate those
         entered at a rung (one batch per rung), decide them in proposal order against the
@@ -349,8 +344,11 @@ class SearchLoop:
                 reserved[0] += self.rungs[r].learner_epochs(self.config.min_learners)
             return ok
 
+        conservative = self.budget.conservative()
         plan = plan_promotions(self.state, self.rungs, self.rung_predictor, self.config.eta,
-                               self.conservative(), affordable)
+                               conservative, affordable)
+        if conservative is not None and not self.budget.holds_first_rung():
+            plan = one_conservative(plan, self.rungs)  # the wall budget is nearly spent
         for p in plan:
             self.log("promoted", p.candidate.iteration, proposal_id=p.candidate.proposal_id,
                      **{"from": p.src}, to=p.dst, score=p.score, reason=p.reason)
@@ -359,7 +357,7 @@ class SearchLoop:
     def run_iteration(self, iteration: int) -> None:
         """One iteration; on resume, picks up whatever part of it the log already holds."""
         if not self.state.in_iteration(iteration):
-            if self.conservative():
+            if self.budget.holds_first_rung():
                 return  # no new first-rung work: only promotions of waiting candidates
             self.propose(iteration)
         if self.stop.requested:
@@ -392,7 +390,7 @@ class SearchLoop:
                     return reason
                 logged = self.state.events_applied
                 self.run_iteration(iteration)
-                if self.conservative() and self.state.events_applied == logged:
+                if self.budget.holds_first_rung() and self.state.events_applied == logged:
                     return "max_learner_epochs"  # nothing left to promote, no new work to start
                 iteration += 1
         except ProposerOutOfTime:  # the call in flight was cut: nothing of it was logged

@@ -7,8 +7,9 @@ its rung and :func:`plan_promotions` may move it up:
 * successive halving — it is in the top ⌊n/η⌋ of the n candidates that finished the rung,
   ranked on the predicted top-rung E_ens(M) (:class:`evaluators.promotion.RungPredictor`);
 * opportunistic — its score is an outlier, below μ − 2σ of the others', so it goes up at once;
-* conservative — under 20 % of the learner-epoch budget is left, so no new first-rung work
-  starts and the best waiting candidates go up while the budget affords them.
+* conservative — under 20 % of the learner-epoch or wall budget is left
+  (:meth:`agent.budget.Budget.conservative`), so the best waiting candidates go up while the
+  budget affords them (on the wall budget, one at a time: :meth:`agent.loop.SearchLoop.promote`).
 
 Only a decision at the top rung (or the highest rung the budget allowed) moves the baseline.
 """
@@ -21,7 +22,7 @@ from agent.state import Candidate, SearchState
 from evaluators.fidelity import Fidelity
 from evaluators.promotion import RungPredictor, opportunistic, successive_halving
 
-__all__ = ["Promotion", "waiting", "finished_rung", "refit", "plan_promotions"]
+__all__ = ["Promotion", "waiting", "finished_rung", "refit", "plan_promotions", "one_conservative"]
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,10 @@ def refit(predictor: RungPredictor, state: SearchState, rungs: list[Fidelity]) -
 
 
 def plan_promotions(state: SearchState, rungs: list[Fidelity], predictor: RungPredictor,
-                    eta: int, conservative: bool, affordable) -> list[Promotion]:
-    """Promotions to make now, lowest rung first. ``affordable(candidate, rung index)`` says
-    whether the budget can pay for the candidate (and the baseline) at that rung."""
+                    eta: int, conservative: str | None, affordable) -> list[Promotion]:
+    """Promotions to make now, lowest rung first. ``conservative``: why the conservative rule
+    holds (None: it does not). ``affordable(candidate, rung index)`` says whether the budget
+    can pay for the candidate (and the baseline) at that rung."""
     out = []
     for r, rung in enumerate(rungs[:-1]):
         done = {c.proposal_id: c for c in state.candidates.values()
@@ -73,10 +75,23 @@ def plan_promotions(state: SearchState, rungs: list[Fidelity], predictor: RungPr
                 why = f"successive halving: top {len(values) // eta} of {len(values)} at η={eta}"
             elif opportunistic(values, pid):
                 why = "opportunistic: an outlier below μ − 2σ of the rung's scores"
-            elif conservative:
-                why = "conservative: under 20 % of the learner-epoch budget left"
+            elif conservative is not None:
+                why = f"conservative: {conservative}"
             else:
                 continue
             out.append(Promotion(cand, rung.name, rungs[r + 1].name, values[pid],
                                  f"{why}; score = predicted top-rung E_ens by {scores[pid].how}"))
     return out
+
+
+def one_conservative(plan: list[Promotion], rungs: list[Fidelity]) -> list[Promotion]:
+    """``plan`` with at most one promotion made by the conservative rule: the best-scored one
+    from the highest rung (nearest a final decision). Used when the *wall* budget is nearly
+    spent, so that one candidate is evaluated and decided at its new rung before the next one
+    is started, instead of a batch the wall budget cuts before any decision."""
+    extra = [p for p in plan if p.reason.startswith("conservative")]
+    if not extra:
+        return plan
+    names = [r.name for r in rungs]
+    best = max(extra, key=lambda p: (names.index(p.src), -p.score))
+    return [p for p in plan if p not in extra or p is best]

@@ -118,3 +118,43 @@ def test_conservative_rule_stops_new_first_rung_work(tmp_path):
         if e["event"] in ("evaluated", "extended"):
             spent += e.get("learner_epochs", 0)
     assert spent <= 12 + 1e-9
+
+
+def test_one_rung_spends_its_whole_learner_epoch_budget(tmp_path):
+    """The conservative rule (no new first-rung work under 20 % of the budget left) is for
+    schedules with a rung to promote to; a one-rung run used to stop at 80 % of its budget.
+    low:1 at width 0.5: a first-rung evaluation (2 learners) costs 1 learner-epoch, so the run
+    stops only once less than 1 of its 16 is left."""
+    proc = run_cli("agent.run", *TINY, "--fidelity-schedule", "low:1", "--learners", "2:3",
+                   "--iterations", 60, "--max-learner-epochs", 16, "--out", tmp_path, "--seed", 1)
+    events = events_of(run_dir_of(proc))
+    assert events[-1]["reason"] == "max_learner_epochs"
+    spent = sum(e.get("learner_epochs", 0) for e in events if e["event"] in ("evaluated", "extended"))
+    assert 15 < spent <= 16, spent
+    assert not [e for e in events if e["event"] == "promoted"]
+
+
+def test_near_the_end_of_the_wall_budget_waiting_candidates_go_up_one_at_a_time(tmp_path, monkeypatch):
+    """Wall-clock conservative rule. The clock is the log: each event 'takes' 4 s of a 240 s
+    budget, so the rule holds once 240 − 4 n < 48 s, from the event at index 49 on. η = 16
+    keeps successive halving from promoting anything among the few candidates, so every
+    promotion here is the rule's: none before 20 % of the wall is left, and each one evaluated
+    and decided at the top rung before the next."""
+    from agent import run as run_module
+
+    monkeypatch.setattr(SearchState, "wall_s", lambda self, now: 4.0 * self.events_applied)
+    argv = [*map(str, TINY), "--max-wall-seconds", "240", "--fidelity-schedule", "low:1,low:3",
+            "--eta", "16", "--learners", "2:3", "--iterations", "40", "--out", str(tmp_path),
+            "--seed", "1"]
+    assert run_module.main(argv) == 0
+    events = events_of(next(tmp_path.iterdir()))
+    assert events[-1]["reason"] == "max_wall_seconds"
+    promoted = [(n, e) for n, e in enumerate(events) if e["event"] == "promoted"]
+    assert len(promoted) >= 2, "waiting candidates did not go up near the end of the wall budget"
+    for k, (n, p) in enumerate(promoted):
+        assert p["reason"].startswith("conservative: under 20 % of the wall budget left"), p["reason"]
+        assert n >= 49, n
+        decided = [m for m, e in enumerate(events) if e["event"] == "decision"
+                   and e["proposal_id"] == p["proposal_id"] and e["fidelity"] == "low-3ep"]
+        if k + 1 < len(promoted):  # decided at the top rung before the next promotion
+            assert decided and decided[0] < promoted[k + 1][0], (p, decided)
