@@ -130,14 +130,13 @@ def checked_config(fields: dict) -> RunConfig:
     names the flag and quotes the value it was given."""
     from pydantic import ValidationError
 
+    from spaces.base import first_error_line
+
     try:
         return RunConfig(**fields)
     except ValidationError as err:
-        first = err.errors()[0]
-        flag = f"--{str(first['loc'][0]).replace('_', '-')}"
-        value = first.get("input")
-        quoted = f" {value!r}" if isinstance(value, str | int | float) else ""
-        raise UsageError(f"{flag}{quoted}: {first['msg']}") from None
+        raise UsageError(first_error_line(
+            err, lambda loc: f"--{str(loc[0]).replace('_', '-')}")) from None
 
 
 def parse_learners(text: str) -> tuple[int, int]:

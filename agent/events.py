@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from agent.rule import Decision
 from agent.trajectory import EVALS
 from evaluators.results import EvalFailure, EvalResult, LearnerResult
+from spaces.base import first_error_line, quote_value
 
 __all__ = ["Event", "parse_event", "LogInconsistent", "RunStarted", "Resumed", "ProposalEvent",
            "Repair", "ProposalRejected", "Filtered", "Evaluated", "Extended", "DecisionEvent",
@@ -224,11 +225,9 @@ def parse_event(raw: dict[str, Any]) -> Event:
     try:
         return _ADAPTER.validate_python(raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise LogInconsistent(f"event {raw.get('event')!r}"
-                              f"{' of ' + repr(raw['proposal_id']) if 'proposal_id' in raw else ''}"
-                              f": {where}: {first['msg']}") from None
+        of = f" of {quote_value(raw['proposal_id'])}" if "proposal_id" in raw else ""
+        raise LogInconsistent(first_error_line(err, lambda loc: (
+            f"event {quote_value(raw.get('event'))}{of}: " + ".".join(map(str, loc))))) from None
 
 
 def evaluation_fields(proposal_id: str, result: EvalResult, M: int) -> dict[str, Any]:

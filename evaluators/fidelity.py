@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from spaces.base import first_error_line, quote_value
+
 __all__ = ["Fidelity", "PRESETS", "get_fidelity", "parse_schedule"]
 
 
@@ -52,6 +54,7 @@ def parse_schedule(text: str, batch_size: int | None = None) -> list[Fidelity]:
     rungs = []
     for part in str(text).split(","):
         name, _, epochs = part.strip().partition(":")
+        quoted = quote_value(part.strip())
         try:
             base = get_fidelity(name)
             rung = base if not epochs else base.model_copy(update={
@@ -60,11 +63,9 @@ def parse_schedule(text: str, batch_size: int | None = None) -> list[Fidelity]:
                 rung = rung.model_copy(update={"batch_size": batch_size})
             Fidelity.model_validate(rung.model_dump())
         except ValidationError as err:
-            first = err.errors()[0]
-            raise ValueError(f"rung {part.strip()!r}: {first['loc'][0]} {first.get('input')!r}: "
-                             f"{first['msg']}") from None
+            raise ValueError(first_error_line(err, lambda loc: f"rung {quoted}: {loc[0]}")) from None  # noqa: B023 (called at once)
         except ValueError as err:
-            raise ValueError(f"rung {part.strip()!r}: {err}".splitlines()[0]) from None
+            raise ValueError(f"rung {quoted}: {err}".splitlines()[0]) from None
         rungs.append(rung)
     if not 1 <= len(rungs) <= 6:
         raise ValueError(f"{text!r}: expected 1 to 6 rungs")

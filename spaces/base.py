@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -18,6 +19,8 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 __all__ = [
+    "quote_value",
+    "first_error_line",
     "TaskInfo",
     "SizeCap",
     "SpecTooLarge",
@@ -176,11 +179,21 @@ class SearchSpace(ABC):
         for e in err.errors():
             loc = ".".join(str(p) for p in e["loc"]) or "<root>"
             sent = ("" if e.get("type") == "missing" or "input" not in e
-                    else f" (sent {_quote(e['input'])})")
+                    else f" (sent {quote_value(e['input'])})")
             lines.append(f"{loc}: {e['msg']}{sent}")
         return "; ".join(lines)
 
 
-def _quote(value: Any, limit: int = 60) -> str:
+def quote_value(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (an untrusted value may be huge)."""
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def first_error_line(err: ValidationError, where: Callable[[tuple], str]) -> str:
+    """One line for the first problem pydantic found: ``where(loc)``, the value that was sent
+    (quoted and bounded, none for a missing field), then pydantic's message. The one format
+    for flags, rungs and log lines: ``--eta 20: Input should be less than or equal to 16``."""
+    e = err.errors()[0]
+    sent = "" if e.get("type") == "missing" or "input" not in e else " " + quote_value(e["input"])
+    return f"{where(tuple(e['loc']))}{sent}: {e['msg']}"

@@ -114,6 +114,23 @@ def test_a_quoted_value_is_bounded():
     assert item.error.count("z") < 200
 
 
+def test_a_bad_flag_rung_or_log_line_is_one_line_that_quotes_its_value_bounded():
+    from agent.cli import UsageError, checked_config
+    from agent.events import LogInconsistent, parse_event
+    from evaluators.fidelity import parse_schedule
+
+    with pytest.raises(UsageError, match=r"^--eta 20: Input should be less than or equal to 16$"):
+        checked_config({"eta": 20})
+    with pytest.raises(ValueError, match=r"^rung 'low': batch_size 0: Input should be greater"):
+        parse_schedule("low", 0)
+    with pytest.raises(LogInconsistent) as err:
+        parse_event({"event": "proposal", "time": "2026-11-24T08:06:48.456Z", "iteration": "x" * 5_000,
+                     "proposal_id": "it1-p1"})
+    line = str(err.value)
+    assert "\n" not in line and line.startswith("event 'proposal' of 'it1-p1': proposal.iteration")
+    assert "'xxxx" in line and line.count("x") < 200  # quoted, bounded
+
+
 # ---- 4. the template sandbox ----------------------------------------------------------------
 @pytest.mark.parametrize("template", [
     "{{ ''.__class__.__mro__ }}",
