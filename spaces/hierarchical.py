@@ -15,6 +15,10 @@ through a non-zero op; node 4 is always one), then ``attention`` (SE or CBAM) is
 ``residual``: ``pre_activation`` computes x + cell(Act(Norm(x))); ``post_activation`` computes
 Act(Norm(x + cell(x))). Norms: BatchNorm; LayerNorm as GroupNorm(1, C) (normalises over
 channels and positions, the usual conv form); GroupNorm with gcd(32, C) groups.
+
+``canonical_hash`` compares what the network computes: the cell as a multiset of terms
+(:mod:`spaces.cellterms`), the width as initial_channels × width_multiplier, and the macro
+choices except those a zero cell makes inert (:meth:`HierarchicalSpace.inert_fields`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from torch import nn
 
 from spaces.base import SearchSpace, TaskInfo, hash_payload
+from spaces.cellterms import HOMOGENEOUS, LINEAR, PASS, WEIGHTED, Terms, cell_key, loose_end_terms, loose_ends
 from spaces.cost import CostCache, Plan, expand, plan_cost
 from spaces.layers import avg_pool, conv, global_pool, max_pool, norm_layer, scaled
 
@@ -107,6 +112,28 @@ def _live_cell(spec: HierarchicalSpec) -> list[list[str]]:
     return cell
 
 
+#: how each op acts on its input's terms (:mod:`spaces.cellterms`): the stride-1 average pool
+#: divides by a count fixed per position (count_include_pad=False), so it is linear; the max pool
+#: (padding never wins) is parameter-free and positively homogeneous; the convs carry weights
+_KINDS = {"identity": PASS, "avgpool3x3": LINEAR, "maxpool3x3": HOMOGENEOUS, "conv3x3": WEIGHTED,
+          "conv5x5": WEIGHTED, "sepconv3x3": WEIGHTED, "sepconv5x5": WEIGHTED}
+
+
+def _cell_terms(cell: list[list[str]]) -> tuple[Terms, list[str]]:
+    """What the live ``cell`` (:func:`_live_cell`) outputs before attention, as sorted terms of
+    its input ``x`` (``()``: zeros), and one definition per conv it holds: node k sums its
+    non-zero ops, the output sums the loose ends (:func:`spaces.cellterms.loose_end_terms`)."""
+    return loose_end_terms(cell, _KINDS, "zero")
+
+
+def _identity_cells(spec: HierarchicalSpec, terms: Terms) -> bool:
+    """Whether every cell computes x exactly: the cell outputs zeros (``terms`` empty), and
+    attention(0) = 0 for SE and CBAM (they scale their input), so pre_activation gives x + 0.
+    The network is then stem, two transitions and head whatever the depth and the downsampling
+    layers. (post_activation still computes Act(Norm(x)) per cell.)"""
+    return not terms and spec.residual == "pre_activation"
+
+
 def _downsample_layers(depth: int, offset_1: int, offset_2: int) -> tuple[int, int]:
     """The layers of the two transitions: round(depth/3) + offset_1, round(2·depth/3) + offset_2."""
     return round(depth / 3) + offset_1, round(2 * depth / 3) + offset_2
@@ -174,8 +201,7 @@ class _Cell(nn.Module):
             m if (m := _cell_op(op, dims, c, spec.norm)) is not None else nn.Identity()
             for op in ops) for ops in cell)
         self.active = [[op != "zero" for op in ops] for ops in cell]
-        read = {i for ops in cell for i, op in enumerate(ops) if op != "zero"}
-        self.leaves = [k + 1 for k in range(4) if k + 1 not in read or k == 3]
+        self.leaves = loose_ends(cell, "zero")
         self.attention = {"none": nn.Identity(), "se": _SE(dims, c),
                           "cbam": _CBAM(dims, c)}[spec.attention]
         self.pre = spec.residual == "pre_activation"
@@ -264,7 +290,12 @@ class HierarchicalSpace(SearchSpace):
             "cell has 4 intermediate nodes; node_k lists exactly k ops applied to the cell input "
             "and nodes 1..k-1 (in that order), summed; 'zero' drops an input. Ops: "
             f"{', '.join(CELL_OPS)}. The cell output sums the nodes no later node reads, then "
-            "applies the attention; the residual form wraps the cell. Example spec: "
+            "applies the attention; the residual form wraps the cell. An op reading a node with "
+            "no non-zero input is dead; cells wired differently that compute the same sum are "
+            "the same architecture (a chain of identity ops is one identity, two maxpool3x3 of "
+            "one input are one function), only initial_channels*width_multiplier matters, and "
+            "a cell with no live op outputs zeros, so its attention does not matter (nor, with "
+            "pre_activation, depth and the downsampling offsets). Example spec: "
             + self.reference().model_dump_json())
 
     def reference(self) -> HierarchicalSpec:
@@ -313,9 +344,33 @@ class HierarchicalSpace(SearchSpace):
         return fallback
 
     def canonical_hash(self, spec: HierarchicalSpec) -> str:
-        data = spec.model_dump()
-        data.update({f"node_{k + 1}": ops for k, ops in enumerate(_live_cell(spec))})
-        return hash_payload({"space": self.name, **data})
+        """Equal for specs that build the same function. The cell is compared by what it
+        computes (:func:`_cell_terms`; by its live edges when two convs share a definition:
+        never a false twin), the width by initial_channels × width_multiplier (the only way the
+        network uses them), activation, norm and residual as set; attention is ignored when the
+        cell outputs zeros (attention(0) = 0), and depth and the downsampling layers too when,
+        besides, the residual is pre_activation (every cell is then x + 0)."""
+        cell = _live_cell(spec)
+        terms, convs = _cell_terms(cell)
+        layers = None if _identity_cells(spec, terms) else [spec.depth, *spec.downsample_layers()]
+        return hash_payload({"space": self.name, "cell": cell_key(cell, terms, convs),
+                             "channels": spec.initial_channels * spec.width_multiplier,
+                             "activation": spec.activation, "norm": spec.norm,
+                             "residual": spec.residual, "attention": spec.attention if terms else None,
+                             "layers": layers})
+
+    def inert_fields(self, spec: HierarchicalSpec) -> list[str]:
+        """Non-zero ops reading a node that carries no signal (named ``node_k[i]``: any other op
+        there is dead too), ``attention`` when the cell outputs zeros, and ``depth``,
+        ``downsample_offset_1`` and ``downsample_offset_2`` when besides the residual is
+        pre_activation (every cell is the identity). ``zero`` ops are never named."""
+        cell = _live_cell(spec)
+        dead = [f"node_{k}[{i}]" for k, (ops, live) in enumerate(zip(spec.cell(), cell, strict=True), 1)
+                for i, (op, kept) in enumerate(zip(ops, live, strict=True)) if op != kept]
+        terms, _ = _cell_terms(cell)
+        return (dead + ([] if terms else ["attention"])
+                + (["depth", "downsample_offset_1", "downsample_offset_2"]
+                   if _identity_cells(spec, terms) else []))
 
     def to_graph(self, spec: HierarchicalSpec):
         """Input node, output node and one node per non-zero live cell op; ``global_features``
@@ -325,7 +380,7 @@ class HierarchicalSpace(SearchSpace):
         cell = _live_cell(spec)
         nodes, src, dst = ["input", "output"], [], []
         into: dict[int, list[int]] = {}  # intermediate node -> its op nodes
-        read = {i for ops in cell for i, op in enumerate(ops) if op != "zero"}
+        leaves = loose_ends(cell, "zero")
         for k, ops in enumerate(cell, start=1):
             into[k] = []
             for i, op in enumerate(ops):
@@ -337,7 +392,7 @@ class HierarchicalSpace(SearchSpace):
                 feeders = [0] if i == 0 else into[i]
                 src += feeders
                 dst += [idx] * len(feeders)
-            if k not in read or k == 4:
+            if k in leaves:
                 src += into[k]
                 dst += [1] * len(into[k])
         x = torch.zeros(len(nodes), len(self.node_types))
@@ -355,7 +410,10 @@ class HierarchicalSpace(SearchSpace):
 
     def cost(self, spec: HierarchicalSpec, task: TaskInfo, width_mult: float = 1.0) -> dict[str, int]:
         """Exact params and FLOPs of :meth:`construct`'s network, counted on the meta device
-        once per distinct block (the cells of a stage are identical)."""
-        key = (self.canonical_hash(spec), task.input_shape, task.num_classes, float(width_mult))
+        once per distinct block (the cells of a stage are identical). Cached by the network as
+        built (the spec with dead ops zeroed), not by :meth:`canonical_hash`: twins can differ in
+        weights they never use (a zero cell's attention, the depth of identity cells)."""
+        built = hash_payload({**spec.model_dump(), "cell": _live_cell(spec)})
+        key = (built, task.input_shape, task.num_classes, float(width_mult))
         return self._costs.get(key, lambda: plan_cost(_plan(spec, task, width_mult),
                                                       task.input_shape))

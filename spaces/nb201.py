@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from spaces.base import SearchSpace, TaskInfo, hash_payload
+from spaces.cellterms import LINEAR, PASS, WEIGHTED, Terms, cell_key, dag_terms
 from spaces.cost import CostCache, Plan, expand, plan_cost
 from spaces.layers import Zero, avg_pool, batch_norm, conv, global_pool, scaled
 
@@ -88,44 +89,33 @@ def _live_ops(spec: NB201Spec) -> list[str]:
             for (_, j, i), op in zip(EDGES, ops, strict=True)]
 
 
-def _cell_terms(live_ops: list[str]) -> tuple[tuple[str, ...], list[str]]:
+#: how each live op acts on its input's terms (:mod:`spaces.cellterms`)
+_KINDS = {"skip_connect": PASS, "avg_pool_3x3": LINEAR, "nor_conv_1x1": WEIGHTED,
+          "nor_conv_3x3": WEIGHTED}
+
+
+def _cell_terms(live_ops: list[str]) -> tuple[Terms, list[str]]:
     """What the cell computes, written canonically: its output as a sorted multiset of terms
     (``()`` when it outputs zeros, ``("x",)`` for the identity), and the definition of each
     convolution it holds, one per live convolution edge.
 
     Node j is the sum of ``op(node i)`` over its live edges, so a node is a multiset of terms
-    and sums flatten. ``skip_connect`` passes its input's terms through (a chain of skips is
-    one skip), ``avg_pool_3x3`` is linear and parameter-free so it applies to each term, and a
-    convolution (ReLU-Conv-BN, its own weights) is one new term, ``op(its whole input)``.
+    and sums flatten (:func:`spaces.cellterms.dag_terms`). ``skip_connect`` passes its input's
+    terms through (a chain of skips is one skip), ``avg_pool_3x3`` is linear and parameter-free
+    so it applies to each term, and a convolution (ReLU-Conv-BN, its own weights) is one new
+    term, ``op(its whole input)``.
     """
-    node: dict[int, tuple[str, ...]] = {0: ("x",)}
-    convs: list[str] = []
-    for j in (1, 2, 3):
-        terms: list[str] = []
-        for (_, jj, i), op in zip(EDGES, live_ops, strict=True):
-            if jj != j or op == "none":
-                continue
-            if op == "skip_connect":
-                terms += node[i]
-            elif op == "avg_pool_3x3":
-                terms += [f"{op}({t})" for t in node[i]]
-            else:
-                convs.append(f"{op}({'+'.join(node[i])})")
-                terms.append(convs[-1])
-        node[j] = tuple(sorted(terms))
-    return node[3], convs
+    incoming = [[(i, op) for (_, jj, i), op in zip(EDGES, live_ops, strict=True)
+                 if jj == j and op != "none"] for j in (1, 2, 3)]
+    nodes, convs = dag_terms(incoming, _KINDS)
+    return nodes[3], convs
 
 
-def _cell_key(live_ops: list[str], terms: tuple[str, ...], convs: list[str]) -> dict[str, list[str]]:
+def _cell_key(live_ops: list[str], terms: Terms, convs: list[str]) -> dict[str, list[str]]:
     """The cell's part of the canonical hash (``terms``, ``convs``: :func:`_cell_terms` of
-    ``live_ops``). When every convolution has its own definition, a term names its convolutions
-    unambiguously, so equal terms mean the same function with the same weights (cells wired
-    differently can be twins). When two convolutions share one definition, a term cannot say
-    which of them it uses (one shared, or two separate ones), so such a cell is compared by its
-    live edges instead: never a false twin, only a missed one."""
-    if len(set(convs)) < len(convs):
-        return {"edges": list(live_ops)}
-    return {"terms": list(terms)}
+    ``live_ops``): its terms when every convolution has its own definition, else its live edges
+    (:func:`spaces.cellterms.cell_key`: never a false twin, only a missed one)."""
+    return cell_key(live_ops, terms, convs)
 
 
 def _depth_matters(terms: tuple[str, ...]) -> bool:
@@ -374,8 +364,11 @@ class NB201Space(SearchSpace):
 
     def cost(self, spec: NB201Spec, task: TaskInfo, width_mult: float = 1.0) -> dict[str, int]:
         """Exact params and FLOPs of :meth:`construct`'s network, counted on the meta device
-        once per distinct block (the N cells of a stage are identical)."""
-        key = (self.canonical_hash(spec), task.input_shape, task.num_classes, float(width_mult))
+        once per distinct block (the N cells of a stage are identical). Cached by the network as
+        built (live ops, C and N), not by :meth:`canonical_hash`: a zero cell's twins at other
+        widths compute the same constant with other parameter counts."""
+        built = (tuple(_live_ops(spec)), spec.channels, spec.cells_per_stage)
+        key = (built, task.input_shape, task.num_classes, float(width_mult))
         return self._costs.get(key, lambda: plan_cost(_plan(spec, task, width_mult),
                                                       task.input_shape))
 

@@ -252,6 +252,15 @@ def test_cost_equals_a_count_of_the_whole_expanded_network(seed):
     assert SPACE.cost(spec, task) == SearchSpace.cost(SPACE, spec, task)
 
 
+def test_cost_of_hash_twins_is_their_own_count():
+    # a zero cell's width is not in the hash (the network is a constant); its cost still is
+    zero = dict.fromkeys((name for name, _, _ in EDGES), "none")
+    narrow, wide = NB201Spec(**zero, channels=8), NB201Spec(**zero, channels=64)
+    assert SPACE.canonical_hash(narrow) == SPACE.canonical_hash(wide)
+    for spec in (narrow, wide):
+        assert SPACE.cost(spec, TASK_2D) == SearchSpace.cost(SPACE, spec, TASK_2D)
+
+
 def test_cost_counts_two_flops_per_mac():
     cost = SPACE.cost(SPACE.reference(), TASK_2D)
     model = SPACE.build(SPACE.reference(), TASK_2D)
