@@ -74,14 +74,16 @@ class Budget:
             return "max_device_seconds"
         return None
 
-    def conservative(self) -> str | None:
+    def conservative(self, ahead_s: float = 0.0) -> str | None:
         """PMF-NAS's conservative rule, or None when it does not apply: with a schedule of two or
         more rungs and under :data:`CONSERVATIVE_SHARE` (20 %) of ``--max-learner-epochs`` or
         of ``--max-wall-seconds`` left, the best waiting candidates go up a rung rather than
         wait for company. Under the learner-epoch share no new first-rung work starts either
         (:meth:`holds_first_rung`); under the wall share it may, after the promotions, since
-        wall time left unused is lost. A one-rung schedule has nothing to promote, so the rule
-        never holds it back. Returns the reason in words."""
+        wall time left unused is lost. ``ahead_s``: wall seconds about to be spent first (a
+        proposer call), so the rule can act before a call that would end inside the share. A
+        one-rung schedule has nothing to promote, so the rule never holds it back. Returns the
+        reason in words."""
         c, s = self.config, self.state
         if len(c.rungs()) < 2:
             return None
@@ -89,7 +91,7 @@ class Budget:
         if cap is not None and cap - s.learner_epochs_spent < CONSERVATIVE_SHARE * cap:
             return f"under {CONSERVATIVE_SHARE * 100:g} % of the learner-epoch budget left"
         wall = self.wall_left()
-        if wall is not None and wall < CONSERVATIVE_SHARE * c.max_wall_seconds:
+        if wall is not None and wall - ahead_s < CONSERVATIVE_SHARE * c.max_wall_seconds:
             return f"under {CONSERVATIVE_SHARE * 100:g} % of the wall budget left"
         return None
 

@@ -10,12 +10,11 @@ done again.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from pydantic import ValidationError
 
 from agent.budget import Budget, StopRequested
 from agent.config import RunConfig
@@ -32,7 +31,7 @@ from evaluators.fidelity import Fidelity
 from evaluators.predictor.base import CandidateFilter
 from evaluators.promotion import RungPredictor
 from evaluators.results import EvalFailure, EvalResult
-from spaces.base import SearchSpace, SizeCap, SpecTooLarge
+from spaces.base import SearchSpace, SizeCap
 
 __all__ = ["SearchLoop", "StopRequested"]
 
@@ -56,6 +55,7 @@ class SearchLoop:
         self.budget = Budget(self.config, self.state, self.proposer, self.stop)
         self.rung_predictor = RungPredictor(self.config.ensemble_size)
         self.ahead = Pipeline(self.proposer, self.config.proposals)  # --pipeline's next call
+        self.call_s = 0.0  # wall seconds the last proposer call took (this session)
 
     @property
     def fidelity(self) -> Fidelity:
@@ -120,7 +120,9 @@ class SearchLoop:
         """Ask for K proposals (or take the ones ``--pipeline`` asked for ahead) and log them."""
         proposals = self.ahead.take(iteration)
         if proposals is None:
+            start = self.state.wall_s(time.time())
             proposals = self.proposer.propose(self.context(iteration), self.config.proposals)
+            self.call_s = self.state.wall_s(time.time()) - start
         self.log_proposals(iteration, proposals)
 
     def ask_ahead(self, iteration: int) -> None:
@@ -145,22 +147,12 @@ class SearchLoop:
                      cost_usd=prop.cost_usd)
             for error in prop.repairs:
                 self.log("repair", iteration, proposal_id=pid, error=error)
-            reason = prop.error if prop.spec is None else self.refusal(prop.spec)
+            reason = prop.error if prop.spec is None else self.space.refusal(
+                prop.spec, self.task.info, self.cap, self.width_mult)
             if reason is None and duplicate:
                 reason = f"duplicate: architecture {spec_hash} was already proposed in this run"
             if reason is not None:
                 self.log("proposal_rejected", iteration, proposal_id=pid, reason=reason)
-
-    def refusal(self, spec) -> str | None:
-        """Why a parsed spec cannot be trained (re-validated, size-capped), or None."""
-        try:
-            spec = self.space.parse(spec.model_dump())
-            self.space.check_size(spec, self.task.info, self.cap, self.width_mult)
-        except ValidationError as err:
-            return f"invalid spec: {self.space.validation_error_text(err)}"
-        except SpecTooLarge as err:
-            return str(err)
-        return None
 
     def filter(self, iteration: int) -> None:
         """Let the predictor keep k of this iteration's valid, not yet filtered proposals."""
@@ -333,8 +325,9 @@ class SearchLoop:
             if len(self.rungs) == 1 or not self.promote():
                 return
 
-    def promote(self) -> bool:
-        """Log the promotions :func:`agent.rungs.plan_promotions` finds; True if any."""
+    def promote(self, ahead_s: float = 0.0) -> bool:
+        """Log the promotions :func:`agent.rungs.plan_promotions` finds; True if any.
+        ``ahead_s``: seconds about to be spent (:meth:`agent.budget.Budget.conservative`)."""
         refit(self.rung_predictor, self.state, self.rungs)
         reserved = [0.0]
 
@@ -344,7 +337,7 @@ class SearchLoop:
                 reserved[0] += self.rungs[r].learner_epochs(self.config.min_learners)
             return ok
 
-        conservative = self.budget.conservative()
+        conservative = self.budget.conservative(ahead_s)
         plan = plan_promotions(self.state, self.rungs, self.rung_predictor, self.config.eta,
                                conservative, affordable)
         if conservative is not None and not self.budget.holds_first_rung():
@@ -359,6 +352,10 @@ class SearchLoop:
         if not self.state.in_iteration(iteration):
             if self.budget.holds_first_rung():
                 return  # no new first-rung work: only promotions of waiting candidates
+            while self.out_of_time() is None and self.promote(ahead_s=self.call_s):
+                self.advance()  # the call would end in the wall's last 20 %: finish these first
+            if self.out_of_time() is not None:
+                return
             self.propose(iteration)
         if self.stop.requested:
             return

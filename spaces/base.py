@@ -99,6 +99,17 @@ class SearchSpace(ABC):
             return self.spec_model.model_validate_json(data)
         return self.spec_model.model_validate(data)
 
+    def refusal(self, spec: BaseModel, task: TaskInfo, cap: SizeCap | None = None,
+                width_mult: float = 1.0) -> str | None:
+        """Why a parsed spec cannot be trained (re-validated, then size-capped), or None."""
+        try:
+            self.check_size(self.parse(spec.model_dump()), task, cap, width_mult)
+        except ValidationError as err:
+            return f"invalid spec: {self.validation_error_text(err)}"
+        except SpecTooLarge as err:
+            return str(err)
+        return None
+
     def check_size(self, spec: BaseModel, task: TaskInfo, cap: SizeCap | None = None,
                    width_mult: float = 1.0) -> dict[str, int]:
         """Compute the cost and raise :class:`SpecTooLarge` if it exceeds ``cap``."""

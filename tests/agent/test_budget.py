@@ -36,3 +36,9 @@ def test_a_one_rung_schedule_is_never_held_back():
 def test_without_budgets_the_rule_never_holds():
     b = budget("low:1,low:3", spent=1e6, wall=1e6, max_wall_seconds=None)
     assert b.conservative() is None
+
+
+def test_seconds_about_to_be_spent_count_against_the_wall():
+    b = budget("low:1,low:3", wall=50.0, max_wall_seconds=100.0)  # 50 s left
+    assert b.conservative() is None and b.conservative(ahead_s=29.0) is None
+    assert b.conservative(ahead_s=31.0) == "under 20 % of the wall budget left"

@@ -135,26 +135,49 @@ def test_one_rung_spends_its_whole_learner_epoch_budget(tmp_path):
 
 
 def test_near_the_end_of_the_wall_budget_waiting_candidates_go_up_one_at_a_time(tmp_path, monkeypatch):
-    """Wall-clock conservative rule. The clock is the log: each event 'takes' 4 s of a 240 s
-    budget, so the rule holds once 240 − 4 n < 48 s, from the event at index 49 on. η = 16
-    keeps successive halving from promoting anything among the few candidates, so every
-    promotion here is the rule's: none before 20 % of the wall is left, and each one evaluated
-    and decided at the top rung before the next."""
+    """Wall-clock conservative rule. A fake clock: each logged event takes 2 s and each proposer
+    call 50 s of a 300 s budget. The rule holds under 60 s left, and before a call once the
+    call would end there (under 110 s left). η = 16 keeps successive halving from promoting
+    anything among the few candidates, so every promotion here is the rule's: none before the
+    rule holds, at least one *before* a call that would have left too little time to decide it,
+    and each evaluated and decided at the top rung before the next one goes up and before the
+    next proposer call."""
     from agent import run as run_module
+    from agent.proposers.builtin import BuiltinProposer
 
-    monkeypatch.setattr(SearchState, "wall_s", lambda self, now: 4.0 * self.events_applied)
-    argv = [*map(str, TINY), "--max-wall-seconds", "240", "--fidelity-schedule", "low:1,low:3",
+    calls = [0]
+    propose = BuiltinProposer.propose
+
+    def slow_propose(self, context, k):
+        out = propose(self, context, k)
+        calls[0] += 1
+        return out
+
+    monkeypatch.setattr(BuiltinProposer, "propose", slow_propose)
+    monkeypatch.setattr(SearchState, "wall_s", lambda self, now: 2.0 * self.events_applied
+                        + 50.0 * calls[0])
+    argv = [*map(str, TINY), "--max-wall-seconds", "300", "--fidelity-schedule", "low:1,low:3",
             "--eta", "16", "--learners", "2:3", "--iterations", "40", "--out", str(tmp_path),
             "--seed", "1"]
     assert run_module.main(argv) == 0
     events = events_of(next(tmp_path.iterdir()))
     assert events[-1]["reason"] == "max_wall_seconds"
+
+    def clock(n: int) -> float:  # the fake clock when event n was logged
+        calls_before = {e["call_id"] for e in events[:n] if e["event"] == "proposal"
+                        and e["proposal_id"] != "baseline"}
+        return 2.0 * n + 50.0 * len(calls_before)
+
     promoted = [(n, e) for n, e in enumerate(events) if e["event"] == "promoted"]
     assert len(promoted) >= 2, "waiting candidates did not go up near the end of the wall budget"
     for k, (n, p) in enumerate(promoted):
         assert p["reason"].startswith("conservative: under 20 % of the wall budget left"), p["reason"]
-        assert n >= 49, n
+        assert 300 - clock(n) < 110, (n, clock(n))
         decided = [m for m, e in enumerate(events) if e["event"] == "decision"
                    and e["proposal_id"] == p["proposal_id"] and e["fidelity"] == "low-3ep"]
         if k + 1 < len(promoted):  # decided at the top rung before the next promotion
             assert decided and decided[0] < promoted[k + 1][0], (p, decided)
+        calls_after = [m for m, e in enumerate(events[n:], n) if e["event"] == "proposal"]
+        if calls_after:  # ... and before the next proposer call
+            assert decided and decided[0] < calls_after[0], (p, decided)
+    assert any(300 - clock(n) >= 60 for n, _ in promoted), "the rule waited for the call"
