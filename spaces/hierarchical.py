@@ -34,7 +34,7 @@ from torch import nn
 from spaces.base import SearchSpace, TaskInfo, hash_payload
 from spaces.cellterms import HOMOGENEOUS, LINEAR, PASS, WEIGHTED, Terms, cell_key, loose_end_terms, loose_ends
 from spaces.cost import CostCache, Plan, expand, plan_cost
-from spaces.layers import avg_pool, conv, global_pool, max_pool, norm_layer, scaled
+from spaces.layers import CBAM, SqueezeExcite, avg_pool, conv, global_pool, max_pool, norm_layer, scaled
 
 __all__ = ["HierarchicalSpec", "HierarchicalSpace", "CELL_OPS"]
 
@@ -170,30 +170,6 @@ def _cell_op(op: str, dims: int, c: int, norm: str) -> nn.Module | None:
     return nn.Sequential(conv(dims, c, c, k), norm_layer(norm, dims, c))
 
 
-class _SE(nn.Module):
-    def __init__(self, dims: int, c: int):
-        super().__init__()
-        hidden = max(1, c // 4)
-        self.pool = global_pool(dims)
-        self.fc = nn.Sequential(conv(dims, c, hidden, 1, bias=True), nn.ReLU(),
-                                conv(dims, hidden, c, 1, bias=True), nn.Sigmoid())
-
-    def forward(self, x):
-        return x * self.fc(self.pool(x))
-
-
-class _CBAM(nn.Module):
-    def __init__(self, dims: int, c: int):
-        super().__init__()
-        self.channel = _SE(dims, c)
-        self.spatial = nn.Sequential(conv(dims, 2, 1, 7, bias=True), nn.Sigmoid())
-
-    def forward(self, x):
-        x = self.channel(x)
-        pooled = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
-        return x * self.spatial(pooled)
-
-
 class _Cell(nn.Module):
     def __init__(self, spec: HierarchicalSpec, cell: list[list[str]], dims: int, c: int):
         super().__init__()
@@ -202,8 +178,8 @@ class _Cell(nn.Module):
             for op in ops) for ops in cell)
         self.active = [[op != "zero" for op in ops] for ops in cell]
         self.leaves = loose_ends(cell, "zero")
-        self.attention = {"none": nn.Identity(), "se": _SE(dims, c),
-                          "cbam": _CBAM(dims, c)}[spec.attention]
+        self.attention = {"none": nn.Identity(), "se": SqueezeExcite(dims, c),
+                          "cbam": CBAM(dims, c)}[spec.attention]
         self.pre = spec.residual == "pre_activation"
         self.norm, self.act = norm_layer(spec.norm, dims, c), _activation(spec.activation)
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 __all__ = ["conv", "batch_norm", "avg_pool", "max_pool", "global_pool", "Zero", "scaled",
-           "norm_layer"]
+           "norm_layer", "SqueezeExcite", "CBAM"]
 
 
 def conv(dims: int, c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1,
@@ -66,3 +66,32 @@ class Zero(nn.Module):
 def scaled(channels: int, width_mult: float) -> int:
     """Channel count after a width multiplier: rounded, at least 1."""
     return max(1, int(round(channels * width_mult)))
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-excitation: x scaled per channel by a bottleneck (C/4) of its global mean."""
+
+    def __init__(self, dims: int, c: int):
+        super().__init__()
+        hidden = max(1, c // 4)
+        self.pool = global_pool(dims)
+        self.fc = nn.Sequential(conv(dims, c, hidden, 1, bias=True), nn.ReLU(),
+                                conv(dims, hidden, c, 1, bias=True), nn.Sigmoid())
+
+    def forward(self, x):
+        return x * self.fc(self.pool(x))
+
+
+class CBAM(nn.Module):
+    """CBAM: squeeze-excitation, then x scaled per position by a 7-wide conv of its channel
+    mean and max."""
+
+    def __init__(self, dims: int, c: int):
+        super().__init__()
+        self.channel = SqueezeExcite(dims, c)
+        self.spatial = nn.Sequential(conv(dims, 2, 1, 7, bias=True), nn.Sigmoid())
+
+    def forward(self, x):
+        x = self.channel(x)
+        pooled = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
+        return x * self.spatial(pooled)
