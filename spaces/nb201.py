@@ -15,11 +15,8 @@ The spec reads and writes the benchmark's own cell strings,
 
 from __future__ import annotations
 
-import itertools
-import json
 import re
-from collections.abc import Sequence
-from functools import cache, partial
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -119,33 +116,6 @@ def _cell_key(live_ops: list[str], terms: Terms, convs: list[str]) -> dict[str, 
     ``live_ops``): its terms when every convolution has its own definition, else its live edges
     (:func:`spaces.cellterms.cell_key`: never a false twin, only a missed one)."""
     return cell_key(live_ops, terms, convs)
-
-
-def _cell_function(live_ops: Sequence[str]) -> str:
-    """The cell part of the canonical hash, as text (equal for cells that compute the same)."""
-    terms, convs = _cell_terms(list(live_ops))
-    return json.dumps(_cell_key(list(live_ops), terms, convs), sort_keys=True)
-
-
-@cache
-def _simplest_wirings() -> dict[str, tuple[str, ...]]:
-    """For each of the 6,466 cell functions, its simplest wiring among the 5^6 cells: the
-    fewest live edges, then the first in :data:`OPS` order (0.3 s, once per process)."""
-    best: dict[str, tuple[tuple[int, tuple[int, ...]], tuple[str, ...]]] = {}
-    for ops in itertools.product(OPS, repeat=len(EDGES)):
-        live = tuple(_live_ops(NB201Spec(**{name: op for (name, _, _), op in zip(EDGES, ops, strict=True)})))
-        rank = (sum(op != "none" for op in live), tuple(OPS.index(op) for op in live))
-        key = _cell_function(live)
-        if key not in best or rank < best[key][0]:
-            best[key] = (rank, live)
-    return {key: live for key, (_, live) in best.items()}
-
-
-def _simplest_wiring(live_ops: Sequence[str]) -> list[str]:
-    """The live ops of the simplest cell computing what ``live_ops`` computes. Measured on the
-    predictor benchmark (dcl- and gnn-ensemble, encoding only, seeds 0–9), against drawing each
-    twin as wired: Kendall τ +0.011 at 100 labels, +0.005 at 50, −0.003 / −0.012 at 20 (5 seeds)."""
-    return list(_simplest_wirings()[_cell_function(live_ops)])
 
 
 def _depth_matters(terms: tuple[str, ...]) -> bool:
@@ -357,9 +327,7 @@ class NB201Space(SearchSpace):
         return self.to_arch_string(live)
 
     def to_graph(self, spec: NB201Spec):
-        """Operation-node graph of the cell's simplest wiring (:func:`_simplest_wiring`: twins
-        get one graph, so a predictor cannot score them apart): an input node, an output node
-        and one node per live op.
+        """Operation-node graph: an input node, an output node and one node per live op.
 
         Node features ``x`` are one-hot over :attr:`node_types`; an op node on edge i→j is fed
         by the input node (i = 0) or by every live op node into node i, and feeds the output
@@ -368,7 +336,7 @@ class NB201Space(SearchSpace):
         """
         from torch_geometric.data import Data
 
-        live = _simplest_wiring(_live_ops(spec))
+        live = _live_ops(spec)
         nodes = ["input", "output"]
         op_nodes: list[tuple[int, int, int]] = []  # (node index, j, i)
         for (_, j, i), op in zip(EDGES, live, strict=True):

@@ -43,9 +43,8 @@ __all__ = ["VERSION", "PretrainConfig", "PretrainedEncoder", "cache_dir", "hash_
 #: bump when views, loss or encoder change: cached encoders of older versions are not reused
 #: (2: ``nb201``'s canonical hash compares what a cell computes, so more rewrites keep it;
 #: 3: so does ``hierarchical``'s, which also ignores a zero cell's attention and, with
-#: pre_activation, its depth and downsampling layers; 4: ``nb201``'s graphs draw every twin as
-#: its simplest wiring)
-VERSION = 4
+#: pre_activation, its depth and downsampling layers)
+VERSION = 3
 
 
 @dataclass(frozen=True)
