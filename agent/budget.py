@@ -84,21 +84,21 @@ class Budget:
         proposer call), so the rule can act before a call that would end inside the share. A
         one-rung schedule has nothing to promote, so the rule never holds it back. Returns the
         reason in words."""
-        c, s = self.config, self.state
-        if len(c.rungs()) < 2:
+        if len(self.config.rungs()) < 2:
             return None
-        cap = c.max_learner_epochs
-        if cap is not None and cap - s.learner_epochs_spent < CONSERVATIVE_SHARE * cap:
+        if self.holds_first_rung():
             return f"under {CONSERVATIVE_SHARE * 100:g} % of the learner-epoch budget left"
         wall = self.wall_left()
-        if wall is not None and wall - ahead_s < CONSERVATIVE_SHARE * c.max_wall_seconds:
+        if wall is not None and wall - ahead_s < CONSERVATIVE_SHARE * self.config.max_wall_seconds:
             return f"under {CONSERVATIVE_SHARE * 100:g} % of the wall budget left"
         return None
 
     def holds_first_rung(self) -> bool:
-        """No new first-rung work: the conservative rule holds on the learner-epoch budget."""
-        reason = self.conservative()
-        return reason is not None and "learner-epoch" in reason
+        """No new first-rung work: two or more rungs and under 20 % of ``--max-learner-epochs``
+        left (the conservative rule on the learner-epoch budget)."""
+        cap = self.config.max_learner_epochs
+        return (len(self.config.rungs()) >= 2 and cap is not None
+                and cap - self.state.learner_epochs_spent < CONSERVATIVE_SHARE * cap)
 
     def affords(self, learner_epochs: float) -> bool:
         """Whether ``learner_epochs`` more fit ``--max-learner-epochs`` (always without one)."""
