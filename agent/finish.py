@@ -33,10 +33,13 @@ def pending_evaluations(state) -> list[str]:
 
 def end_reason(loop, reason: str) -> str:
     """The reason that actually ended the run: the loop reports ``iterations`` when the last
-    iteration was reached, even if the wall budget had cut its evaluations; then the budget
-    is the reason."""
+    iteration was reached, even if a budget had left some of its kept candidates untrained;
+    then that budget is the reason: the wall or device seconds when they are spent, else the
+    learner-epochs when capped (a kept candidate waits when its learners do not fit)."""
     if reason == "iterations" and pending_evaluations(loop.state):
-        return loop.out_of_time() or "max_wall_seconds"
+        if (why := loop.out_of_time()) is not None:
+            return why
+        return "max_learner_epochs" if loop.config.max_learner_epochs is not None else "max_wall_seconds"
     return reason
 
 

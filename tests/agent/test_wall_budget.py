@@ -30,13 +30,18 @@ def cand(kept=True, evaluated=False, rejected=None):
     return SimpleNamespace(kept=kept, evaluated=evaluated, rejected=rejected)
 
 
-def test_iterations_is_not_the_reason_when_the_wall_budget_cut_kept_candidates():
+def test_iterations_is_not_the_reason_when_a_budget_left_kept_candidates_untrained():
     state = SimpleNamespace(order=["baseline", "it1-p1", "it1-p2", "it1-p3"], candidates={
         "baseline": cand(kept=None, evaluated=True), "it1-p1": cand(evaluated=True),
         "it1-p2": cand(), "it1-p3": cand(kept=False)})
-    loop = SimpleNamespace(state=state, out_of_time=lambda: "max_wall_seconds")
+    loop = SimpleNamespace(state=state, out_of_time=lambda: "max_wall_seconds",
+                           config=SimpleNamespace(max_learner_epochs=300.0))
     assert pending_evaluations(state) == ["it1-p2"]
     assert end_reason(loop, "iterations") == "max_wall_seconds"
+    # time left: the learner-epoch cap left the kept candidate untrained (its learners did not fit)
+    loop.out_of_time = lambda: None
+    assert end_reason(loop, "iterations") == "max_learner_epochs"
+    loop.out_of_time = lambda: "max_wall_seconds"
     state.candidates["it1-p2"].evaluated = True
     assert end_reason(loop, "iterations") == "iterations"
     assert end_reason(loop, "interrupted") == "interrupted"
