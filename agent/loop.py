@@ -352,9 +352,10 @@ class SearchLoop:
         if not self.state.in_iteration(iteration):
             if self.budget.holds_first_rung():
                 return  # no new first-rung work: only promotions of waiting candidates
-            while self.out_of_time() is None and self.promote(ahead_s=self.call_s):
+            while (not self.stop.requested and self.out_of_time() is None
+                   and self.promote(ahead_s=self.call_s)):
                 self.advance()  # the call would end in the wall's last 20 %: finish these first
-            if self.out_of_time() is not None:
+            if self.stop.requested or self.out_of_time() is not None:
                 return
             self.propose(iteration)
         if self.stop.requested:
