@@ -111,13 +111,6 @@ def _cell_terms(live_ops: list[str]) -> tuple[Terms, list[str]]:
     return nodes[3], convs
 
 
-def _cell_key(live_ops: list[str], terms: Terms, convs: list[str]) -> dict[str, list[str]]:
-    """The cell's part of the canonical hash (``terms``, ``convs``: :func:`_cell_terms` of
-    ``live_ops``): its terms when every convolution has its own definition, else its live edges
-    (:func:`spaces.cellterms.cell_key`: never a false twin, only a missed one)."""
-    return cell_key(live_ops, terms, convs)
-
-
 def _depth_matters(terms: tuple[str, ...]) -> bool:
     """False when stacking the cell N times computes the same as once (``terms``: the cell's
     output, :func:`_cell_terms`): a cell that outputs zeros or the identity (its only live path
@@ -299,7 +292,7 @@ class NB201Space(SearchSpace):
 
     def canonical_hash(self, spec: NB201Spec) -> str:
         """Equal for specs that build the same function: dead edges count as ``none``, the cell
-        is compared by what it computes (:func:`_cell_key`: a chain of skips is one skip, so
+        is compared by what it computes (:func:`spaces.cellterms.cell_key`: a chain of skips is one skip, so
         cells wired differently can be twins), and N is ignored when the cell is the identity or
         outputs zeros; C is ignored too when the cell outputs zeros (the network then predicts a
         constant, whatever its width)."""
@@ -307,7 +300,7 @@ class NB201Space(SearchSpace):
         terms, convs = _cell_terms(ops)
         depth = spec.cells_per_stage if _depth_matters(terms) else 1
         width = spec.channels if terms else 0
-        return hash_payload({"space": self.name, "cell": _cell_key(ops, terms, convs),
+        return hash_payload({"space": self.name, "cell": cell_key(ops, terms, convs),
                              "C": width, "N": depth})
 
     def inert_fields(self, spec: NB201Spec) -> list[str]:
