@@ -189,9 +189,8 @@ class SearchSpace(ABC):
         lines = []
         for e in err.errors():
             loc = ".".join(str(p) for p in e["loc"]) or "<root>"
-            sent = ("" if e.get("type") == "missing" or "input" not in e
-                    else f" (sent {quote_value(e['input'])})")
-            lines.append(f"{loc}: {e['msg']}{sent}")
+            sent = _sent(e)
+            lines.append(f"{loc}: {e['msg']}" + ("" if sent is None else f" (sent {sent})"))
         return "; ".join(lines)
 
 
@@ -206,5 +205,12 @@ def first_error_line(err: ValidationError, where: Callable[[tuple], str]) -> str
     (quoted and bounded, none for a missing field), then pydantic's message. The one format
     for flags, rungs and log lines: ``--eta 20: Input should be less than or equal to 16``."""
     e = err.errors()[0]
-    sent = "" if e.get("type") == "missing" or "input" not in e else " " + quote_value(e["input"])
-    return f"{where(tuple(e['loc']))}{sent}: {e['msg']}"
+    sent = _sent(e)
+    return f"{where(tuple(e['loc']))}{'' if sent is None else ' ' + sent}: {e['msg']}"
+
+
+def _sent(error: dict) -> str | None:
+    """The quoted value one pydantic error was about; None for a missing field (nothing sent)."""
+    if error.get("type") == "missing" or "input" not in error:
+        return None
+    return quote_value(error["input"])
