@@ -32,6 +32,7 @@ class Promotion:
     dst: str
     score: float
     reason: str
+    rule: str  # "successive halving", "opportunistic" or "conservative"
 
 
 def finished_rung(cand: Candidate, rung: str) -> bool:
@@ -72,15 +73,16 @@ def plan_promotions(state: SearchState, rungs: list[Fidelity], predictor: RungPr
             if not waiting(cand, rung.name) or not affordable(cand, r + 1):
                 continue
             if pid in halving:
-                why = f"successive halving: top {len(values) // eta} of {len(values)} at η={eta}"
+                rule, why = "successive halving", f"top {len(values) // eta} of {len(values)} at η={eta}"
             elif opportunistic(values, pid):
-                why = "opportunistic: an outlier below μ − 2σ of the rung's scores"
+                rule, why = "opportunistic", "an outlier below μ − 2σ of the rung's scores"
             elif conservative is not None:
-                why = f"conservative: {conservative}"
+                rule, why = "conservative", conservative
             else:
                 continue
             out.append(Promotion(cand, rung.name, rungs[r + 1].name, values[pid],
-                                 f"{why}; score = predicted top-rung E_ens by {scores[pid].how}"))
+                                 f"{rule}: {why}; score = predicted top-rung E_ens by "
+                                 f"{scores[pid].how}", rule))
     return out
 
 
@@ -89,7 +91,7 @@ def one_conservative(plan: list[Promotion], rungs: list[Fidelity]) -> list[Promo
     from the highest rung (nearest a final decision). Used when the *wall* budget is nearly
     spent, so that one candidate is evaluated and decided at its new rung before the next one
     is started, instead of a batch the wall budget cuts before any decision."""
-    extra = [p for p in plan if p.reason.startswith("conservative")]
+    extra = [p for p in plan if p.rule == "conservative"]
     if not extra:
         return plan
     names = [r.name for r in rungs]
