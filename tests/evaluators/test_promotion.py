@@ -53,7 +53,8 @@ def test_rung_predictor_falls_back_then_learns_the_curve_to_top_rung_map():
     true = [t.stats.ens_error(50) for _, t in test]
     assert spearmanr([p.score("lo", lo).value for lo, _ in test], true).statistic <= 0.5
     p.fit("lo", train)
-    assert "ridge on 12" in p.score("lo", test[0][0]).how
+    assert "curves ridge" in p.score("lo", test[0][0]).how
+    assert "fitted on 12 lo→top pairs" in p.score("lo", test[0][0]).how
     assert spearmanr([p.score("lo", lo).value for lo, _ in test], true).statistic >= 0.9
     assert curve_row(test[0][0], 50).shape == (10,)
 
@@ -78,3 +79,48 @@ def test_batch_size_replaces_every_rungs_minibatch_so_steps_grow_and_cost_does_n
     assert [learner_steps(r, 397) for r in small] == [3 * 12, 15 * 12]
     with pytest.raises(ValueError, match="rung 'low': batch_size 0: Input should be greater"):
         parse_schedule("low", 0)
+
+
+def test_loo_ridge_leave_one_out_error_is_the_brute_force_refit_error():
+    """The closed form (residual / (1 − leverage)) against refitting without each pair, 1e-8."""
+    from evaluators.promotion import loo_ridge
+
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(9, 4)), rng.normal(size=9)
+    for alpha in (0.1, 10.0, float("inf")):
+        _, chosen, loo = loo_ridge(X, y, alphas=(alpha,))
+        assert chosen == alpha
+        mu, sd = X.mean(0), X.std(0)  # standardised once on all pairs, as the fit does
+        Z = (X - mu) / sd
+        A = np.column_stack([np.ones(9), Z[:, :1] if np.isinf(alpha) else Z])
+        P = np.diag([0.0, 0.0] + [0.0 if np.isinf(alpha) else alpha] * (A.shape[1] - 2))
+        errors = []
+        for i in range(9):
+            keep = np.arange(9) != i
+            w = np.linalg.solve(A[keep].T @ A[keep] + P + 1e-9 * np.eye(A.shape[1]), A[keep].T @ y[keep])
+            errors.append((y[i] - A[i] @ w) ** 2)
+        assert loo == pytest.approx(np.mean(errors), rel=1e-8)
+
+
+def test_rung_predictor_keeps_the_rungs_own_order_when_the_curves_are_noise():
+    """Top-rung error is a line in the low rung's E_ens; the curves are noise. Leave-one-out
+    drops the curve term (α = ∞), so 8 new candidates rank exactly as their low-rung E_ens."""
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(2)
+
+    def make(n):
+        out = []
+        for _ in range(n):
+            E = rng.uniform(0.3, 0.5)
+            acc = tuple(rng.uniform(0.4, 0.8, 3))
+            lo = _result(E=E, acc=acc, loss=tuple(rng.uniform(0.5, 1.5, 3)))
+            out.append((lo, _result(E=0.5 * E + rng.normal(0, 0.002))))
+        return out
+
+    p = RungPredictor(M=50)
+    train, test = make(10), make(8)
+    p.fit("lo", train)
+    assert "line in lo E_ens" in p.score("lo", test[0][0]).how
+    scores = [p.score("lo", lo).value for lo, _ in test]
+    assert kendalltau(scores, [lo.stats.ens_error(50) for lo, _ in test]).statistic == pytest.approx(1.0)
