@@ -1,0 +1,85 @@
+"""benchmarks/rung_predictor.py: the promotion scores, compared on held-out cells only."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import kendalltau
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "rung_predictor.py"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from rung_predictor import GRUScore  # noqa: E402  (a benchmark module, not a package)
+
+from evaluators.results import Curves, EvalResult, LearnerResult  # noqa: E402
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, text=True,
+                          capture_output=True, timeout=600)
+
+
+def test_scores_are_measured_on_cells_held_out_of_the_fit(tmp_path):
+    args = ("--n-samples", "300", "--cells", "9", "--rungs", "low:1", "--top", "low:2",
+            "--truth-learners", "2", "--pairs", "4", "--min-pairs", "4", "--splits", "1",
+            "--out", str(tmp_path), "--json")
+    proc = run(*args, "--png", str(tmp_path / "s.png"))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    truth, pred = np.array(out["truth"]), out["pred"]
+    assert len(set(out["cells"])) == 9 and len(truth) == 9
+    # the ceiling is the top rung's own E_ens(M) against the truth, over every cell
+    assert math.isclose(out["ceiling"]["tau"], kendalltau(pred["low-2ep"], truth)[0], abs_tol=1e-12)
+    # the one split: the first permutation of the benchmark's seed; the rung's own score is
+    # ranked against the truth on the 5 cells outside the 4 training pairs, not on all 9
+    held = np.random.default_rng(0).permutation(9)[4:]
+    rows = {r["score"]: r for r in out["rows"]}
+    assert rows["rung E_ens"]["held_out"] == 5
+    expected = kendalltau(np.array(pred["low-1ep"])[held], truth[held])[0]
+    assert math.isclose(rows["rung E_ens"]["tau"], expected, abs_tol=1e-12)
+    for name in ("ridge (product)", "GRU curves"):
+        assert math.isclose(rows[name]["delta_tau"], rows[name]["tau"] - expected, abs_tol=1e-12)
+    assert (tmp_path / "s.png").stat().st_size > 0
+    # a second run reads every evaluation back from the cache: the same figures
+    again = json.loads(run(*args).stdout)
+    assert again["pred"] == out["pred"] and again["truth"] == out["truth"]
+
+
+def test_too_many_pairs_is_refused_in_one_line_that_quotes_them(tmp_path):
+    proc = run("--cells", "10", "--pairs", "4,8", "--min-pairs", "4", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert "--pairs '4,8'" in proc.stderr.strip().splitlines()[-1]
+    proc = run("--cells", "20", "--pairs", "4", "--out", str(tmp_path))  # below the product's 8
+    assert proc.returncode == 2
+    assert "--pairs '4'" in proc.stderr.strip().splitlines()[-1]
+
+
+def _result(rng, quality: float) -> EvalResult:
+    """An evaluation whose curves carry ``quality`` (its validation accuracy climbs to it) while
+    its E, σ², ρ and size are noise: only a model that reads the curves can rank by it."""
+    learners = []
+    for s in range(2):
+        acc = list(np.linspace(0.1, quality, 4) + rng.normal(0, 0.005, 4))
+        learners.append(LearnerResult(seed=s, val_acc=acc[-1], val_nll=1.0, val_brier=0.5,
+                                      curves=Curves(train_loss=list(rng.uniform(1, 2, 4)), val_acc=acc,
+                                                    grad_norm=list(rng.uniform(0.5, 1, 4)))))
+    return EvalResult(spec_hash="x", fidelity="low", seeds=(0, 1), E=float(rng.uniform(0.4, 0.6)),
+                      sigma2=0.1, rho=0.5, ci={}, se={}, learners=learners, npz="x.npz", wall_s=0.0,
+                      device_s=0.0, params=int(rng.integers(1000, 2000)),
+                      flops=int(rng.integers(10**5, 10**6)))
+
+
+def test_gru_encoder_ranks_held_out_cells_by_what_their_curves_carry():
+    rng = np.random.default_rng(0)
+    quality = rng.uniform(0.3, 0.9, 40)
+    results = [_result(rng, q) for q in quality]
+    target = 1.0 - quality  # the top rung's error falls as the curve's end rises
+    model = GRUScore(M=8).fit(results[:24], target[:24])
+    tau = kendalltau(model.predict(results[24:]), target[24:])[0]
+    assert tau > 0.7, tau
