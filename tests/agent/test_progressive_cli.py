@@ -41,7 +41,7 @@ def test_candidates_climb_rungs_and_only_top_rung_decisions_move_the_baseline(pr
     assert state.baseline_id == (accepted[-1]["proposal_id"] if accepted else "baseline")
     # successive halving at η=2 (asynchronous): when promoted, a candidate was within the top
     # ⌊n/2⌋ of the n candidates decided at its rung so far, ranked on the logged score
-    # (the fallback score is the rung's own E_ens while fewer than 4 pairs exist)
+    # (the fallback score is the rung's own E_ens while fewer than MIN_PAIRS (8) pairs exist)
     for n, p in enumerate(events):
         if p["event"] != "promoted" or not p["reason"].startswith("successive halving"):
             continue
