@@ -47,18 +47,14 @@ import torch
 from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn
 from rich.table import Table
-from rung_stability import TRUTH_SEED0, train_cached, walk_cells  # this folder
+from rung_stability import TRUTH_SEED0, setting, train_cached  # this folder
 from scipy.stats import kendalltau, pearsonr
 
-from agent.cli import UsageError
-from agent.run import load_baseline
 from evaluators import stats as es
-from evaluators.data import DatasetUnavailable, load_task
 from evaluators.dual import evaluate
 from evaluators.fidelity import parse_schedule
 from evaluators.promotion import MIN_PAIRS, RungPredictor
 from evaluators.results import EvalFailure, EvalResult
-from spaces import get_space
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORES = ("rung E_ens", "ridge (product)", "GRU curves")
@@ -125,23 +121,7 @@ def evaluate_cached(cache: Path, space, spec, task, rung, seeds: list[int], M: i
 
 
 def measure(args, err: Console) -> dict:
-    space = get_space("nb201")
-    try:
-        first = load_baseline(args.baseline, space) if args.baseline else space.reference()
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    try:
-        task = load_task(args.dataset, n_samples=args.n_samples, data_dir=args.data_dir,
-                         device=args.device, seed=args.seed)
-    except DatasetUnavailable as exc:
-        print(f"error: --dataset {args.dataset}: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    cells = walk_cells(space, first, args.cells, args.seed)
-    where = "" if args.device == "cpu" else f"-{args.device}"
-    where += "" if args.batch_size is None else f"-b{args.batch_size}"
-    cache = Path(args.out) / f"{args.dataset}-n{args.n_samples}-seed{args.seed}{where}"
-    cache.mkdir(parents=True, exist_ok=True)
+    space, task, cells, cache = setting(args)
     L, T, M = args.learners, args.truth_learners, args.ensemble_size
     rungs = [*args.rung_list, args.top_rung]
     evals: dict[str, list[EvalResult]] = {r.name: [] for r in rungs}

@@ -119,7 +119,10 @@ def train_cached(cache: Path, space, spec, task, fidelity: Fidelity, seeds: list
         return {k: saved[k] for k in ("val", "test", "acc")}
 
 
-def measure(args, err: Console) -> dict:
+def setting(args) -> tuple:
+    """(space, task, cells, cache folder) of the flags ``--baseline``, ``--dataset``,
+    ``--n-samples``, ``--cells``, ``--seed``, ``--device``, ``--batch-size`` and ``--out``; a bad
+    baseline or a missing dataset exits with one line (status 2)."""
     space = get_space("nb201")
     try:
         first = load_baseline(args.baseline, space) if args.baseline else space.reference()
@@ -132,11 +135,15 @@ def measure(args, err: Console) -> dict:
     except DatasetUnavailable as exc:
         print(f"error: --dataset {args.dataset}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    cells = walk_cells(space, first, args.cells, args.seed)
     where = "" if args.device == "cpu" else f"-{args.device}"
     where += "" if args.batch_size is None else f"-b{args.batch_size}"
     cache = Path(args.out) / f"{args.dataset}-n{args.n_samples}-seed{args.seed}{where}"
     cache.mkdir(parents=True, exist_ok=True)
+    return space, task, walk_cells(space, first, args.cells, args.seed), cache
+
+
+def measure(args, err: Console) -> dict:
+    space, task, cells, cache = setting(args)
     L, T, M = args.learners, args.truth_learners, args.ensemble_size
     decision = list(range(L))
     truth_seeds = [TRUTH_SEED0 + i for i in range(T)]
