@@ -127,28 +127,34 @@ class LiveProgress:
 
 
 def summary_table(state, config, reason: str, wall_s: float) -> Table:
+    """One row per evaluation: a candidate, or the baseline, at each rung it reached (labelled
+    ``id @ rung`` when the schedule has several, as in the report, so that a row's E_ens and
+    its gain are read at the same rung); the final baseline's highest row is starred."""
     M = config.ensemble_size
+    rungs = [r.name for r in config.rungs()]
     table = Table(title=f"search finished: {reason}")
-    for col in ("proposal", "iteration", "learners", "E", "σ²", "ρ", f"E_ens(M={M})",
-                "gain ± SE", "decision"):
-        table.add_column(col)
+    # no iteration column: a proposal's id names it (`it3-p2`); `id @ rung` is never broken
+    for col in ("proposal", "learners", "E", "σ²", "ρ", f"E_ens(M={M})", "gain ± SE", "decision"):
+        table.add_column(col, no_wrap=col == "proposal")
     for pid in state.order:
         c = state.candidates[pid]
-        if not c.evaluated:
-            continue
-        if c.stats is None:
-            table.add_row(pid, str(c.iteration), "-", "-", "-", "-", "-", "-",
-                          f"failed: {c.failure.kind}")
-            continue
-        d = c.decision
-        verdict = "baseline" if pid == "baseline" else (verdict_text(d) if d else "pending")
-        if pid == state.baseline_id:
-            verdict += " ★"
-        gain = (f"{d.gain:+.4f} ± {d.gain_se_total:.4f}" if d and d.gain_se_total is not None
-                else "-")
-        s = c.stats
-        table.add_row(pid, str(c.iteration), str(len(c.result.learners)), f"{s.E:.4f}",
-                      f"{s.sigma2:.4f}", f"{s.rho:.3f}", f"{s.ens_error(M):.4f}", gain, verdict)
+        reached = sorted(set(c.results) | set(c.failures),
+                         key=lambda r: rungs.index(r) if r in rungs else len(rungs))
+        for rung in reached:
+            name = f"{pid} @ {rung}" if len(rungs) > 1 else pid
+            result = c.results.get(rung)
+            if result is None:
+                table.add_row(name, "-", "-", "-", "-", "-", "-", f"failed: {c.failures[rung].kind}")
+                continue
+            d = c.decisions.get(rung)
+            verdict = "baseline" if pid == "baseline" else (verdict_text(d) if d else "pending")
+            if pid == state.baseline_id and rung == reached[-1]:
+                verdict += " ★"
+            gain = (f"{d.gain:+.4f} ± {d.gain_se_total:.4f}" if d and d.gain_se_total is not None
+                    else "-")
+            s = result.stats
+            table.add_row(name, str(len(result.learners)), f"{s.E:.4f}",
+                          f"{s.sigma2:.4f}", f"{s.rho:.3f}", f"{s.ens_error(M):.4f}", gain, verdict)
     decisions = state.decisions()
     confident = sum(1 for d in decisions if d.confident and d.verdict != "undecided")
     undecided = sum(1 for d in decisions if d.verdict == "undecided")

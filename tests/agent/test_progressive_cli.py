@@ -56,6 +56,34 @@ def test_candidates_climb_rungs_and_only_top_rung_decisions_move_the_baseline(pr
     assert state.learner_epochs_spent == pytest.approx(spent) and spent > 0
 
 
+def test_summary_table_reads_every_row_at_one_rung(progressive_run):
+    """The terminal table has a row per (proposal, rung) evaluated, named `id @ rung`, so a
+    candidate's top-rung E_ens sits beside that rung's gain and the baseline has a row per rung
+    (before, one row per proposal mixed the baseline's first rung with a candidate's last)."""
+    run_dir, proc = progressive_run
+    events = events_of(run_dir)
+    lines = proc.stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if "search finished" in line)
+    rows = []  # at COLUMNS=120 a long cell wraps onto a line whose first cell is empty
+    for line in (line for line in lines[start:] if line.startswith("│")):
+        cells = [cell.strip() for cell in line.strip("│").split("│")]
+        if cells[0] or not rows:
+            rows.append(cells)
+        else:
+            rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], cells, strict=True)]
+    evaluated = {(e["proposal_id"], e["fidelity"]) for e in events if e["event"] == "evaluated"}
+    assert sorted(r[0] for r in rows) == sorted(f"{p} @ {f}" for p, f in evaluated)
+    by_name = {r[0]: r for r in rows}
+    for d in (e for e in events if e["event"] == "decision"):
+        row = by_name[f"{d['proposal_id']} @ {d['fidelity']}"]
+        assert row[6] == f"{d['gain']:+.4f} ± {d['gain_se_total']:.4f}"
+    state = SearchState.from_events(events)
+    starred = [r[0] for r in rows if "★" in r[7]]
+    base = state.candidates[state.baseline_id]
+    top = max(base.results, key=["low-1ep", "low-3ep"].index)
+    assert starred == [f"{state.baseline_id} @ {top}"]
+
+
 def test_report_and_replay_per_rung(progressive_run):
     run_dir, _ = progressive_run
     report = (run_dir / "report" / "report.md").read_text()
