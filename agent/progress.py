@@ -60,12 +60,17 @@ def eta_seconds(elapsed_s: float, fraction: float) -> float | None:
     return elapsed_s * (1 - fraction) / fraction if fraction > 0 else None
 
 
-def _baseline_text(state, M: int) -> str:
+def _baseline_text(state, M: int, rungs: list[str]) -> str:
+    """The baseline's E_ens(M) at the highest rung it was trained at (named when there are
+    several rungs: its first rung's figure is not comparable with a top-rung candidate's)."""
     base = state.baseline
-    if base is None or base.stats is None:
+    if base is None or not base.results:
         return "baseline: pending"
-    return (f"baseline {base.proposal_id}: E_ens({M})={base.stats.ens_error(M):.4f} "
-            f"({len(base.result.learners)} learners)")
+    rung = max(base.results, key=lambda r: rungs.index(r) if r in rungs else -1)
+    result = base.results[rung]
+    at = f" at {rung}" if len(rungs) > 1 else ""
+    return (f"baseline {base.proposal_id}: E_ens({M})={result.stats.ens_error(M):.4f}{at} "
+            f"({len(result.learners)} learners)")
 
 
 class LiveProgress:
@@ -117,7 +122,8 @@ class LiveProgress:
     def update(self, state, config) -> None:
         decisions = state.decisions()
         undecided = sum(1 for d in decisions if d.verdict == "undecided")
-        info = (f"{_baseline_text(state, config.ensemble_size)} · evals {state.evaluations} · "
+        info = (f"{_baseline_text(state, config.ensemble_size, [r.name for r in config.rungs()])} · "
+                f"evals {state.evaluations} · "
                 f"accepted {state.accepted} · undecided {undecided} of {len(decisions)} · "
                 f"learners {state.learners_trained} · device {state.device_s:.0f}s")
         if state.cost_usd:

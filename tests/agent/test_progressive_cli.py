@@ -84,6 +84,22 @@ def test_summary_table_reads_every_row_at_one_rung(progressive_run):
     assert starred == [f"{state.baseline_id} @ {top}"]
 
 
+def test_live_line_shows_the_baseline_at_its_highest_rung(progressive_run):
+    """The live display's baseline figure is its E_ens at the highest rung it was trained at,
+    named, not its first rung's (which a top-rung candidate is never compared with)."""
+    from agent.progress import _baseline_text
+
+    run_dir, _ = progressive_run
+    state = SearchState.from_events(events_of(run_dir))
+    base = state.candidates[state.baseline_id]
+    top = max(base.results, key=["low-1ep", "low-3ep"].index)
+    expected = base.results[top].stats.ens_error(50)
+    assert _baseline_text(state, 50, ["low-1ep", "low-3ep"]) == (
+        f"baseline {state.baseline_id}: E_ens(50)={expected:.4f} at {top} "
+        f"({len(base.results[top].learners)} learners)")
+    assert " at " not in _baseline_text(state, 50, [top])  # one rung: nothing to name
+
+
 def test_report_and_replay_per_rung(progressive_run):
     run_dir, _ = progressive_run
     report = (run_dir / "report" / "report.md").read_text()
