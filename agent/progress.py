@@ -60,13 +60,19 @@ def eta_seconds(elapsed_s: float, fraction: float) -> float | None:
     return elapsed_s * (1 - fraction) / fraction if fraction > 0 else None
 
 
+def _reached(cand, rungs: list[str]) -> list[str]:
+    """The rungs ``cand`` was evaluated (or failed) at, lowest first in the schedule ``rungs``."""
+    return sorted(set(cand.results) | set(cand.failures),
+                  key=lambda r: rungs.index(r) if r in rungs else len(rungs))
+
+
 def _baseline_text(state, M: int, rungs: list[str]) -> str:
     """The baseline's E_ens(M) at the highest rung it was trained at (named when there are
     several rungs: its first rung's figure is not comparable with a top-rung candidate's)."""
     base = state.baseline
     if base is None or not base.results:
         return "baseline: pending"
-    rung = max(base.results, key=lambda r: rungs.index(r) if r in rungs else -1)
+    rung = [r for r in _reached(base, rungs) if r in base.results][-1]
     result = base.results[rung]
     at = f" at {rung}" if len(rungs) > 1 else ""
     return (f"baseline {base.proposal_id}: E_ens({M})={result.stats.ens_error(M):.4f}{at} "
@@ -82,6 +88,7 @@ class LiveProgress:
                                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                                  console=console, transient=False)
         self.task_id = self.progress.add_task("iteration", total=max(1, config.iterations), info="")
+        self.rungs = [r.name for r in config.rungs()]  # parsed once, not on every event
         self.train_id = None
         self.last_ticks: dict[str, TrainingTick] = {}
         self.started: set[str] = set()  # labels whose training began
@@ -122,8 +129,7 @@ class LiveProgress:
     def update(self, state, config) -> None:
         decisions = state.decisions()
         undecided = sum(1 for d in decisions if d.verdict == "undecided")
-        info = (f"{_baseline_text(state, config.ensemble_size, [r.name for r in config.rungs()])} · "
-                f"evals {state.evaluations} · "
+        info = (f"{_baseline_text(state, config.ensemble_size, self.rungs)} · evals {state.evaluations} · "
                 f"accepted {state.accepted} · undecided {undecided} of {len(decisions)} · "
                 f"learners {state.learners_trained} · device {state.device_s:.0f}s")
         if state.cost_usd:
@@ -144,8 +150,7 @@ def summary_table(state, config, reason: str, wall_s: float) -> Table:
         table.add_column(col, no_wrap=col == "proposal")
     for pid in state.order:
         c = state.candidates[pid]
-        reached = sorted(set(c.results) | set(c.failures),
-                         key=lambda r: rungs.index(r) if r in rungs else len(rungs))
+        reached = _reached(c, rungs)
         for rung in reached:
             name = f"{pid} @ {rung}" if len(rungs) > 1 else pid
             result = c.results.get(rung)
