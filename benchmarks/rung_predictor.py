@@ -47,64 +47,37 @@ import torch
 from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn
 from rich.table import Table
-from rung_stability import TRUTH_SEED0, setting, train_cached  # this folder
+from rung_stability import TRUTH_SEED0, check_setting, setting, setting_parser, train_cached  # this folder
 from scipy.stats import kendalltau, pearsonr
 
 from evaluators import stats as es
 from evaluators.dual import evaluate
-from evaluators.fidelity import parse_schedule
 from evaluators.promotion import MIN_PAIRS, RungPredictor
 from evaluators.results import EvalFailure, EvalResult
 
-ROOT = Path(__file__).resolve().parents[1]
 SCORES = ("rung E_ens", "ridge (product)", "GRU curves")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", default="mnist1d")
-    p.add_argument("--data-dir")
-    p.add_argument("--n-samples", type=int, default=500)
-    p.add_argument("--rungs", default="low:3,medium:5", help="cheap rungs, comma-separated")
-    p.add_argument("--top", default="medium", help="the top rung (the truth's fidelity)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="minibatch size at every rung (default: the presets' 128)")
-    p.add_argument("--cells", type=int, default=40)
-    p.add_argument("--learners", type=int, default=2, help="learners per evaluation (L)")
-    p.add_argument("--truth-learners", type=int, default=4, help="top-rung truth ensemble (T)")
-    p.add_argument("--ensemble-size", type=int, default=8, help="M of the predicted E_ens(M)")
+    p = setting_parser(__doc__.split("\n\n")[0], n_samples=500, cells=40, out="rung_predictor")
     p.add_argument("--pairs", default="4,8,16", help="training pairs n, comma-separated")
     p.add_argument("--splits", type=int, default=200, help="random draws of training cells per n")
     p.add_argument("--min-pairs", type=int, default=MIN_PAIRS,
                    help=f"pairs before the product's predictor fits (its default: {MIN_PAIRS})")
-    p.add_argument("--baseline", help="JSON spec of the first cell (default: the space's default)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "rung_predictor"))
     p.add_argument("--png", help="write τ against n, one panel per cheap rung")
-    p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    if args.batch_size is not None and args.batch_size < 1:
-        p.error(f"--batch-size {args.batch_size}: must be at least 1")
-    try:
-        args.rung_list = [r for part in args.rungs.split(",")
-                          for r in parse_schedule(part, args.batch_size)]
-        args.top_rung = parse_schedule(args.top, args.batch_size)[0]
-        args.pair_list = sorted({int(n) for n in args.pairs.split(",")})
-    except ValueError as err:
-        p.error(str(err))
-    if args.top_rung.name in {r.name for r in args.rung_list}:
-        p.error(f"--top {args.top!r} is also among --rungs {args.rungs!r}")
     if args.min_pairs < 4:
         p.error(f"--min-pairs {args.min_pairs}: must be at least 4")
+    check_setting(p, args, min_cells=args.min_pairs + 4)
+    try:
+        args.pair_list = sorted({int(n) for n in args.pairs.split(",")})
+    except ValueError as err:
+        p.error(f"--pairs {args.pairs!r}: {err}")
     if args.pair_list[0] < args.min_pairs or args.pair_list[-1] > args.cells - 4:
         p.error(f"--pairs {args.pairs!r}: each n must lie in {args.min_pairs}…{args.cells - 4} "
                 f"(the predictor fits from --min-pairs {args.min_pairs}; at least 4 cells are held out)")
-    for flag, value, low in (("--cells", args.cells, args.min_pairs + 4), ("--learners", args.learners, 2),
-                             ("--truth-learners", args.truth_learners, 2),
-                             ("--ensemble-size", args.ensemble_size, 2), ("--splits", args.splits, 1)):
-        if value < low:
-            p.error(f"{flag} {value}: must be at least {low}")
+    if args.splits < 1:
+        p.error(f"--splits {args.splits}: must be at least 1")
     return args
 
 

@@ -51,26 +51,32 @@ ROOT = Path(__file__).resolve().parents[1]
 TRUTH_SEED0 = 10000
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def setting_parser(description: str, *, n_samples: int, cells: int, out: str) -> argparse.ArgumentParser:
+    """The flags of a rung measurement (data, rungs, cells, learners, cache), shared with
+    ``benchmarks/rung_predictor.py``; :func:`check_setting` reads them."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--dataset", default="mnist1d")
     p.add_argument("--data-dir")
-    p.add_argument("--n-samples", type=int, default=2000)
+    p.add_argument("--n-samples", type=int, default=n_samples)
     p.add_argument("--rungs", default="low:3,medium:5", help="cheap rungs to test, comma-separated")
     p.add_argument("--top", default="medium", help="the top rung (the truth's fidelity)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="minibatch size at every rung (default: the presets' 128)")
-    p.add_argument("--cells", type=int, default=24)
+    p.add_argument("--cells", type=int, default=cells)
     p.add_argument("--learners", type=int, default=2, help="learners per cell and rung (L)")
     p.add_argument("--truth-learners", type=int, default=4, help="top-rung truth ensemble (T)")
     p.add_argument("--ensemble-size", type=int, default=8, help="M of the predicted E_ens(M)")
     p.add_argument("--baseline", help="JSON spec of the first cell (default: the space's default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "rung_stability"))
-    p.add_argument("--png", help="write predicted-vs-true scatter plots, one per rung")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / out))
     p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def check_setting(p: argparse.ArgumentParser, args: argparse.Namespace, min_cells: int = 4) -> None:
+    """Refuse bad setting flags in one line each (``p.error``, exit 2); set ``args.rung_list``
+    (the cheap rungs) and ``args.top_rung``."""
     if args.batch_size is not None and args.batch_size < 1:
         p.error(f"--batch-size {args.batch_size}: must be at least 1")
     try:
@@ -81,11 +87,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(str(err))
     if args.top_rung.name in {r.name for r in args.rung_list}:
         p.error(f"--top {args.top!r} is also among --rungs {args.rungs!r}")
-    for flag, value, low in (("--cells", args.cells, 4), ("--learners", args.learners, 2),
+    for flag, value, low in (("--cells", args.cells, min_cells), ("--learners", args.learners, 2),
                              ("--truth-learners", args.truth_learners, 2),
                              ("--ensemble-size", args.ensemble_size, 2)):
         if value < low:
             p.error(f"{flag} {value}: must be at least {low}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = setting_parser(__doc__.split("\n\n")[0], n_samples=2000, cells=24, out="rung_stability")
+    p.add_argument("--png", help="write predicted-vs-true scatter plots, one per rung")
+    args = p.parse_args(argv)
+    check_setting(p, args)
     return args
 
 
