@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from evaluators.results import EvalResult
 
-__all__ = ["curve_row", "loo_ridge", "RungPredictor", "Score", "successive_halving", "opportunistic",
-           "ALPHAS", "MIN_PAIRS", "CONSERVATIVE_SHARE"]
+__all__ = ["curve_row", "loo_ridge", "RidgeFit", "RungPredictor", "Score", "successive_halving",
+           "opportunistic", "ALPHAS", "MIN_PAIRS", "CONSERVATIVE_SHARE"]
 
 #: pairs needed before the predictor may replace the lower rung's own E_ens as the score (with
 #: 4, leave-one-out picked curve terms by chance and cost 0.04–0.13 of τ; see the docstring)
@@ -78,13 +79,23 @@ def _design(X: np.ndarray, mu: np.ndarray, sd: np.ndarray, alpha: float) -> np.n
     return np.column_stack([np.ones(len(X)), Z[:, :1] if math.isinf(alpha) else Z])
 
 
-def loo_ridge(X: np.ndarray, y: np.ndarray, alphas=ALPHAS, z: float = 2.0) -> tuple[np.ndarray, float, float]:
+class RidgeFit(NamedTuple):
+    """What :func:`loo_ridge` chose: weights on :func:`_design`'s columns, α, its mean LOO
+    squared error, and the column means and scales it standardised with."""
+
+    w: np.ndarray
+    alpha: float
+    loo: float
+    mu: np.ndarray
+    sd: np.ndarray
+
+
+def loo_ridge(X: np.ndarray, y: np.ndarray, alphas=ALPHAS, z: float = 2.0) -> RidgeFit:
     """Fit y on column 0 of X (unpenalised, with an intercept), plus the other columns under a
     ridge penalty α only where they earn it. Each α of ``alphas`` gets its exact leave-one-out
     squared errors (a linear smoother's: residual_i / (1 − H_ii)); the finite α with the least
     mean is kept over α = ∞ (column 0 alone) only when its per-pair LOO errors are lower by more
-    than ``z`` standard errors of the paired difference. Returns (weights, α, its LOO mean
-    error). Columns are standardised on X."""
+    than ``z`` standard errors of the paired difference. Columns are standardised on X."""
     mu, sd = X.mean(0), X.std(0)
     sd[sd == 0] = 1.0
     fits = {}
@@ -105,7 +116,7 @@ def loo_ridge(X: np.ndarray, y: np.ndarray, alphas=ALPHAS, z: float = 2.0) -> tu
     elif finite:
         chosen = min(finite, key=lambda a: fits[a][1].mean())
     w, errors = fits[chosen]
-    return w, chosen, float(errors.mean())
+    return RidgeFit(w, chosen, float(errors.mean()), mu, sd)
 
 
 class RungPredictor:
@@ -114,7 +125,7 @@ class RungPredictor:
 
     def __init__(self, M: int, alphas: tuple[float, ...] = ALPHAS, min_pairs: int = MIN_PAIRS):
         self.M, self.alphas, self.min_pairs = M, alphas, min_pairs
-        self._fits: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float, int]] = {}
+        self._fits: dict[str, tuple[RidgeFit, int]] = {}  # rung -> (fit, pairs it was fitted on)
 
     def fit(self, rung: str, pairs: list[tuple[EvalResult, EvalResult]]) -> None:
         """Learn ``rung`` → top rung from (lower, top) evaluations of the same architectures."""
@@ -123,10 +134,7 @@ class RungPredictor:
             return
         X = np.stack([curve_row(lo, self.M) for lo, _ in pairs])
         y = np.array([top.stats.ens_error(self.M) for _, top in pairs])
-        w, alpha, _ = loo_ridge(X, y, self.alphas)
-        mu, sd = X.mean(0), X.std(0)
-        sd[sd == 0] = 1.0
-        self._fits[rung] = (w, mu, sd, alpha, len(pairs))
+        self._fits[rung] = (loo_ridge(X, y, self.alphas), len(pairs))
 
     def score(self, rung: str, result: EvalResult) -> Score:
         """The candidate's predicted top-rung E_ens(M) from its evaluation at ``rung``."""
@@ -134,10 +142,10 @@ class RungPredictor:
         if fit is None:
             return Score(result.stats.ens_error(self.M),
                          f"{rung} E_ens (fewer than {self.min_pairs} {rung}→top pairs yet)")
-        w, mu, sd, alpha, n = fit
-        value = float(_design(curve_row(result, self.M)[None], mu, sd, alpha)[0] @ w)
-        how = (f"line in {rung} E_ens (curves did not help by leave-one-out)" if math.isinf(alpha)
-               else f"{rung} E_ens + curves ridge α={alpha:g}")
+        ridge, n = fit
+        value = float(_design(curve_row(result, self.M)[None], ridge.mu, ridge.sd, ridge.alpha)[0] @ ridge.w)
+        how = (f"line in {rung} E_ens (curves did not help by leave-one-out)" if math.isinf(ridge.alpha)
+               else f"{rung} E_ens + curves ridge α={ridge.alpha:g}")
         return Score(value, f"{how}, fitted on {n} {rung}→top pairs")
 
 

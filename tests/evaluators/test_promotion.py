@@ -88,7 +88,8 @@ def test_loo_ridge_leave_one_out_error_is_the_brute_force_refit_error():
     rng = np.random.default_rng(1)
     X, y = rng.normal(size=(9, 4)), rng.normal(size=9)
     for alpha in (0.1, 10.0, float("inf")):
-        _, chosen, loo = loo_ridge(X, y, alphas=(alpha,))
+        fit = loo_ridge(X, y, alphas=(alpha,))
+        chosen, loo = fit.alpha, fit.loo
         assert chosen == alpha
         mu, sd = X.mean(0), X.std(0)  # standardised once on all pairs, as the fit does
         Z = (X - mu) / sd
