@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -78,12 +79,139 @@ def read_run(run_dir: Path, M: int) -> dict:
             "tau": [(lo, hi, n, tau) for lo, hi, n, tau in rung_tau(state, rungs, M)]}
 
 
+def _sd(x: np.ndarray) -> float:
+    return float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
+
+
 def _mean_sd(values) -> str:
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
         return "n/a"
     sd = np.std(values, ddof=1) if len(values) > 1 else 0.0
     return f"{np.mean(values):.4f}±{sd:.4f}"
+
+
+ROW_KEYS = ("seed", "method", "test_ens_brier", "learner_epochs", "wall_s", "moved", "end", "tau")
+METHODS = ("progressive", "single")
+
+
+def load_rows(paths: list[str]) -> list[dict]:
+    """The rows ``--json`` printed, from one or more files (several processes' shares of one
+    comparison). Every line must be a JSON object with :data:`ROW_KEYS`, one row per (seed,
+    method), and every seed must have both methods; anything else is refused naming the file, the
+    line and the value."""
+    rows: dict[tuple[int, str], dict] = {}
+    for path in paths:
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError as err:
+            raise ValueError(f"--from-log {path!r}: {err.strerror}") from None
+        for i, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise ValueError(f"{path}:{i}: not a JSON row: {line[:80]!r}") from None
+            missing = [k for k in ROW_KEYS if not isinstance(row, dict) or k not in row]
+            if missing or row["method"] not in METHODS:
+                raise ValueError(f"{path}:{i}: not a row of this benchmark (missing {missing}, "
+                                 f"method {row.get('method') if isinstance(row, dict) else None!r}): "
+                                 f"{line[:80]!r}")
+            key = (row["seed"], row["method"])
+            if key in rows:
+                raise ValueError(f"{path}:{i}: seed {row['seed']!r} {row['method']} appears twice")
+            rows[key] = row
+    seeds = sorted({seed for seed, _ in rows})
+    lone = [f"{seed} ({m})" for seed in seeds for m in METHODS if (seed, m) not in rows]
+    if not rows or lone:
+        raise ValueError(f"--from-log: every seed needs both methods; missing: {lone or 'all rows'}")
+    return [rows[(seed, m)] for seed in seeds for m in METHODS]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Per-seed pairs of the two searches, read as the target reads them: progressive is *as
+    good* on a seed when its final baseline's true test ensemble Brier is ≤ single fidelity's."""
+
+    seeds: list[int]
+    as_good: int  # seeds with progressive ≤ single
+    better: int  # seeds with progressive < single
+    diff_mean: float  # mean over seeds of progressive − single Brier (≤ 0: progressive as good)
+    diff_se: float  # its standard error over seeds (sd / √n)
+    share_mean: float  # progressive's learner-epochs / single's, mean over seeds
+    share_sd: float
+
+
+def summarise(rows: list[dict]) -> Summary:
+    """The paired comparison of :func:`load_rows`' rows (or a run's own)."""
+    prog = {r["seed"]: r for r in rows if r["method"] == "progressive"}
+    single = {r["seed"]: r for r in rows if r["method"] == "single"}
+    seeds = sorted(prog.keys() & single.keys())
+    diff = np.array([prog[s]["test_ens_brier"] - single[s]["test_ens_brier"] for s in seeds])
+    share = np.array([prog[s]["learner_epochs"] / single[s]["learner_epochs"] for s in seeds])
+    return Summary(seeds=seeds, as_good=int(np.sum(diff <= 0)), better=int(np.sum(diff < 0)),
+                   diff_mean=float(diff.mean()), diff_se=_sd(diff) / math.sqrt(len(seeds)),
+                   share_mean=float(share.mean()), share_sd=_sd(share))
+
+
+def print_summary(rows: list[dict], summary: Summary) -> None:
+    """Every row, then each method's mean ± sd and the paired verdict."""
+    print(f"{'seed':>4} {'method':12} {'test ens Brier':>15} {'learner-ep':>11} {'wall s':>7} "
+          f"{'moved':>6} {'end':>18}  τ between rungs (n)")
+    for r in rows:
+        taus = ", ".join(f"{lo}→{hi} {tau:+.2f} ({n})" for lo, hi, n, tau in r["tau"]) or "-"
+        print(f"{r['seed']:>4} {r['method']:12} {r['test_ens_brier']:>15.4f} "
+              f"{r['learner_epochs']:>11.1f} {r['wall_s']:>7.0f} {str(r['moved']):>6} "
+              f"{r['end']:>18}  {taus}")
+    for name in METHODS:
+        mine = [r for r in rows if r["method"] == name]
+        taus = [r["tau"][0][3] for r in mine if r["tau"]]
+        print(f"mean±sd {name:12} Brier {_mean_sd([r['test_ens_brier'] for r in mine])}, "
+              f"learner-epochs {_mean_sd([r['learner_epochs'] for r in mine])}, wall "
+              f"{_mean_sd([r['wall_s'] for r in mine])} s" + (f", τ {_mean_sd(taus)}" if taus else ""))
+    n = len(summary.seeds)
+    print(f"progressive as good or better on {summary.as_good}/{n} seeds (better on "
+          f"{summary.better}); paired Brier difference progressive − single "
+          f"{summary.diff_mean:+.4f} (SE {summary.diff_se:.4f}); its learner-epochs / single's: "
+          f"{summary.share_mean:.2f}±{summary.share_sd:.2f}")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Left: each seed's final true ensemble Brier, progressive against single (below the
+    diagonal: progressive better; filled: progressive moved its baseline). Right: progressive's
+    learner-epochs as a share of single's, with the target's 0.6."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    prog = {r["seed"]: r for r in rows if r["method"] == "progressive"}
+    single = {r["seed"]: r for r in rows if r["method"] == "single"}
+    seeds = sorted(prog.keys() & single.keys())
+    x = [single[s]["test_ens_brier"] for s in seeds]
+    y = [prog[s]["test_ens_brier"] for s in seeds]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2))
+    lo, hi = min(x + y), max(x + y)
+    a.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+    moved = [prog[s]["moved"] for s in seeds]
+    for flag, label in ((True, "progressive moved its baseline"), (False, "it did not")):
+        a.scatter([xi for xi, m in zip(x, moved, strict=True) if m is flag],
+                  [yi for yi, m in zip(y, moved, strict=True) if m is flag],
+                  color="C0" if flag else "white", edgecolors="C0", label=label)
+    for s, xi, yi in zip(seeds, x, y, strict=True):
+        a.annotate(str(s), (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    a.set(xlabel="single fidelity: final test ensemble Brier",
+          ylabel="progressive: final test ensemble Brier",
+          title="per seed (below the line: progressive better)")
+    a.legend(loc="upper left", fontsize=8)
+    b.bar([str(s) for s in seeds], [prog[s]["learner_epochs"] / single[s]["learner_epochs"] for s in seeds])
+    b.axhline(0.6, color="C3", lw=1, label="target ≤ 0.6")
+    b.set(xlabel="seed", ylabel="learner-epochs, progressive / single", title="cost")
+    b.legend(loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv=None) -> int:
@@ -112,7 +240,20 @@ def main(argv=None) -> int:
                    "benchmarks/weak_nb201_baseline.json, a cell a search can improve on)")
     p.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--png", help="plot the per-seed comparison here")
+    p.add_argument("--from-log", nargs="+", metavar="FILE", help="no search: summarise (and "
+                   "--png) the rows earlier --json runs printed, e.g. several processes' shares")
     args = p.parse_args(argv)
+    if args.from_log:
+        try:
+            rows = load_rows(args.from_log)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print_summary(rows, summarise(rows))
+        if args.png:
+            plot(rows, Path(args.png))
+        return 0
     try:
         rungs = parse_schedule(args.schedule)
         single = parse_schedule(args.single)
@@ -167,27 +308,11 @@ def main(argv=None) -> int:
           f"learner-epochs, {args.iterations} iterations each; "
           f"progressive {args.schedule} vs single {args.single}; true test {args.ensemble_size}-"
           f"ensemble Brier of the final baseline (lower is better)")
-    print(f"{'seed':>4} {'method':12} {'test ens Brier':>15} {'learner-ep':>11} {'wall s':>7} "
-          f"{'moved':>6} {'end':>18}  τ between rungs (n)")
-    for r in rows:
-        taus = ", ".join(f"{lo}→{hi} {tau:+.2f} ({n})" for lo, hi, n, tau in r["tau"]) or "-"
-        print(f"{r['seed']:>4} {r['method']:12} {r['test_ens_brier']:>15.4f} "
-              f"{r['learner_epochs']:>11.1f} {r['wall_s']:>7.0f} {str(r['moved']):>6} "
-              f"{r['end']:>18}  {taus}")
-    for name in methods:
-        mine = [r for r in rows if r["method"] == name]
-        taus = [r["tau"][0][3] for r in mine if r["tau"]]
-        print(f"mean±sd {name:12} Brier {_mean_sd([r['test_ens_brier'] for r in mine])}, "
-              f"learner-epochs {_mean_sd([r['learner_epochs'] for r in mine])}, wall "
-              f"{_mean_sd([r['wall_s'] for r in mine])} s" + (f", τ {_mean_sd(taus)}" if taus else ""))
-    prog = {r["seed"]: r for r in rows if r["method"] == "progressive"}
-    single_rows = {r["seed"]: r for r in rows if r["method"] == "single"}
-    wins = sum(prog[s]["test_ens_brier"] <= single_rows[s]["test_ens_brier"] for s in prog)
-    share = [prog[s]["learner_epochs"] / single_rows[s]["learner_epochs"] for s in prog]
-    print(f"progressive as good or better on {wins}/{len(prog)} seeds; its learner-epochs / "
-          f"single's: {_mean_sd(share)}; total wall {total:.0f} s")
+    print_summary(rows, summarise(rows))
+    print(f"total wall {total:.0f} s")
+    if args.png:
+        plot(rows, Path(args.png))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,93 @@
+"""benchmarks/progressive_mnist1d.py, run as a user runs it (a subprocess): a tiny real comparison,
+then ``--from-log`` summarising the rows it printed, and its refusals."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "progressive_mnist1d.py"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, text=True,
+                          capture_output=True, timeout=600)
+
+
+def row(seed: int, method: str, brier: float, epochs: float, moved: bool = False) -> dict:
+    return {"seed": seed, "method": method, "wall_s": 1.0, "test_ens_brier": brier,
+            "learner_epochs": epochs, "moved": moved, "end": "max_learner_epochs", "tau": []}
+
+
+def write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def verdict(stdout: str) -> tuple[int, int, int, float, float, float]:
+    m = re.search(r"as good or better on (\d+)/(\d+) seeds \(better on (\d+)\); paired Brier "
+                  r"difference progressive − single ([+-][\d.]+) \(SE ([\d.]+)\); its learner-epochs "
+                  r"/ single's: ([\d.]+)", stdout)
+    assert m, stdout
+    return (int(m[1]), int(m[2]), int(m[3]), float(m[4]), float(m[5]), float(m[6]))
+
+
+def test_from_log_pairs_the_seeds_of_several_files_and_states_the_paired_difference(tmp_path):
+    a = write(tmp_path / "a.jsonl", [row(0, "progressive", 0.10, 60), row(0, "single", 0.12, 100),
+                                     row(1, "progressive", 0.20, 55), row(1, "single", 0.20, 100)])
+    b = write(tmp_path / "b.jsonl", [row(2, "single", 0.15, 90), row(2, "progressive", 0.18, 54, True)])
+    proc = run("--from-log", str(a), str(b), "--png", str(tmp_path / "p.png"))
+    assert proc.returncode == 0, proc.stderr
+    as_good, n, better, diff, se, share = verdict(proc.stdout)
+    d = np.array([-0.02, 0.0, 0.03])
+    assert (as_good, n, better) == (2, 3, 1)  # a tie counts as good, not better
+    assert diff == pytest.approx(d.mean(), abs=5e-5)
+    assert se == pytest.approx(d.std(ddof=1) / np.sqrt(3), abs=5e-5)
+    assert share == pytest.approx(np.mean([0.6, 0.55, 0.6]), abs=5e-3)
+    assert (tmp_path / "p.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("rows, needle", [
+    ([row(0, "progressive", 0.1, 60), row(0, "single", 0.1, 100), row(0, "single", 0.2, 100)],
+     "seed 0 single appears twice"),
+    ([row(0, "progressive", 0.1, 60), row(1, "single", 0.1, 100)], "0 (single)"),
+    ([{"seed": 0, "method": "grid"}], "method 'grid'"),
+])
+def test_from_log_refuses_rows_that_do_not_pair_in_one_line_that_names_them(tmp_path, rows, needle):
+    proc = run("--from-log", str(write(tmp_path / "r.jsonl", rows)))
+    assert proc.returncode == 2
+    assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_from_log_refuses_a_line_that_is_not_json_quoting_it(tmp_path):
+    (tmp_path / "r.jsonl").write_text('{"seed": 0\n')
+    proc = run("--from-log", str(tmp_path / "r.jsonl"))
+    assert proc.returncode == 2 and "r.jsonl:1" in proc.stderr and '{"seed": 0' in proc.stderr
+
+
+def test_one_real_seed_gives_rows_that_from_log_reads_back(tmp_path):
+    """Two real agent.run searches (a two-rung schedule against its top rung alone) at a tiny
+    size: every row holds what the README's tables print, each run stayed in its budget, and the
+    rows summarise without a search."""
+    proc = run("--seeds", "1", "--schedule", "low:1,low:2", "--single", "low:2",
+               "--max-learner-epochs", "12", "--budget-share", "0.6", "--iterations", "1",
+               "--n-samples", "300", "--ensemble-size", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert [r["method"] for r in rows] == ["progressive", "single"]
+    budget = {"progressive": 0.6 * 12, "single": 12}
+    for r in rows:
+        assert 0.0 < r["test_ens_brier"] < 2.0
+        assert 0.0 < r["learner_epochs"] <= budget[r["method"]]
+    log = write(tmp_path / "rows.jsonl", rows)
+    again = run("--from-log", str(log))
+    assert again.returncode == 0, again.stderr
+    as_good, n, *_ = verdict(again.stdout)
+    assert n == 1 and as_good == int(rows[0]["test_ens_brier"] <= rows[1]["test_ens_brier"])
