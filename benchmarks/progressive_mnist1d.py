@@ -143,11 +143,14 @@ class Summary:
     share_sd: float
 
 
-def summarise(rows: list[dict]) -> Summary:
-    """The paired comparison of :func:`load_rows`' rows (or a run's own)."""
+def summarise(rows: list[dict]) -> Summary | None:
+    """The paired comparison of :func:`load_rows`' rows (or a run's own); None when no seed has
+    both methods."""
     prog = {r["seed"]: r for r in rows if r["method"] == "progressive"}
     single = {r["seed"]: r for r in rows if r["method"] == "single"}
     seeds = sorted(prog.keys() & single.keys())
+    if not seeds:
+        return None
     diff = np.array([prog[s]["test_ens_brier"] - single[s]["test_ens_brier"] for s in seeds])
     share = np.array([prog[s]["learner_epochs"] / single[s]["learner_epochs"] for s in seeds])
     return Summary(seeds=seeds, as_good=int(np.sum(diff <= 0)), better=int(np.sum(diff < 0)),
@@ -155,7 +158,7 @@ def summarise(rows: list[dict]) -> Summary:
                    share_mean=float(share.mean()), share_sd=_sd(share))
 
 
-def print_summary(rows: list[dict], summary: Summary) -> None:
+def print_summary(rows: list[dict], summary: Summary | None) -> None:
     """Every row, then each method's mean ± sd and the paired verdict."""
     print(f"{'seed':>4} {'method':12} {'test ens Brier':>15} {'learner-ep':>11} {'wall s':>7} "
           f"{'moved':>6} {'end':>18}  τ between rungs (n)")
@@ -170,6 +173,8 @@ def print_summary(rows: list[dict], summary: Summary) -> None:
         print(f"mean±sd {name:12} Brier {_mean_sd([r['test_ens_brier'] for r in mine])}, "
               f"learner-epochs {_mean_sd([r['learner_epochs'] for r in mine])}, wall "
               f"{_mean_sd([r['wall_s'] for r in mine])} s" + (f", τ {_mean_sd(taus)}" if taus else ""))
+    if summary is None:
+        return
     n = len(summary.seeds)
     print(f"progressive as good or better on {summary.as_good}/{n} seeds (better on "
           f"{summary.better}); paired Brier difference progressive − single "
@@ -240,6 +245,9 @@ def main(argv=None) -> int:
                    "benchmarks/weak_nb201_baseline.json, a cell a search can improve on)")
     p.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--methods", default="progressive,single", help="which searches to run: a "
+                   "schedule compared with single-fidelity rows an earlier run printed (same "
+                   "flags, same seeds: the runs are deterministic) needs only 'progressive'")
     p.add_argument("--png", help="plot the per-seed comparison here")
     p.add_argument("--from-log", nargs="+", metavar="FILE", help="no search: summarise (and "
                    "--png) the rows earlier --json runs printed, e.g. several processes' shares")
@@ -268,6 +276,11 @@ def main(argv=None) -> int:
         print(f"error: --budget-share {args.budget_share!r}: expected a share in (0, 1]",
               file=sys.stderr)
         return 2
+    unknown = sorted(set(args.methods.split(",")) - set(METHODS))
+    if unknown or not args.methods:
+        print(f"error: --methods {args.methods!r}: expected a comma-separated subset of "
+              f"{','.join(METHODS)}", file=sys.stderr)
+        return 2
     if args.seeds < 1 or args.max_learner_epochs <= 0:
         print(f"error: need --seeds ≥ 1 and --max-learner-epochs > 0 (got {args.seeds!r}, "
               f"{args.max_learner_epochs!r})", file=sys.stderr)
@@ -284,7 +297,8 @@ def main(argv=None) -> int:
               "single": args.max_learner_epochs}
     methods = {"progressive": ["--fidelity-schedule", args.schedule],
                "single": ["--fidelity-schedule" if ":" in args.single else "--fidelity", args.single]}
-    methods = {k: [*v, "--max-learner-epochs", f"{budget[k]:g}"] for k, v in methods.items()}
+    methods = {k: [*v, "--max-learner-epochs", f"{budget[k]:g}"] for k, v in methods.items()
+               if k in args.methods.split(",")}
     rows: list[dict] = []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, Progress(console=Console(stderr=True)) as progress:

@@ -91,3 +91,9 @@ def test_one_real_seed_gives_rows_that_from_log_reads_back(tmp_path):
     assert again.returncode == 0, again.stderr
     as_good, n, *_ = verdict(again.stdout)
     assert n == 1 and as_good == int(rows[0]["test_ens_brier"] <= rows[1]["test_ens_brier"])
+
+
+def test_an_unknown_method_is_refused_in_one_line_that_quotes_it():
+    proc = run("--methods", "progressive,grid")
+    assert proc.returncode == 2 and "'progressive,grid'" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
