@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
       "rung rank?')")
     a("--eta", type=int, default=d.eta, help="successive halving: the top 1/eta of a rung's "
       "candidates are promoted")
+    a("--halving", default=d.halving, choices=["asynchronous", "capped"], help="asynchronous: "
+      "every candidate in a rung's current top 1/eta goes up (ASHA; more than 1/eta over a run "
+      "whose newcomers keep entering the top); capped: only while under 1/eta of the rung's "
+      "candidates have gone up")
     a("--max-learner-epochs", type=float, default=None, help="budget in full-width learner-"
       "epochs; under 20 %% left, no new first-rung work starts (conservative rule)")
     a("--ensemble-size", type=int, default=d.ensemble_size, help="M, the ensemble the rule decides about")

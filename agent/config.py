@@ -50,6 +50,7 @@ class RunConfig(BaseModel):
                                           "None: the single --fidelity")
     batch_size: int | None = Field(None, ge=1, le=65536)  #: every rung's minibatch; None: 128
     eta: int = Field(3, ge=2, le=16)
+    halving: Literal["asynchronous", "capped"] = "asynchronous"  #: agent.rungs.plan_promotions
     max_learner_epochs: float | None = Field(None, gt=0)
     ensemble_size: int = Field(50, ge=2)
     rule: Literal["exact", "paper"] = "exact"

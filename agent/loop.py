@@ -339,7 +339,7 @@ class SearchLoop:
 
         conservative = self.budget.conservative(ahead_s)
         plan = plan_promotions(self.state, self.rungs, self.rung_predictor, self.config.eta,
-                               conservative, affordable)
+                               conservative, affordable, self.config.halving)
         if conservative is not None and not self.budget.holds_first_rung():
             plan = one_conservative(plan, self.rungs)  # the wall budget is nearly spent
         for p in plan:

@@ -56,10 +56,15 @@ def refit(predictor: RungPredictor, state: SearchState, rungs: list[Fidelity]) -
 
 
 def plan_promotions(state: SearchState, rungs: list[Fidelity], predictor: RungPredictor,
-                    eta: int, conservative: str | None, affordable) -> list[Promotion]:
+                    eta: int, conservative: str | None, affordable,
+                    halving: str = "asynchronous") -> list[Promotion]:
     """Promotions to make now, lowest rung first. ``conservative``: why the conservative rule
     holds (None: it does not). ``affordable(candidate, rung index)`` says whether the budget
-    can pay for the candidate (and the baseline) at that rung."""
+    can pay for the candidate (and the baseline) at that rung. ``halving``: "asynchronous"
+    promotes every waiting candidate in the top ⌊n/η⌋ (ASHA: in a search whose newcomers keep
+    entering the top, more than n/η go up over the run); "capped" promotes them only while
+    fewer than ⌊n/η⌋ of the rung's n candidates have gone up, best first, so a rung passes on
+    at most its 1/η share (the rest wait; the opportunistic and conservative rules still apply)."""
     out = []
     for r, rung in enumerate(rungs[:-1]):
         done = {c.proposal_id: c for c in state.candidates.values()
@@ -67,13 +72,18 @@ def plan_promotions(state: SearchState, rungs: list[Fidelity], predictor: RungPr
                 and rung.name in c.results}
         scores = {pid: predictor.score(rung.name, c.results[rung.name]) for pid, c in done.items()}
         values = {pid: s.value for pid, s in scores.items()}
-        halving = set(successive_halving(values, eta))
+        halving_set = set(successive_halving(values, eta))
+        up = sum(c.rung != rung.name for c in done.values())  # already promoted from this rung
+        quota = len(values) // eta - up if halving == "capped" else len(values)
         for pid in sorted(done, key=values.__getitem__):
             cand = done[pid]
             if not waiting(cand, rung.name) or not affordable(cand, r + 1):
                 continue
-            if pid in halving:
+            if pid in halving_set and quota > 0:
+                quota -= 1
                 rule, why = "successive halving", f"top {len(values) // eta} of {len(values)} at η={eta}"
+                if halving == "capped":
+                    why += f", {up} of them already up (capped)"
             elif opportunistic(values, pid):
                 rule, why = "opportunistic", "an outlier below μ − 2σ of the rung's scores"
             elif conservative is not None:

@@ -237,6 +237,8 @@ def main(argv=None) -> int:
     p.add_argument("--n-samples", type=int, default=1500)
     p.add_argument("--ensemble-size", type=int, default=8)
     p.add_argument("--eta", type=int, default=3)
+    p.add_argument("--halving", choices=("asynchronous", "capped"), default="asynchronous",
+                   help="the progressive run's --halving")
     p.add_argument("--batch-size", type=int, default=None, help="passed to every run (default: 128)")
     p.add_argument("--max-wall-seconds", type=float, default=3600,
                    help="passed to every run: without it a low-first schedule on nb201/mnist1d "
@@ -295,7 +297,7 @@ def main(argv=None) -> int:
         common += ["--batch-size", str(args.batch_size)]
     budget = {"progressive": args.budget_share * args.max_learner_epochs,
               "single": args.max_learner_epochs}
-    methods = {"progressive": ["--fidelity-schedule", args.schedule],
+    methods = {"progressive": ["--fidelity-schedule", args.schedule, "--halving", args.halving],
                "single": ["--fidelity-schedule" if ":" in args.single else "--fidelity", args.single]}
     methods = {k: [*v, "--max-learner-epochs", f"{budget[k]:g}"] for k, v in methods.items()
                if k in args.methods.split(",")}

@@ -56,6 +56,35 @@ def test_candidates_climb_rungs_and_only_top_rung_decisions_move_the_baseline(pr
     assert state.learner_epochs_spent == pytest.approx(spent) and spent > 0
 
 
+def _halving_promotions(events: list[dict]):
+    """Each successive-halving promotion with the candidates decided at the first rung before
+    it and how many of them had already gone up."""
+    for n, p in enumerate(events):
+        if p["event"] == "promoted" and p["reason"].startswith("successive halving"):
+            so_far = SearchState.from_events(events[:n])
+            done = [c for c in so_far.candidates.values()
+                    if c.proposal_id != "baseline" and "low-1ep" in c.decisions]
+            yield p, len(done), sum(c.rung != "low-1ep" for c in done)
+
+
+def test_capped_halving_passes_on_at_most_a_one_in_eta_share(tmp_path):
+    """--halving capped: a successive-halving promotion happens only while fewer than ⌊n/η⌋ of
+    the rung's n decided candidates have gone up (asynchronous halving has no such cap)."""
+    runs = {h: run_dir_of(run_cli("agent.run", *PROGRESSIVE, "--halving", h, "--iterations", 4,
+                                  "--out", tmp_path / h, "--seed", 4))
+            for h in ("asynchronous", "capped")}
+    over = [(n, up) for _, n, up in _halving_promotions(events_of(runs["asynchronous"]))
+            if up + 1 > n // 2]
+    assert over  # on this seed asynchronous halving promotes past the share (e.g. a 4th of 6)
+    assert json.loads((runs["capped"] / "config.json").read_text())["config"]["halving"] == "capped"
+    seen = 0
+    for p, n, up in _halving_promotions(events_of(runs["capped"])):
+        assert up + 1 <= n // 2, (p["proposal_id"], n, up)
+        assert f"{up} of them already up (capped)" in p["reason"]
+        seen += 1
+    assert seen >= 1
+
+
 def test_summary_table_reads_every_row_at_one_rung(progressive_run):
     """The terminal table has a row per (proposal, rung) evaluated, named `id @ rung`, so a
     candidate's top-rung E_ens sits beside that rung's gain and the baseline has a row per rung
