@@ -91,14 +91,17 @@ def progressive_tabular_search(table: TabularBenchmark, budget: float, seed: int
                                low_cost: float | Fraction = LOW_COST_12EP, eta: int = 3,
                                conservative_share: float = CONSERVATIVE_SHARE, n_init: int = 10,
                                proposals: int = 64, refit_every: int = 10, gnn_epochs: int = 80,
-                               use_predictor: bool = True, steer: str = "top") -> ProgressiveResult:
+                               use_predictor: bool = True, steer: str = "top",
+                               halving: str = "asynchronous") -> ProgressiveResult:
     """Search ``table`` with two rungs within ``budget`` top-rung query-equivalents.
 
     ``low_cost``: a low-rung answer's cost in top-rung queries (0 < cost < 1); ``eta``: η, the
     successive-halving ratio; ``conservative_share``: share of the budget under which no new
     low-rung work starts. The chooser's settings (``n_init``, ``proposals``, ``refit_every``,
     ``gnn_epochs``, ``use_predictor``) are those of :func:`agent.tabular_search.tabular_search`;
-    ``steer`` (``low`` | ``top``) is what the chooser learns from (module docstring).
+    ``steer`` (``low`` | ``top``) is what the chooser learns from (module docstring);
+    ``halving`` as in :func:`agent.rungs.plan_promotions` (``capped``: successive halving
+    promotes only while fewer than ⌊n/η⌋ of the n low-rung cells have gone up).
     Values are accuracies (higher is better); the filter and the promotions read 100 − value.
     """
     if table.low_fidelity is None:
@@ -112,6 +115,8 @@ def progressive_tabular_search(table: TabularBenchmark, budget: float, seed: int
         raise ValueError(f"eta must be at least 2, got {eta!r}")
     if steer not in ("low", "top"):
         raise ValueError(f"steer must be 'low' or 'top', got {steer!r}")
+    if halving not in ("asynchronous", "capped"):
+        raise ValueError(f"halving must be 'asynchronous' or 'capped', got {halving!r}")
     chooser = TableChooser(table, seed, n_init=n_init, proposals=proposals, refit_every=refit_every,
                            gnn_epochs=gnn_epochs, use_predictor=use_predictor,
                            total_iterations=_BETA_STEPS)
@@ -150,8 +155,11 @@ def progressive_tabular_search(table: TabularBenchmark, budget: float, seed: int
             continue
         top = successive_halving(low, eta)
         due = [a for a in top if a not in promoted]
+        if halving == "capped" and len(promoted) >= len(top):
+            due = []
         if due and left >= 1:
-            promote(due[0], f"successive halving: in the top {len(top)} of {len(low)} at η={eta}")
+            promote(due[0], f"successive halving: in the top {len(top)} of {len(low)} at η={eta}"
+                    + (f", {len(promoted)} of them already up (capped)" if halving == "capped" else ""))
             continue
         if left < cost:
             break

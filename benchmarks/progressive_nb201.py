@@ -48,26 +48,27 @@ def _positive_ints(text: str, name: str) -> list[int]:
     return values
 
 
-def _name(steer: str) -> str:
-    return f"progressive-{steer}"
+def _name(steer: str, halving: str = "asynchronous") -> str:
+    return f"progressive-{steer}" + ("-capped" if halving == "capped" else "")
 
 
 def run(table: TabularBenchmark, budgets: list[int], seeds: int, *, low_cost: Fraction, eta: int,
         chooser: dict, progress: Progress, seed_log=None, steers=("top",),
-        single: bool = True, first_seed: int = 0) -> dict:
+        single: bool = True, first_seed: int = 0, halvings=("asynchronous",)) -> dict:
     """Per method: best target at each budget (seeds × budgets), plus the progressive counts."""
     top = max(budgets)
-    names = [_name(s) for s in steers]
+    variants = [(s, h) for s in steers for h in halvings]
+    names = [_name(s, h) for s, h in variants]
     best = {n: np.zeros((seeds, len(budgets))) for n in [*names, *(["single"] if single else [])]}
     counts = {n: {"low": [], "top": [], "reasons": {}} for n in names}
     seconds = {"progressive": 0.0, "single": 0.0}
     task = progress.add_task("seeds", total=seeds)
     for i, seed in enumerate(range(first_seed, first_seed + seeds)):
         t0 = time.perf_counter()
-        for steer in steers:
-            name = _name(steer)
+        for steer, halving in variants:
+            name = _name(steer, halving)
             result = progressive_tabular_search(table, top, seed, low_cost=low_cost, eta=eta,
-                                                steer=steer, **chooser)
+                                                steer=steer, halving=halving, **chooser)
             best[name][i] = [result.best_at(b) for b in budgets]
             mine = counts[name]
             mine["low"].append(result.count("low"))
@@ -161,6 +162,8 @@ def main(argv=None) -> int:
     p.add_argument("--steer", default="top", help="progressive variants: top, low or top,low "
                    "(what the chooser learns from: promoted cells' top-rung answers, or every "
                    "low-rung answer)")
+    p.add_argument("--halving", default="asynchronous", help="asynchronous, capped or "
+                   "asynchronous,capped (agent.rungs.plan_promotions; each with every --steer)")
     p.add_argument("--no-single", action="store_true", help="leave the single-fidelity search out")
     p.add_argument("--first-seed", type=int, default=0, help="seeds first … first + seeds - 1")
     p.add_argument("--from-log", nargs="+", default=None, metavar="SEED_LOG",
@@ -186,6 +189,11 @@ def main(argv=None) -> int:
     if not steers or any(s not in ("low", "top") for s in steers):
         print(f"error: --steer must list low and/or top, got {args.steer!r}", file=sys.stderr)
         return 2
+    halvings = args.halving.split(",")
+    if not halvings or any(h not in ("asynchronous", "capped") for h in halvings):
+        print(f"error: --halving must list asynchronous and/or capped, got {args.halving!r}",
+              file=sys.stderr)
+        return 2
     chooser = {"refit_every": args.refit_every, "gnn_epochs": args.gnn_epochs,
                "proposals": args.proposals}
     start = time.perf_counter()
@@ -197,7 +205,7 @@ def main(argv=None) -> int:
         with Progress(console=Console(stderr=True)) as progress:
             out = run(table, budgets, args.seeds, low_cost=low_cost, eta=args.eta, chooser=chooser,
                       progress=progress, seed_log=seed_log, steers=steers,
-                      single=not args.no_single, first_seed=args.first_seed)
+                      single=not args.no_single, first_seed=args.first_seed, halvings=halvings)
         if seed_log is not None:
             seed_log.close()
     wall = time.perf_counter() - start

@@ -37,7 +37,7 @@ def small_table(tmp_path_factory):
     return TabularBenchmark([path], TOP, LOW)
 
 
-def check_log(result, table, budget, eta, share=0.2):
+def check_log(result, table, budget, eta, share=0.2, halving="asynchronous"):
     """Every claim of the module docstring, recomputed from the log alone."""
     budget = Fraction(budget).limit_denominator(10**6)
     spent, low, best, conservative = Fraction(0), {}, -math.inf, False
@@ -57,8 +57,11 @@ def check_log(result, table, budget, eta, share=0.2):
             ranked = sorted(low, key=low.__getitem__)
             rank = 1 + ranked.index(q.arch)
             assert q.rank == rank and q.n_low == len(low)
+            up = sum(p.rung == "top" for p in result.queries[:result.queries.index(q)])
             if q.reason.startswith("successive halving"):
                 assert rank <= len(low) // eta, f"rank {rank} of {len(low)} is not in the top ⌊n/η⌋"
+                if halving == "capped":  # only while under ⌊n/η⌋ of the n have gone up
+                    assert up < len(low) // eta, f"{up} of {len(low)} already up at η={eta}"
             elif q.reason.startswith("opportunistic"):
                 others = [v for a, v in low.items() if a != q.arch]
                 assert low[q.arch] < np.mean(others) - 2 * np.std(others, ddof=1)
@@ -82,12 +85,13 @@ def check_log(result, table, budget, eta, share=0.2):
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(budget=st.sampled_from([0.5, 2, 3.3, 7, 12.25]), eta=st.integers(2, 5),
-       seed=st.integers(0, 10**6), steer=st.sampled_from(["low", "top"]))
-def test_costs_budget_promotions_and_best_hold_for_any_budget(table, budget, eta, seed, steer):
+       seed=st.integers(0, 10**6), steer=st.sampled_from(["low", "top"]),
+       halving=st.sampled_from(["asynchronous", "capped"]))
+def test_costs_budget_promotions_and_best_hold_for_any_budget(table, budget, eta, seed, steer, halving):
     before = table.queries
     result = progressive_tabular_search(table, budget, seed, eta=eta, n_init=4, use_predictor=False,
-                                        steer=steer)
-    check_log(result, table, budget, eta)
+                                        steer=steer, halving=halving)
+    check_log(result, table, budget, eta, halving=halving)
     # the table's own counter sees exactly the top-rung queries (low-rung lookups are not queries)
     assert table.queries - before == result.count("top")
     # it stops only when nothing more is affordable or nothing is left to promote
@@ -131,7 +135,8 @@ def test_bad_settings_are_refused(table):
     with pytest.raises(TableError, match="low-fidelity column"):
         progressive_tabular_search(TabularBenchmark([FIXTURE], TOP), 5, 0)
     for kwargs, needle in [({"low_cost": 1}, "low_cost"), ({"eta": 1}, "eta"),
-                           ({"budget": 0}, "budget"), ({"steer": "mid"}, "steer")]:
+                           ({"budget": 0}, "budget"), ({"steer": "mid"}, "steer"),
+                           ({"halving": "sync"}, "halving")]:
         args = {"budget": 5} | kwargs
         with pytest.raises(ValueError, match=needle):
             progressive_tabular_search(table, args.pop("budget"), 0, **args)
@@ -155,3 +160,19 @@ def test_steering_on_the_top_rung_learns_only_promoted_cells(table, monkeypatch)
     learned = sorted(loss for loss, _ in made[0].history)
     assert learned == pytest.approx(sorted(100 - q.value for q in result.queries if q.rung == "top"))
     assert len(made[0].seen) == result.count("low")  # every asked cell is marked seen
+
+
+def test_capped_halving_keeps_the_promoted_share_and_screens_more_cells(table):
+    """Asynchronous halving promotes every cell in the current top ⌊n/η⌋, so a search whose
+    newcomers keep entering the top passes on more than 1/η (seed 0: 6 promotions made with
+    ⌊n/η⌋ or more already up); capped does not, and spends the saving on low-rung cells."""
+    def past_share(result):
+        return sum(1 for i, q in enumerate(result.queries)
+                   if q.rung == "top" and q.reason.startswith("successive halving")
+                   and sum(p.rung == "top" for p in result.queries[:i]) >= q.n_low // 3)
+
+    runs = {h: progressive_tabular_search(table, 10, 0, eta=3, n_init=6, proposals=16, refit_every=6,
+                                          gnn_epochs=10, halving=h) for h in ("asynchronous", "capped")}
+    check_log(runs["capped"], table, 10, 3, halving="capped")
+    assert past_share(runs["asynchronous"]) > 0 and past_share(runs["capped"]) == 0
+    assert runs["capped"].count("low") > runs["asynchronous"].count("low")
