@@ -84,7 +84,7 @@ def run(table: TabularBenchmark, budgets: list[int], seeds: int, *, low_cost: Fr
             seconds["single"] += time.perf_counter() - t0
             best["single"][i] = [100.0 - curve[b - 1] for b in budgets]
         if seed_log is not None:  # one line per seed, as it finishes
-            print(json.dumps({"seed": seed, "budgets": budgets,
+            print(json.dumps({"seed": seed, "budgets": budgets, "chooser": chooser,
                               **{k: v[i].tolist() for k, v in best.items()},
                               **{f"{n} low/top": [c["low"][-1], c["top"][-1]]
                                  for n, c in counts.items()},
@@ -114,6 +114,7 @@ def from_log(paths: list[str], budgets: list[int]) -> dict:
     seeds = sorted(rows)
     if not seeds:
         raise SystemExit(f"error: no seed lines in {paths}")
+    choosers = {json.dumps(rows[s].get("chooser"), sort_keys=True) for s in seeds}
     first = rows[seeds[0]]
     methods = [k for k, v in first.items() if isinstance(v, list) and k not in ("budgets",)
                and not k.endswith(" low/top")]
@@ -122,7 +123,9 @@ def from_log(paths: list[str], budgets: list[int]) -> dict:
     counts = {k.removesuffix(" low/top"): {"low": [rows[s][k][0] for s in seeds],
                                            "top": [rows[s][k][1] for s in seeds], "reasons": {}}
               for k in first if k.endswith(" low/top")}
-    return {"best": best, "counts": counts, "seconds": seconds, "seeds": seeds}
+    return {"best": best, "counts": counts, "seconds": seconds, "seeds": seeds,
+            "chooser": (rows[seeds[0]].get("chooser") or "not in the logs") if len(choosers) == 1
+            else "differs between the logs' seeds"}
 
 
 def _plot(best: dict, budgets: list[int], path: str, optimum: float) -> None:
@@ -221,7 +224,7 @@ def main(argv=None) -> int:
         print(f"best {args.target} (mean ± sd, min) over {args.seeds} seeds at each budget in "
               f"{args.target}-equivalents; low rung {args.low_fidelity} at {low_cost}, η={args.eta}; "
               f"optimum {table.columns[args.target].max():.2f}; oracle protocol (selection on the "
-              f"reported column); chooser {chooser}")
+              f"reported column); chooser {out.get('chooser', chooser)}")
         print(f"{'method':18}" + "".join(f"{b:>26}" for b in budgets))
         for name, values in best.items():
             cells = [f"{values[:, j].mean():.2f}±{values[:, j].std(ddof=1) if len(values) > 1 else 0:.2f}"
