@@ -75,7 +75,8 @@ def _baseline_text(state, M: int, rungs: list[str]) -> str:
     rung = [r for r in _reached(base, rungs) if r in base.results][-1]
     result = base.results[rung]
     at = f" at {rung}" if len(rungs) > 1 else ""
-    return (f"baseline {base.proposal_id}: E_ens({M})={result.stats.ens_error(M):.4f}{at} "
+    name = "baseline" if base.proposal_id == "baseline" else f"baseline {base.proposal_id}"
+    return (f"{name}: E_ens({M})={result.stats.ens_error(M):.4f}{at} "
             f"({len(result.learners)} learners)")
 
 

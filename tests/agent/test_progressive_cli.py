@@ -123,10 +123,17 @@ def test_live_line_shows_the_baseline_at_its_highest_rung(progressive_run):
     base = state.candidates[state.baseline_id]
     top = max(base.results, key=["low-1ep", "low-3ep"].index)
     expected = base.results[top].stats.ens_error(50)
+    # the first baseline is named once ("baseline baseline:" before), a moved one by its id
+    name = "baseline" if state.baseline_id == "baseline" else f"baseline {state.baseline_id}"
     assert _baseline_text(state, 50, ["low-1ep", "low-3ep"]) == (
-        f"baseline {state.baseline_id}: E_ens(50)={expected:.4f} at {top} "
+        f"{name}: E_ens(50)={expected:.4f} at {top} "
         f"({len(base.results[top].learners)} learners)")
     assert " at " not in _baseline_text(state, 50, [top])  # one rung: nothing to name
+    events = events_of(run_dir)
+    cut = next(i for i, e in enumerate(events) if e["event"] == "decision")
+    first = SearchState.from_events(events[:cut])
+    assert first.baseline_id == "baseline"
+    assert _baseline_text(first, 50, ["low-1ep", "low-3ep"]).startswith("baseline: E_ens(50)=")
 
 
 def test_report_and_replay_per_rung(progressive_run):
