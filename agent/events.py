@@ -182,6 +182,7 @@ class Promoted(_Event):
     from_: str = Field(alias="from")
     to: str
     score: float | None = None
+    fitted: bool | None = None  # False: score is the lower rung's own E_ens; None: not logged
     reason: str
 
 

@@ -344,7 +344,7 @@ class SearchLoop:
             plan = one_conservative(plan, self.rungs)  # the wall budget is nearly spent
         for p in plan:
             self.log("promoted", p.candidate.iteration, proposal_id=p.candidate.proposal_id,
-                     **{"from": p.src}, to=p.dst, score=p.score, reason=p.reason)
+                     **{"from": p.src}, to=p.dst, score=p.score, fitted=p.fitted, reason=p.reason)
         return bool(plan)
 
     def run_iteration(self, iteration: int) -> None:

@@ -4,8 +4,9 @@
   stopped there (a confident loss, or a failed evaluation), or were decided finally there;
 * ranking stability — Kendall τ between consecutive rungs of the run's own candidates'
   predicted E_ens(M) (the survey's "does the low-fidelity ranking survive longer training?");
-* promotions — each promotion's score (the predicted top-rung E_ens) against the top-rung
-  E_ens the candidate then measured.
+* promotions — each promotion's score (the predicted top-rung E_ens, or, before the predictor
+  has enough pairs to fit, the lower rung's own E_ens, which orders but is on another scale)
+  against the top-rung E_ens the candidate then measured, and Kendall τ between the two.
 """
 
 from __future__ import annotations
@@ -66,9 +67,12 @@ def rung_tau(state: SearchState, rungs: list[str], M: int) -> list[tuple[str, st
     return out
 
 
-def promotion_pairs(state: SearchState, top: str, M: int) -> list[tuple[str, float, float]]:
-    """(proposal id, predicted top-rung E_ens at its last promotion, measured top-rung E_ens)."""
-    return [(c.proposal_id, c.promotions[-1].score, c.results[top].stats.ens_error(M))
+def promotion_pairs(state: SearchState, top: str, M: int
+                    ) -> list[tuple[str, float, float, bool | None]]:
+    """(proposal id, score at its last promotion, measured top-rung E_ens, whether the score was
+    fitted on the top rung's scale — None in logs from before that was recorded)."""
+    return [(c.proposal_id, c.promotions[-1].score, c.results[top].stats.ens_error(M),
+             c.promotions[-1].fitted)
             for c in state.candidates.values()
             if c.promotions and c.promotions[-1].to == top and top in c.results
             and c.promotions[-1].score is not None]
@@ -86,12 +90,19 @@ def _plot(flow: list[RungFlow], pairs, path: Path) -> None:
     a.set_ylabel("candidates")
     a.set_title("rung flow")
     a.legend(fontsize=8)
-    if pairs:
-        xs, ys = [p[1] for p in pairs], [p[2] for p in pairs]
-        b.scatter(xs, ys, c="#4575b4")
+    fitted = [p for p in pairs if p[3] is not False]
+    own = [p for p in pairs if p[3] is False]
+    if fitted:
+        xs, ys = [p[1] for p in fitted], [p[2] for p in fitted]
+        b.scatter(xs, ys, c="#4575b4", label="predicted top-rung E_ens")
         lo, hi = min(xs + ys), max(xs + ys)
         b.plot([lo, hi], [lo, hi], "k--", lw=1)
-    b.set_xlabel("predicted top-rung E_ens (at promotion)")
+    if own:
+        b.scatter([p[1] for p in own], [p[2] for p in own], facecolors="none",
+                  edgecolors="#d73027", label="lower rung's own E_ens (too few pairs to fit)")
+    if pairs:
+        b.legend(fontsize=7)
+    b.set_xlabel("score at promotion")
     b.set_ylabel("measured top-rung E_ens")
     b.set_title(f"promoted candidates ({len(pairs)})")
     fig.tight_layout()
@@ -118,8 +129,18 @@ def rung_lines(state: SearchState, out: Path, M: int) -> list[str]:
               f"- {lo} → {hi}: {n} architectures at both, too few for τ"
               for lo, hi, n, tau in rung_tau(state, rungs, M)]
     if pairs:
-        lines += ["", "| promoted | predicted top-rung E_ens | measured |", "|---|---|---|"]
-        lines += [f"| {pid} | {p:.4f} | {m:.4f} |" for pid, p, m in pairs]
+        kind = {True: "predicted top-rung E_ens", False: "lower rung's own E_ens", None: "not logged"}
+        lines += ["", "| promoted | score at promotion | score is | measured top-rung E_ens |",
+                  "|---|---|---|---|"]
+        lines += [f"| {pid} | {p:.4f} | {kind[f]} | {m:.4f} |" for pid, p, m, f in pairs]
+        if any(f is False for *_, f in pairs):
+            lines += ["", "A lower rung's own E_ens is the score until the predictor has enough "
+                      "(lower rung → top rung) pairs to fit: it orders candidates but is not on "
+                      "the top rung's scale, so compare its order, not its value."]
+        if len(pairs) >= 3:
+            tau = kendalltau([p for _, p, _, _ in pairs], [m for _, _, m, _ in pairs]).statistic
+            lines += ["", f"Score against measured over the {len(pairs)} promoted: Kendall "
+                      f"τ = {tau:.2f}."]
     promotions = [p for c in state.candidates.values() for p in c.promotions]
     lines += ["", "Promotions:", ""] + ([f"- {p.proposal_id}: {p.from_} → {p.to}: {p.reason}"
                                          for p in promotions] or ["- none"])

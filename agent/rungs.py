@@ -33,6 +33,7 @@ class Promotion:
     score: float
     reason: str
     rule: str  # "successive halving", "opportunistic" or "conservative"
+    fitted: bool = True  # False: the score is the lower rung's own E_ens (Score.fitted)
 
 
 def finished_rung(cand: Candidate, rung: str) -> bool:
@@ -92,7 +93,7 @@ def plan_promotions(state: SearchState, rungs: list[Fidelity], predictor: RungPr
                 continue
             out.append(Promotion(cand, rung.name, rungs[r + 1].name, values[pid],
                                  f"{rule}: {why}; score = predicted top-rung E_ens by "
-                                 f"{scores[pid].how}", rule))
+                                 f"{scores[pid].how}", rule, scores[pid].fitted))
     return out
 
 

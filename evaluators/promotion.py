@@ -63,10 +63,13 @@ def curve_row(result: EvalResult, M: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Score:
-    """Predicted top-rung E_ens(M) of a candidate, and how it was obtained."""
+    """Predicted top-rung E_ens(M) of a candidate, and how it was obtained. ``fitted`` False:
+    too few pairs to fit, so ``value`` is the lower rung's own E_ens(M) — it orders candidates
+    but is not on the top rung's scale (a 3-epoch E_ens of 0.72 can end at 0.10)."""
 
     value: float
     how: str
+    fitted: bool = True
 
 
 #: ridge strengths tried by leave-one-out; ∞ drops the curve term (see the module docstring)
@@ -141,7 +144,7 @@ class RungPredictor:
         fit = self._fits.get(rung)
         if fit is None:
             return Score(result.stats.ens_error(self.M),
-                         f"{rung} E_ens (fewer than {self.min_pairs} {rung}→top pairs yet)")
+                         f"{rung} E_ens (fewer than {self.min_pairs} {rung}→top pairs yet)", False)
         ridge, n = fit
         value = float(_design(curve_row(result, self.M)[None], ridge.mu, ridge.sd, ridge.alpha)[0] @ ridge.w)
         how = (f"line in {rung} E_ens (curves did not help by leave-one-out)" if math.isinf(ridge.alpha)

@@ -145,6 +145,16 @@ def test_report_and_replay_per_rung(progressive_run):
     listed = report.split("Promotions:")[1].split("\n## ")[0]
     assert promoted and all(f"- {e['proposal_id']}: {e['from']} → {e['to']}" in listed
                             for e in promoted), listed
+    # each promotion says whether its score is on the top rung's scale; before the predictor
+    # has its pairs it is the lower rung's own E_ens, and the report's table says which
+    assert all(e["fitted"] is ("fewer than" not in e["reason"]) for e in promoted)
+    state = SearchState.from_events(events_of(run_dir))
+    for e in promoted:
+        cand = state.candidates[e["proposal_id"]]
+        if "low-3ep" in cand.results and cand.promotions[-1].to == "low-3ep":
+            kind = "predicted top-rung E_ens" if e["fitted"] else "lower rung's own E_ens"
+            measured = cand.results["low-3ep"].stats.ens_error(50)
+            assert f"| {e['proposal_id']} | {e['score']:.4f} | {kind} | {measured:.4f} |" in report
     proc = run_cli("agent.replay", run_dir, "--json", "--confidence", 0)
     rows = [json.loads(line) for line in proc.stdout.splitlines()][:-1]
     assert {r["fidelity"] for r in rows} == {"low-1ep", "low-3ep"}

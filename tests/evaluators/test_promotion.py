@@ -48,13 +48,14 @@ def test_rung_predictor_falls_back_then_learns_the_curve_to_top_rung_map():
     train, test = make(12), make(8)
     p.fit("lo", train[: MIN_PAIRS - 1])
     fallback = p.score("lo", test[0][0])
-    assert "fewer than" in fallback.how
+    assert "fewer than" in fallback.how and fallback.fitted is False
     assert fallback.value == pytest.approx(test[0][0].stats.ens_error(50))
     true = [t.stats.ens_error(50) for _, t in test]
     assert spearmanr([p.score("lo", lo).value for lo, _ in test], true).statistic <= 0.5
     p.fit("lo", train)
     assert "curves ridge" in p.score("lo", test[0][0]).how
     assert "fitted on 12 lo→top pairs" in p.score("lo", test[0][0]).how
+    assert p.score("lo", test[0][0]).fitted is True
     assert spearmanr([p.score("lo", lo).value for lo, _ in test], true).statistic >= 0.9
     assert curve_row(test[0][0], 50).shape == (10,)
 
