@@ -137,10 +137,12 @@ def rung_lines(state: SearchState, out: Path, M: int) -> list[str]:
             lines += ["", "A lower rung's own E_ens is the score until the predictor has enough "
                       "(lower rung → top rung) pairs to fit: it orders candidates but is not on "
                       "the top rung's scale, so compare its order, not its value."]
-        if len(pairs) >= 3:
-            tau = kendalltau([p for _, p, _, _ in pairs], [m for _, _, m, _ in pairs]).statistic
-            lines += ["", f"Score against measured over the {len(pairs)} promoted: Kendall "
-                      f"τ = {tau:.2f}."]
+        for f in (True, False, None):  # one τ per kind: two scales do not rank together
+            same = [(p, m) for _, p, m, g in pairs if g is f]
+            if len(same) >= 3:
+                tau = kendalltau(*zip(*same, strict=True)).statistic
+                lines += ["", f"Score ({kind[f]}) against measured over the {len(same)} promoted "
+                          f"with it: Kendall τ = {tau:.2f}."]
     promotions = [p for c in state.candidates.values() for p in c.promotions]
     lines += ["", "Promotions:", ""] + ([f"- {p.proposal_id}: {p.from_} → {p.to}: {p.reason}"
                                          for p in promotions] or ["- none"])

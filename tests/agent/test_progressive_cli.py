@@ -4,6 +4,7 @@ mid-rung then resume, replay per rung, the report's rung section, the conservati
 import json
 
 import pytest
+from scipy.stats import kendalltau
 
 from agent.state import SearchState
 from tests.agent.runcli import TINY, events_of, kill_when, run_cli, run_dir_of, trained_seeds
@@ -149,12 +150,18 @@ def test_report_and_replay_per_rung(progressive_run):
     # has its pairs it is the lower rung's own E_ens, and the report's table says which
     assert all(e["fitted"] is ("fewer than" not in e["reason"]) for e in promoted)
     state = SearchState.from_events(events_of(run_dir))
+    own = []
     for e in promoted:
         cand = state.candidates[e["proposal_id"]]
         if "low-3ep" in cand.results and cand.promotions[-1].to == "low-3ep":
             kind = "predicted top-rung E_ens" if e["fitted"] else "lower rung's own E_ens"
             measured = cand.results["low-3ep"].stats.ens_error(50)
             assert f"| {e['proposal_id']} | {e['score']:.4f} | {kind} | {measured:.4f} |" in report
+            own += [(e["score"], measured)] if not e["fitted"] else []
+    if len(own) >= 3:  # τ over the scores of one kind only
+        tau = kendalltau(*zip(*own, strict=True)).statistic
+        assert (f"Score (lower rung's own E_ens) against measured over the {len(own)} promoted "
+                f"with it: Kendall τ = {tau:.2f}.") in report
     proc = run_cli("agent.replay", run_dir, "--json", "--confidence", 0)
     rows = [json.loads(line) for line in proc.stdout.splitlines()][:-1]
     assert {r["fidelity"] for r in rows} == {"low-1ep", "low-3ep"}
