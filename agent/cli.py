@@ -6,6 +6,7 @@ import argparse
 
 from agent.config import DEFAULT_SCHEDULE, RunConfig
 from evaluators.predictor import PROXIES, WEIGHTINGS
+from evaluators.promotion import HALVINGS
 
 __all__ = ["build_parser", "config_from_args", "checked_config", "UsageError", "default_wall_seconds"]
 
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
       "rung rank?')")
     a("--eta", type=int, default=d.eta, help="successive halving: the top 1/eta of a rung's "
       "candidates are promoted")
-    a("--halving", default=d.halving, choices=["asynchronous", "capped"], help="asynchronous: "
+    a("--halving", default=d.halving, choices=HALVINGS, help="asynchronous: "
       "every candidate in a rung's current top 1/eta goes up (ASHA; more than 1/eta over a run "
       "whose newcomers keep entering the top); capped: only while under 1/eta of the rung's "
       "candidates have gone up")

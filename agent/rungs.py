@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from agent.state import Candidate, SearchState
 from evaluators.fidelity import Fidelity
-from evaluators.promotion import RungPredictor, opportunistic, successive_halving
+from evaluators.promotion import RungPredictor, halving_quota, opportunistic, successive_halving
 
 __all__ = ["Promotion", "waiting", "finished_rung", "refit", "plan_promotions", "one_conservative"]
 
@@ -75,16 +75,15 @@ def plan_promotions(state: SearchState, rungs: list[Fidelity], predictor: RungPr
         values = {pid: s.value for pid, s in scores.items()}
         halving_set = set(successive_halving(values, eta))
         up = sum(c.rung != rung.name for c in done.values())  # already promoted from this rung
-        quota = len(values) // eta - up if halving == "capped" else len(values)
+        quota, capped = halving_quota(len(values), eta, up, halving)
         for pid in sorted(done, key=values.__getitem__):
             cand = done[pid]
             if not waiting(cand, rung.name) or not affordable(cand, r + 1):
                 continue
             if pid in halving_set and quota > 0:
                 quota -= 1
-                rule, why = "successive halving", f"top {len(values) // eta} of {len(values)} at η={eta}"
-                if halving == "capped":
-                    why += f", {up} of them already up (capped)"
+                rule, why = ("successive halving",
+                             f"top {len(values) // eta} of {len(values)} at η={eta}{capped}")
             elif opportunistic(values, pid):
                 rule, why = "opportunistic", "an outlier below μ − 2σ of the rung's scores"
             elif conservative is not None:

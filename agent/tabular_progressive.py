@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from agent.tabular_search import TableChooser
-from evaluators.promotion import CONSERVATIVE_SHARE, opportunistic, successive_halving
+from evaluators.promotion import CONSERVATIVE_SHARE, halving_quota, opportunistic, successive_halving
 from evaluators.tabular import TableError, TabularBenchmark
 from spaces.nb201 import NB201Space
 
@@ -115,8 +115,7 @@ def progressive_tabular_search(table: TabularBenchmark, budget: float, seed: int
         raise ValueError(f"eta must be at least 2, got {eta!r}")
     if steer not in ("low", "top"):
         raise ValueError(f"steer must be 'low' or 'top', got {steer!r}")
-    if halving not in ("asynchronous", "capped"):
-        raise ValueError(f"halving must be 'asynchronous' or 'capped', got {halving!r}")
+    halving_quota(0, eta, 0, halving)  # an unknown variant is refused before any query
     chooser = TableChooser(table, seed, n_init=n_init, proposals=proposals, refit_every=refit_every,
                            gnn_epochs=gnn_epochs, use_predictor=use_predictor,
                            total_iterations=_BETA_STEPS)
@@ -154,12 +153,10 @@ def progressive_tabular_search(table: TabularBenchmark, budget: float, seed: int
                     else f"conservative: under {conservative_share:.0%} of the budget left")
             continue
         top = successive_halving(low, eta)
-        due = [a for a in top if a not in promoted]
-        if halving == "capped" and len(promoted) >= len(top):
-            due = []
+        quota, capped = halving_quota(len(low), eta, len(promoted), halving)
+        due = [a for a in top if a not in promoted][:max(0, quota)]
         if due and left >= 1:
-            promote(due[0], f"successive halving: in the top {len(top)} of {len(low)} at η={eta}"
-                    + (f", {len(promoted)} of them already up (capped)" if halving == "capped" else ""))
+            promote(due[0], f"successive halving: in the top {len(top)} of {len(low)} at η={eta}{capped}")
             continue
         if left < cost:
             break

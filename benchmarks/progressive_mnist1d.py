@@ -39,6 +39,7 @@ from agent.report_rungs import rung_tau
 from agent.state import SearchState
 from agent.trajectory import read_events
 from evaluators.fidelity import parse_schedule
+from evaluators.promotion import HALVINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,8 +88,7 @@ def _mean_sd(values) -> str:
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
         return "n/a"
-    sd = np.std(values, ddof=1) if len(values) > 1 else 0.0
-    return f"{np.mean(values):.4f}±{sd:.4f}"
+    return f"{np.mean(values):.4f}±{_sd(values):.4f}"
 
 
 ROW_KEYS = ("seed", "method", "test_ens_brier", "learner_epochs", "wall_s", "moved", "end", "tau")
@@ -143,12 +143,17 @@ class Summary:
     share_sd: float
 
 
+def _paired(rows: list[dict]) -> tuple[list[int], dict[int, dict], dict[int, dict]]:
+    """The seeds with both methods, and each method's row by seed."""
+    prog = {r["seed"]: r for r in rows if r["method"] == "progressive"}
+    single = {r["seed"]: r for r in rows if r["method"] == "single"}
+    return sorted(prog.keys() & single.keys()), prog, single
+
+
 def summarise(rows: list[dict]) -> Summary | None:
     """The paired comparison of :func:`load_rows`' rows (or a run's own); None when no seed has
     both methods."""
-    prog = {r["seed"]: r for r in rows if r["method"] == "progressive"}
-    single = {r["seed"]: r for r in rows if r["method"] == "single"}
-    seeds = sorted(prog.keys() & single.keys())
+    seeds, prog, single = _paired(rows)
     if not seeds:
         return None
     diff = np.array([prog[s]["test_ens_brier"] - single[s]["test_ens_brier"] for s in seeds])
@@ -190,9 +195,7 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    prog = {r["seed"]: r for r in rows if r["method"] == "progressive"}
-    single = {r["seed"]: r for r in rows if r["method"] == "single"}
-    seeds = sorted(prog.keys() & single.keys())
+    seeds, prog, single = _paired(rows)
     x = [single[s]["test_ens_brier"] for s in seeds]
     y = [prog[s]["test_ens_brier"] for s in seeds]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2))
@@ -237,7 +240,7 @@ def main(argv=None) -> int:
     p.add_argument("--n-samples", type=int, default=1500)
     p.add_argument("--ensemble-size", type=int, default=8)
     p.add_argument("--eta", type=int, default=3)
-    p.add_argument("--halving", choices=("asynchronous", "capped"), default="asynchronous",
+    p.add_argument("--halving", choices=HALVINGS, default="asynchronous",
                    help="the progressive run's --halving")
     p.add_argument("--batch-size", type=int, default=None, help="passed to every run (default: 128)")
     p.add_argument("--max-wall-seconds", type=float, default=3600,
@@ -278,8 +281,8 @@ def main(argv=None) -> int:
         print(f"error: --budget-share {args.budget_share!r}: expected a share in (0, 1]",
               file=sys.stderr)
         return 2
-    unknown = sorted(set(args.methods.split(",")) - set(METHODS))
-    if unknown or not args.methods:
+    chosen = args.methods.split(",")
+    if set(chosen) - set(METHODS) or not args.methods:
         print(f"error: --methods {args.methods!r}: expected a comma-separated subset of "
               f"{','.join(METHODS)}", file=sys.stderr)
         return 2
@@ -300,7 +303,7 @@ def main(argv=None) -> int:
     methods = {"progressive": ["--fidelity-schedule", args.schedule, "--halving", args.halving],
                "single": ["--fidelity-schedule" if ":" in args.single else "--fidelity", args.single]}
     methods = {k: [*v, "--max-learner-epochs", f"{budget[k]:g}"] for k, v in methods.items()
-               if k in args.methods.split(",")}
+               if k in chosen}
     rows: list[dict] = []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, Progress(console=Console(stderr=True)) as progress:

@@ -35,6 +35,7 @@ from rich.progress import Progress
 
 from agent.tabular_progressive import progressive_tabular_search
 from agent.tabular_search import tabular_search
+from evaluators.promotion import HALVINGS
 from evaluators.tabular import TableError, TabularBenchmark
 
 
@@ -193,8 +194,8 @@ def main(argv=None) -> int:
         print(f"error: --steer must list low and/or top, got {args.steer!r}", file=sys.stderr)
         return 2
     halvings = args.halving.split(",")
-    if not halvings or any(h not in ("asynchronous", "capped") for h in halvings):
-        print(f"error: --halving must list asynchronous and/or capped, got {args.halving!r}",
+    if not halvings or any(h not in HALVINGS for h in halvings):
+        print(f"error: --halving must list {' and/or '.join(HALVINGS)}, got {args.halving!r}",
               file=sys.stderr)
         return 2
     chooser = {"refit_every": args.refit_every, "gnn_epochs": args.gnn_epochs,

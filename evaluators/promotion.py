@@ -159,6 +159,23 @@ def successive_halving(scores: dict[str, float], eta: int) -> list[str]:
     return ranked[: len(scores) // eta]
 
 
+#: successive-halving variants (``--halving``): see :func:`halving_quota`
+HALVINGS = ("asynchronous", "capped")
+
+
+def halving_quota(n: int, eta: int, up: int, halving: str) -> tuple[int, str]:
+    """How many more of a rung's ``n`` candidates successive halving may promote now, ``up`` of
+    them having gone up already (by any rule), and the words a promotion's reason adds.
+    ``asynchronous`` (ASHA): no cap beyond the top ⌊n/η⌋ itself, so in a search whose
+    newcomers keep entering the top more than n/η go up over a run; ``capped``: ⌊n/η⌋ − up,
+    so a rung passes on at most its 1/η share."""
+    if halving not in HALVINGS:
+        raise ValueError(f"halving must be one of {', '.join(HALVINGS)}, got {halving!r}")
+    if halving == "asynchronous":
+        return n, ""
+    return n // eta - up, f", {up} of them already up (capped)"
+
+
 def opportunistic(scores: dict[str, float], candidate: str) -> bool:
     """True when ``candidate``'s score is an outlier below μ − 2σ of the others' (needs 3+)."""
     others = [v for k, v in scores.items() if k != candidate]
