@@ -16,7 +16,11 @@ Predictors (``--predictors``; a ``+lowfi`` suffix adds the low-fidelity column a
 ``+zc`` suffix the data-free SynFlow score of the NB201 network at the target's image size and
 class count, ``evaluators/predictor/zero_cost.py``, computed once per table and cached; a
 ``+cv`` suffix weights an ensemble's members by cross-validation instead of equally,
-``EnsemblePredictor(weighting="cv")``):
+``EnsemblePredictor(weighting="cv")``; a ``+mf`` suffix first trains the GINs to
+rank the low-fidelity scores (never the targets) of the training architectures and of
+``--screened`` others (default 1,000; neither held out nor a twin of a held-out one), as a
+multi-fidelity search has many cells screened at the cheap rung for each one with a target,
+``EnsemblePredictor(low_fidelity_pretrain=True)``):
 ``gnn-ensemble`` (forest + boosted trees + GIN trained from scratch), ``dcl-ensemble`` (the GIN
 initialised from the stage-1 contrastive encoder instead: DCL-ENAS), ``dcl+gnn-ensemble`` (both
 GINs), ``gin`` / ``dcl-gin`` (one GIN alone, for the ablation), ``rf-onehot`` (a random forest on
@@ -30,6 +34,7 @@ import argparse
 import json
 import sys
 import time
+from typing import NamedTuple
 
 import numpy as np
 from rich.console import Console
@@ -54,15 +59,26 @@ def onehot(spec) -> np.ndarray:
     return np.array([float(getattr(spec, n) == o) for n, _, _ in EDGES for o in OPS])
 
 
-def parse_name(name: str) -> tuple[str, bool, bool, bool]:
-    """``base[+lowfi][+zc][+cv]`` → (base, low-fidelity feature, zero-cost feature,
-    cross-validated weights)."""
-    flags = {"+lowfi": False, "+zc": False, "+cv": False}
+class Variant(NamedTuple):
+    """A ``--predictors`` name taken apart: the model and its suffixes."""
+    base: str
+    low: bool   # +lowfi: the low-fidelity column as a feature
+    zc: bool    # +zc: the SynFlow score as a feature
+    cv: bool    # +cv: members weighted by cross-validation
+    mf: bool    # +mf: GINs pretrained to rank the low-fidelity column first (needs +lowfi)
+
+
+SUFFIXES = ("+lowfi", "+zc", "+cv", "+mf")
+
+
+def parse_name(name: str) -> Variant:
+    """``base[+lowfi][+zc][+cv][+mf]`` (suffixes in any order) → :class:`Variant`."""
+    flags = dict.fromkeys(SUFFIXES, False)
     base = name
     while any(base.endswith(f) for f in flags):
         suffix = next(f for f in flags if base.endswith(f))
         flags[suffix], base = True, base.removesuffix(suffix)
-    return base, flags["+lowfi"], flags["+zc"], flags["+cv"]
+    return Variant(base, *(flags[f] for f in SUFFIXES))
 
 
 def proxy_task(target: str) -> TaskInfo:
@@ -74,10 +90,21 @@ def proxy_task(target: str) -> TaskInfo:
     raise ValueError(f"target {target!r}: no cifar10/cifar100/ImageNet16 prefix to size the proxy's network")
 
 
+def screened_cells(hashes: list[str], tr, te, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` random architectures for ``+mf`` to read the low-fidelity scores of: neither
+    training nor held-out, nor a canonical twin of a held-out one (whose cheap score it would
+    repeat)."""
+    held = {hashes[i] for i in te}
+    taken = set(map(int, tr)) | set(map(int, te))
+    pool = [i for i in range(len(hashes)) if i not in taken and hashes[i] not in held]
+    return rng.choice(np.asarray(pool), size=min(n, len(pool)), replace=False)
+
+
 def predict(name: str, space, seed: int, specs, loss, low, tr, te, pretrain: PretrainConfig,
-            proxy: ZeroCostProxy | None = None):
-    """Predicted loss of the held-out architectures ``te`` after fitting on ``tr``."""
-    base, use_low, use_zc, use_cv = parse_name(name)
+            proxy: ZeroCostProxy | None = None, screened=()):
+    """Predicted loss of the held-out architectures ``te`` after fitting on ``tr`` (and, for
+    ``+mf``, the low-fidelity scores of ``screened``)."""
+    base, use_low, use_zc, use_cv, use_mf = parse_name(name)
     proxy = proxy if use_zc else None
     if base == "lowfi-only":
         return low[te]
@@ -92,8 +119,10 @@ def predict(name: str, space, seed: int, specs, loss, low, tr, te, pretrain: Pre
         return rf.fit(design(tr), loss[tr]).predict(design(te))
     gnn, trees = MODELS[base]
     model = EnsemblePredictor(space, use_low_fidelity=use_low, seed=seed, gnn=gnn, use_trees=trees,
-                              pretrain=pretrain, zero_cost=proxy, weighting="cv" if use_cv else "equal")
-    model.fit([Record(specs[i], loss[i], low[i] if use_low else None) for i in tr])
+                              pretrain=pretrain, zero_cost=proxy, weighting="cv" if use_cv else "equal",
+                              low_fidelity_pretrain=use_mf)
+    records = [Record(specs[i], loss[i], low[i] if use_low or use_mf else None) for i in tr]
+    model.fit(records, [(specs[i], low[i]) for i in screened] if use_mf else ())
     return model.predict([specs[i] for i in te], low[te] if use_low else None)[0]
 
 
@@ -136,9 +165,9 @@ def plot(rows: list[dict], path: str, target: str) -> None:
                                  ("Kendall τ", "strict top-10 % recall", "τ within true top 10 %"),
                                  strict=True):
         names = list(dict.fromkeys(r["predictor"] for r in rows))
-        bases = list(dict.fromkeys(parse_name(n)[0] for n in names))
+        bases = list(dict.fromkeys(parse_name(n).base for n in names))
         for name in names:  # colour: the model; marker: +lowfi; line: +zc dashed, +cv dotted
-            base, use_low, use_zc, use_cv = parse_name(name)
+            base, use_low, use_zc, use_cv, _ = parse_name(name)
             mine = [r for r in rows if r["predictor"] == name]
             ax.errorbar([r["labels"] for r in mine], [r[metric] for r in mine],
                         yerr=[r[metric + "_std"] for r in mine], capsize=3, label=name,
@@ -166,6 +195,8 @@ def main(argv=None) -> int:
     p.add_argument("--first-seed", type=int, default=0,
                    help="seeds first … first + seeds − 1 (fresh seeds check a choice made on others)")
     p.add_argument("--held-out", type=int, default=1000)
+    p.add_argument("--screened", type=int, default=1000,
+                   help="+mf: how many other architectures' low-fidelity scores (no targets) it reads")
     p.add_argument("--predictors", default=None,
                    help="comma-separated; default: gnn-ensemble, dcl-ensemble, rf-onehot "
                         "(and their +lowfi forms and lowfi-only with --low-fidelity)")
@@ -187,10 +218,14 @@ def main(argv=None) -> int:
             names += [n + "+lowfi" for n in names] + ["lowfi-only"]
     known = (*MODELS, "rf-onehot", "lowfi-only")
     for name in names:
-        base, use_low, use_zc, use_cv = parse_name(name)
+        base, use_low, use_zc, use_cv, use_mf = parse_name(name)
         if base not in known:
             p.error(f"unknown predictor {name!r}; choose from {', '.join(known)} with optional "
-                    "+lowfi, +zc and +cv")
+                    "+lowfi, +zc, +cv and +mf")
+        if use_mf and base not in MODELS:
+            p.error(f"predictor {name!r}: +mf pretrains an ensemble's GIN; {base!r} has none")
+        if use_mf and not args.low_fidelity:
+            p.error(f"predictor {name!r} needs --low-fidelity (+mf pretrains on that column)")
         if use_cv and base not in MODELS:
             p.error(f"predictor {name!r}: +cv weights the members of an ensemble; {base!r} has none")
         if (use_low or base == "lowfi-only") and not args.low_fidelity:
@@ -207,7 +242,7 @@ def main(argv=None) -> int:
     low = 100.0 - table.columns[args.low_fidelity] if args.low_fidelity else None
     pretrain = PretrainConfig(epochs=args.pretrain_epochs)
     console = Console(stderr=True)
-    if any(MODELS.get(parse_name(n)[0], ("",))[0] in ("pretrained", "both") for n in names):
+    if any(MODELS.get(parse_name(n).base, ("",))[0] in ("pretrained", "both") for n in names):
         start = time.perf_counter()
         with Progress(console=console) as progress:
             task = progress.add_task("stage-1 pretraining (skipped when cached)", total=pretrain.epochs)
@@ -216,7 +251,7 @@ def main(argv=None) -> int:
                       f"{enc.path} ({time.perf_counter() - start:.1f} s; InfoNCE "
                       f"{enc.losses[0]:.3f} → {enc.losses[-1]:.3f})")
     proxy = None
-    if any(parse_name(n)[2] for n in names):
+    if any(parse_name(n).zc for n in names):
         try:
             proxy_info = proxy_task(args.target)
         except ValueError as err:
@@ -231,8 +266,12 @@ def main(argv=None) -> int:
                 tr, te, skipped = split_without_twins(hashes, n, args.held_out,
                                                       np.random.default_rng(seed))
                 twins.append(skipped)
+                screened = (screened_cells(hashes, tr, te, args.screened,
+                                           np.random.default_rng(10_000 + seed))
+                            if any(parse_name(x).mf for x in names) else ())
                 for name in names:
-                    pred = predict(name, space, seed, specs, loss, low, tr, te, pretrain, proxy)
+                    pred = predict(name, space, seed, specs, loss, low, tr, te, pretrain, proxy,
+                                   screened)
                     results.setdefault((name, n), []).append(ranking_scores(pred, loss[te]))
                     progress.advance(task)
     rows = summarise(results)

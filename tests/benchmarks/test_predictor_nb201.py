@@ -1,0 +1,57 @@
+"""benchmarks/predictor_nb201.py, run as a user runs it, on the committed NB201 excerpt."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "predictor_nb201.py"
+TABLE = ["--table", str(ROOT / "tests" / "fixtures" / "nb201_excerpt.csv"), "--target",
+         "cifar10_test_acc_200ep"]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from predictor_nb201 import Variant, parse_name, screened_cells  # noqa: E402
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *TABLE, *args], cwd=ROOT, text=True,
+                          capture_output=True, timeout=600)
+
+
+def test_names_take_their_suffixes_in_any_order():
+    assert parse_name("dcl-ensemble+lowfi+mf+cv") == Variant("dcl-ensemble", True, False, True, True)
+    assert parse_name("gin+mf+lowfi") == Variant("gin", True, False, False, True)
+    assert parse_name("rf-onehot") == Variant("rf-onehot", False, False, False, False)
+
+
+def test_screened_cells_are_neither_training_nor_held_out_nor_a_twin_of_a_held_out_one():
+    hashes = [f"h{i % 40}" for i in range(120)]  # cells i, i+40 and i+80 are twins
+    train, held = np.arange(0, 10), np.arange(10, 20)
+    cells = screened_cells(hashes, train, held, 200, np.random.default_rng(0))
+    held_hashes = {hashes[i] for i in held}
+    assert len(cells) == len(set(cells.tolist())) == 120 - 20 - 2 * 10  # all that are left
+    assert not set(cells.tolist()) & set(range(20))
+    assert not {hashes[i] for i in cells} & held_hashes
+
+
+def test_a_real_run_prints_a_row_per_predictor_and_the_pretraining_changes_the_gins_ranking():
+    proc = run("--low-fidelity", "cifar10_val_acc_12ep", "--labels", "20", "--seeds", "1",
+               "--held-out", "100", "--screened", "100", "--predictors", "gin,gin+mf", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["predictor"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert set(rows) == {"gin", "gin+mf"}
+    for r in rows.values():
+        assert r["labels"] == 20 and -1.0 <= r["kendall_tau"] <= 1.0
+    assert rows["gin+mf"]["kendall_tau"] != rows["gin"]["kendall_tau"]  # the pretraining ran
+
+
+def test_mf_is_refused_without_a_gin_or_without_the_low_fidelity_column():
+    proc = run("--low-fidelity", "cifar10_val_acc_12ep", "--predictors", "rf-onehot+mf")
+    assert proc.returncode == 2 and "'rf-onehot+mf'" in proc.stderr and "has none" in proc.stderr
+    proc = run("--predictors", "gin+mf")
+    assert proc.returncode == 2 and "'gin+mf' needs --low-fidelity" in proc.stderr
