@@ -38,13 +38,14 @@ class TableChooser:
 
     def __init__(self, table: TabularBenchmark, seed: int, *, n_init: int = 10, proposals: int = 64,
                  refit_every: int = 10, gnn_epochs: int = 80, use_predictor: bool = True,
-                 total_iterations: int = 1, zero_cost: ZeroCostProxy | None = None):
+                 total_iterations: int = 1, zero_cost: ZeroCostProxy | None = None,
+                 low_fidelity_pretrain: bool = False):
         self.table, self.space = table, NB201Space()
         self.rng = np.random.default_rng(seed)
         self.proposer = BuiltinProposer(self.space, seed=seed, p_random=0.1)
         self.filt = UCBFilter(self.space, None, refit_every=refit_every, min_labels=n_init,
                               seed=seed, total_iterations=total_iterations, gnn_epochs=gnn_epochs,
-                              zero_cost=zero_cost)
+                              zero_cost=zero_cost, low_fidelity_pretrain=low_fidelity_pretrain)
         self.n_init, self.proposals, self.use_predictor = n_init, proposals, use_predictor
         self.seen: set[str] = set()
         self.history: list[tuple[float, object]] = []
@@ -55,6 +56,13 @@ class TableChooser:
         self.history.append((loss, spec))
         if self.use_predictor:
             self.filt.observe(spec, loss)
+
+    def observe_screened(self, spec, low_loss: float) -> None:
+        """A cheap-rung answer that is not learned as a target: marked seen (never asked again)
+        and, with ``low_fidelity_pretrain``, a pretraining label for the filter's GIN."""
+        self.seen.add(self.space.canonical_hash(spec))
+        if self.use_predictor:
+            self.filt.observe_screened(spec, low_loss)
 
     def _in_table(self, spec) -> bool:
         return NB201Space.to_arch_string(spec) in self.table

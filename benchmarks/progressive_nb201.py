@@ -33,7 +33,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 
-from agent.tabular_progressive import progressive_tabular_search
+from agent.tabular_progressive import STEERS, progressive_tabular_search
 from agent.tabular_search import tabular_search
 from evaluators.promotion import HALVINGS
 from evaluators.tabular import TableError, TabularBenchmark
@@ -163,9 +163,9 @@ def main(argv=None) -> int:
     p.add_argument("--png")
     p.add_argument("--json", action="store_true")
     p.add_argument("--seed-log", help="append one JSON line per finished seed to this file")
-    p.add_argument("--steer", default="top", help="progressive variants: top, low or top,low "
-                   "(what the chooser learns from: promoted cells' top-rung answers, or every "
-                   "low-rung answer)")
+    p.add_argument("--steer", default="top", help="progressive variants, comma-separated: top, "
+                   "low, mf (what the chooser learns from: promoted cells' top-rung answers; every "
+                   "low-rung answer; or as top, its GIN first pretrained on every low-rung answer)")
     p.add_argument("--halving", default="asynchronous", help="asynchronous, capped or "
                    "asynchronous,capped (agent.rungs.plan_promotions; each with every --steer)")
     p.add_argument("--no-single", action="store_true", help="leave the single-fidelity search out")
@@ -190,8 +190,9 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     steers = args.steer.split(",")
-    if not steers or any(s not in ("low", "top") for s in steers):
-        print(f"error: --steer must list low and/or top, got {args.steer!r}", file=sys.stderr)
+    if not steers or any(s not in STEERS for s in steers):
+        print(f"error: --steer must list some of {', '.join(STEERS)}, got {args.steer!r}",
+              file=sys.stderr)
         return 2
     halvings = args.halving.split(",")
     if not halvings or any(h not in HALVINGS for h in halvings):

@@ -6,6 +6,9 @@ labelled records it passes proposals through (first k) and says so; it refits af
 ``refit_every`` new records, and when ``min_labels`` is first reached. ``gnn`` picks the
 ensemble's GIN (see :class:`~evaluators.predictor.ensemble.EnsemblePredictor`): ``pretrained``
 loads (or, the first time for a space, trains and caches) the stage-1 contrastive encoder.
+``low_fidelity_pretrain``: cheap scores given to :meth:`UCBFilter.observe_screened` (candidates
+asked only at a cheap rung) pretrain the GIN before each fit, from four such scores on
+(:class:`~evaluators.predictor.ensemble.EnsemblePredictor`, ``low_fidelity_pretrain``).
 """
 
 from __future__ import annotations
@@ -27,13 +30,16 @@ def ucb_scores(mean: np.ndarray, std: np.ndarray, beta: float) -> np.ndarray:
 class UCBFilter:
     def __init__(self, space, task_info=None, *, refit_every: int = 20, min_labels: int = 8,
                  seed: int = 0, total_iterations: int = 10, beta0: float = 1.0, gnn_epochs: int = 150,
-                 gnn: str = "scratch", zero_cost: ZeroCostProxy | None = None, weighting: str = "equal"):
+                 gnn: str = "scratch", zero_cost: ZeroCostProxy | None = None, weighting: str = "equal",
+                 low_fidelity_pretrain: bool = False):
         self.space, self.task_info, self.gnn, self.zero_cost = space, task_info, gnn, zero_cost
         self.weighting = weighting
         self.refit_every, self.min_labels = refit_every, min_labels
         self.total_iterations, self.beta0, self.seed = max(1, total_iterations), beta0, seed
         self.gnn_epochs = gnn_epochs
         self.records: list[Record] = []
+        self.low_fidelity_pretrain = low_fidelity_pretrain
+        self.screened: list[tuple[object, float]] = []  # (spec, cheap score): no target
         self.predictor: EnsemblePredictor | None = None
         self._since_fit = 0
 
@@ -48,8 +54,19 @@ class UCBFilter:
             self.predictor = EnsemblePredictor(self.space, self.task_info, seed=self.seed,
                                                gnn_epochs=self.gnn_epochs, gnn=self.gnn,
                                                zero_cost=self.zero_cost,
-                                               weighting=self.weighting).fit(self.records)
+                                               weighting=self.weighting,
+                                               low_fidelity_pretrain=self.pretrains()
+                                               ).fit(self.records, self.screened)
             self._since_fit = 0
+
+    def observe_screened(self, spec, low_fidelity: float) -> None:
+        """A cheap score (lower is better, like the target) of a candidate with no target yet;
+        read only by low-fidelity pretraining, at the next fit."""
+        self.screened.append((spec, float(low_fidelity)))
+
+    def pretrains(self) -> bool:
+        """Whether the next fit pretrains on the cheap scores (on, and at least four of them)."""
+        return self.low_fidelity_pretrain and len(self.screened) >= 4
 
     def keep(self, specs, k: int, iteration: int) -> list[FilterScore]:
         if self.predictor is None:

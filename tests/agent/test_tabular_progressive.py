@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.tabular_progressive import LOW_COST_12EP, progressive_tabular_search
+from evaluators.predictor.ensemble import EnsemblePredictor
 from evaluators.tabular import TableError, TabularBenchmark
 from spaces.nb201 import NB201Space
 
@@ -85,7 +86,7 @@ def check_log(result, table, budget, eta, share=0.2, halving="asynchronous"):
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(budget=st.sampled_from([0.5, 2, 3.3, 7, 12.25]), eta=st.integers(2, 5),
-       seed=st.integers(0, 10**6), steer=st.sampled_from(["low", "top"]),
+       seed=st.integers(0, 10**6), steer=st.sampled_from(["low", "top", "mf"]),
        halving=st.sampled_from(["asynchronous", "capped"]))
 def test_costs_budget_promotions_and_best_hold_for_any_budget(table, budget, eta, seed, steer, halving):
     before = table.queries
@@ -160,6 +161,32 @@ def test_steering_on_the_top_rung_learns_only_promoted_cells(table, monkeypatch)
     learned = sorted(loss for loss, _ in made[0].history)
     assert learned == pytest.approx(sorted(100 - q.value for q in result.queries if q.rung == "top"))
     assert len(made[0].seen) == result.count("low")  # every asked cell is marked seen
+
+
+def test_steering_mf_learns_the_promoted_cells_and_pretrains_its_gin_on_every_low_rung_answer(
+        table, monkeypatch):
+    from agent import tabular_progressive as tp
+
+    made, fits = [], []
+
+    class Spy(tp.TableChooser):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            made.append(self)
+
+    original = EnsemblePredictor.fit
+    monkeypatch.setattr(tp, "TableChooser", Spy)
+    monkeypatch.setattr(EnsemblePredictor, "fit", lambda self, records, screened=(): fits.append(
+        (self.low_fidelity_pretrain, len(records), len(screened))) or original(self, records, screened))
+    result = progressive_tabular_search(table, 10, 0, eta=3, n_init=6, proposals=16, refit_every=6,
+                                        gnn_epochs=10, steer="mf")
+    check_log(result, table, 10, 3)
+    chooser = made[0]
+    low = [q for q in result.queries if q.rung == "low"]
+    assert sorted(loss for loss, _ in chooser.history) == pytest.approx(
+        sorted(100 - q.value for q in result.queries if q.rung == "top"))
+    assert sorted(v for _, v in chooser.filt.screened) == pytest.approx(sorted(100 - q.value for q in low))
+    assert fits and all(pretrained and n_screened >= 4 for pretrained, _, n_screened in fits), fits
 
 
 def test_capped_halving_keeps_the_promoted_share_and_screens_more_cells(table):
