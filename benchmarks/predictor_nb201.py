@@ -65,7 +65,7 @@ class Variant(NamedTuple):
     low: bool   # +lowfi: the low-fidelity column as a feature
     zc: bool    # +zc: the SynFlow score as a feature
     cv: bool    # +cv: members weighted by cross-validation
-    mf: bool    # +mf: GINs pretrained to rank the low-fidelity column first (needs +lowfi)
+    mf: bool    # +mf: GINs pretrained to rank the low-fidelity column of other cells first
 
 
 SUFFIXES = ("+lowfi", "+zc", "+cv", "+mf")

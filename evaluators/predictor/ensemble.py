@@ -68,6 +68,11 @@ def rank_weights(oof: np.ndarray, y: np.ndarray, steps: int = 10) -> np.ndarray:
     return best_w
 
 
+def _global_features(graphs) -> np.ndarray:
+    """Each graph's global features (size, depth, …) as one row."""
+    return np.stack([g.global_features.numpy().ravel() for g in graphs])
+
+
 @dataclass
 class Record:
     spec: object
@@ -121,7 +126,6 @@ class EnsemblePredictor:
         self.pretrain = pretrain or PretrainConfig()
         self.zero_cost = zero_cost
         self.low_fidelity_pretrain = low_fidelity_pretrain
-        self._fixed_states: list[dict | None] | None = None  # the cv folds reuse the full fit's
         self._cache: dict[str, np.ndarray] = {}
         self.fitted = False
 
@@ -146,7 +150,7 @@ class EnsemblePredictor:
         graphs = [self.space.to_graph(s) for s in specs]
         static = np.stack([self._static(s) for s in specs])
         dynamic = self._dynamic(len(specs), low_fidelity, curves)
-        glob = np.stack([g.global_features.numpy().ravel() for g in graphs])
+        glob = _global_features(graphs)
         if self.zero_cost is not None:  # label-free, so it joins the static side
             proxy = self.zero_cost.scores(specs)[:, None]
             static, glob = np.concatenate([static, proxy], 1), np.concatenate([glob, proxy], 1)
@@ -161,6 +165,11 @@ class EnsemblePredictor:
         architectures without a target, read only by low-fidelity pretraining."""
         if len(records) < 2:
             raise ValueError(f"fit needs at least 2 records, got {len(records)}")
+        with_gins = len(records) >= 4 or not self.use_trees
+        return self._fit(records, self._low_fidelity_states(records, screened) if with_gins else [])
+
+    def _fit(self, records: list[Record], states: list[dict | None]) -> EnsemblePredictor:
+        """:meth:`fit` with the GINs' starting encoder states given (one GIN per state)."""
         specs = [r.spec for r in records]
         y = np.asarray([r.target for r in records], dtype=np.float64)
         low = [r.low_fidelity for r in records] if self.use_low_fidelity else None
@@ -174,36 +183,30 @@ class EnsemblePredictor:
         self.low_line = (np.linalg.lstsq(np.stack([np.asarray(low, float), np.ones(len(y))], 1), y,
                                          rcond=None)[0] if self.use_low_fidelity else None)
         self.gnns: list[tuple[GINRanker, np.ndarray]] = []
-        self._gnn_states: list[dict | None] = []
-        if len(records) >= 4 or not self.use_trees:
-            self._gnn_states = (self._fixed_states if self._fixed_states is not None
-                                else self._low_fidelity_states(records, screened))
-            for state in self._gnn_states:
-                gnn = GINRanker(hidden=self.pretrain.hidden, layers=self.pretrain.layers,
-                                dropout=self.pretrain.dropout, bidirectional=self.pretrain.bidirectional,
-                                epochs=self.gnn_epochs,
-                                seed=self.seed, encoder_state=state).fit(graphs, extra, y)
-                score, _ = gnn.predict(graphs, extra)
-                A = np.stack([score, np.ones_like(score)], 1)
-                self.gnns.append((gnn, np.linalg.lstsq(A, y, rcond=None)[0]))  # target ≈ a·score + b
+        for state in states:
+            gnn = self._gin(state).fit(graphs, extra, y)
+            score, _ = gnn.predict(graphs, extra)
+            A = np.stack([score, np.ones_like(score)], 1)
+            self.gnns.append((gnn, np.linalg.lstsq(A, y, rcond=None)[0]))  # target ≈ a·score + b
         self.y_std = float(y.std()) or 1.0
         self.fitted = True
-        self.weights = (self._cv_weights(records) if self.weighting == "cv"
+        self.weights = (self._cv_weights(records, states) if self.weighting == "cv"
                         and len(records) >= CV_MIN_RECORDS else None)
         return self
 
-    def _cv_weights(self, records: list[Record]) -> np.ndarray:
+    def _cv_weights(self, records: list[Record], states: list[dict | None]) -> np.ndarray:
         """:func:`rank_weights` from out-of-fold base predictions (one fold's fit never sees
-        the records it predicts). Each fold is a shallow copy of this predictor: ``fit`` rebinds
-        every fitted attribute, so the folds leave this one's models untouched."""
+        the records it predicts). Each fold is a shallow copy of this predictor: ``_fit`` rebinds
+        every fitted attribute, so the folds leave this one's models untouched. The folds start
+        their GINs from the full fit's ``states``: low-fidelity pretraining reads no target, so
+        it is done once, not once per fold (and every fold has ≥ 16 records, enough for GINs)."""
         y = np.asarray([r.target for r in records], dtype=np.float64)
         oof: np.ndarray | None = None
         folds = KFold(CV_FOLDS, shuffle=True, random_state=self.seed).split(np.arange(len(records)))
         for train, held in folds:
             fold = copy.copy(self)  # same settings and the same static-feature cache
             fold.weighting = "equal"  # a fold only supplies out-of-fold predictions
-            fold._fixed_states = self._gnn_states or None  # pretraining reads no target: share it
-            fold.fit([records[i] for i in train])
+            fold._fit([records[i] for i in train], states)
             rows = [records[i] for i in held]
             preds = np.stack(fold.base_predictions(
                 [r.spec for r in rows], [r.low_fidelity for r in rows] if self.use_low_fidelity else None,
@@ -227,12 +230,15 @@ class EnsemblePredictor:
             raise ValueError(f"low-fidelity pretraining needs at least 4 architectures with a "
                              f"low-fidelity score, got {len(known)}")
         graphs = [self.space.to_graph(spec) for spec, _ in known.values()]
-        glob = np.stack([g.global_features.numpy().ravel() for g in graphs])
         low = np.asarray([score for _, score in known.values()])
-        return [GINRanker(hidden=self.pretrain.hidden, layers=self.pretrain.layers,
-                          dropout=self.pretrain.dropout, bidirectional=self.pretrain.bidirectional,
-                          epochs=self.gnn_epochs, seed=self.seed, encoder_state=state
-                          ).fit(graphs, glob, low).net.encoder.state_dict() for state in states]
+        return [self._gin(state).fit(graphs, _global_features(graphs), low).net.encoder.state_dict()
+                for state in states]
+
+    def _gin(self, state: dict | None) -> GINRanker:
+        """A GIN ranker of the stage-1 encoder's shape, starting from encoder ``state``."""
+        return GINRanker(hidden=self.pretrain.hidden, layers=self.pretrain.layers,
+                         dropout=self.pretrain.dropout, bidirectional=self.pretrain.bidirectional,
+                         epochs=self.gnn_epochs, seed=self.seed, encoder_state=state)
 
     def _encoder_states(self) -> list[dict | None]:
         states: list[dict | None] = []
