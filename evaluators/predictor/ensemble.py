@@ -100,8 +100,8 @@ class EnsemblePredictor:
     targets then starts from that encoder. It uses no target of a screened architecture, only
     its cheap score; cheap scores are plentiful in a multi-fidelity search (most architectures
     never leave the first rung) while targets are few. Measured on NAS-Bench-201 (100 targets,
-    the 12-epoch accuracy of those and of the 1,000 held-out cells, ``benchmarks/predictor_nb201.py``
-    ``+mf``): the GIN alone ranks the target at τ 0.80 instead of 0.76; the README has the table.
+    the 12-epoch accuracy of those and of 1,000 other cells, ``benchmarks/predictor_nb201.py``
+    ``+mf``): the GIN alone ranks the target at τ 0.795 instead of 0.756; the README has the table.
     """
 
     GNN_MODES = ("scratch", "pretrained", "both", "none")
