@@ -192,6 +192,9 @@ class Validated(_Event):
     spec_hash: str
     M: int
     predicted_ens_brier: float
+    #: the rung ``predicted_ens_brier`` was read at: the top rung, where the real ensemble is
+    #: trained, unless the budget stopped the baseline lower (None: logs from before it was named)
+    fidelity: str | None = None
     true_ens_brier: float
     true_ens_error01: float
     test_predicted_ens_brier: float | None = None

@@ -107,12 +107,16 @@ def validate_baselines(loop, console) -> None:
         cand = state.candidates.get(pid) if pid else None
         if cand is None or cand.spec_hash in done or loop.stop.requested:
             continue
-        console.print(f"validating {pid}: training the real {M}-ensemble …")
+        at = cand.highest_rung  # the prediction's rung: the top, unless the budget stopped lower
+        below = f" (predicted at {at}, below the top rung {loop.fidelity.name})" \
+            if at != loop.fidelity.name else ""
+        console.print(f"validating {pid}: training the real {M}-ensemble at "
+                      f"{loop.fidelity.name} …{below}")
         v = validate_ensemble(loop.space.parse(cand.spec), loop.space, loop.task, loop.fidelity,
                               M, seed0=loop.config.learner_seeds(1)[0],
                               compile_model=loop.config.compile)
         loop.log("validated", 0, proposal_id=pid, spec_hash=cand.spec_hash, M=M,
-                 predicted_ens_brier=cand.stats.ens_error(M),
+                 predicted_ens_brier=cand.results[at].stats.ens_error(M), fidelity=at,
                  true_ens_brier=v.true_ens_brier, true_ens_error01=v.true_ens_error01,
                  test_predicted_ens_brier=v.test_predicted_ens_brier,
                  test_true_ens_brier=v.test_true_ens_brier,
@@ -126,8 +130,8 @@ def finish_run(loop, reason: str, console, cut: CutReport | None = None) -> str 
     evaluations short), then the report; returns the report path."""
     state, config = loop.state, loop.config
     best = state.baseline
-    if best is not None:
-        ev = best.result
+    if best is not None and best.highest_result is not None:
+        ev, at = best.highest_result, best.highest_rung  # a progressive run's top figures
         test_accs = [l.test_acc for l in ev.learners if l.test_acc is not None]
         (loop.run_dir / BEST_SPEC).write_text(json.dumps({
             "space": config.space, "proposal_id": best.proposal_id, "spec_hash": best.spec_hash,
@@ -135,7 +139,7 @@ def finish_run(loop, reason: str, console, cut: CutReport | None = None) -> str 
             "learners": len(ev.learners), "M": config.ensemble_size,
             "predicted_ens_error": ev.stats.ens_error(config.ensemble_size),
             "test_acc": sum(test_accs) / len(test_accs) if test_accs else None,
-            "dataset": config.dataset, "fidelity": config.fidelity}, indent=2))
+            "dataset": config.dataset, "fidelity": at}, indent=2))
     loop.log("run_finished", 0, reason=reason, iterations=state.iteration,
              evaluations=state.evaluations, accepted=state.accepted,
              best_spec_hash=best.spec_hash if best else None, device_s=state.device_s,

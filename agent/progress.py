@@ -72,8 +72,7 @@ def _baseline_text(state, M: int, rungs: list[str]) -> str:
     base = state.baseline
     if base is None or not base.results:
         return "baseline: pending"
-    rung = [r for r in _reached(base, rungs) if r in base.results][-1]
-    result = base.results[rung]
+    rung, result = base.highest_rung, base.highest_result
     at = f" at {rung}" if len(rungs) > 1 else ""
     name = "baseline" if base.proposal_id == "baseline" else f"baseline {base.proposal_id}"
     return (f"{name}: E_ens({M})={result.stats.ens_error(M):.4f}{at} "

@@ -29,8 +29,15 @@ from agent.trajectory import REPORT, RunFolderError, read_events  # noqa: E402
 
 __all__ = ["write_report", "main"]
 
-_STYLE = {"accepted": ("#1a9850", "o"), "rejected": ("#d73027", "o"),
+_AHEAD = "ahead at a lower rung (not final)"
+_STYLE = {"accepted": ("#1a9850", "o"), _AHEAD: ("#1a9850", "o"), "rejected": ("#d73027", "o"),
           "undecided": ("#777777", "D")}
+
+
+def _plane_label(d: DecisionEvent) -> str:
+    """A decision's series in the decision plane: its verdict, except that a win below the top
+    rung (which only lets the candidate go up, never moves the baseline) is drawn apart."""
+    return _AHEAD if d.accepted and not d.final else d.verdict
 
 
 def plot_decision_plane(decisions: list[DecisionEvent], rule: str, path: Path) -> None:
@@ -58,12 +65,13 @@ def plot_decision_plane(decisions: list[DecisionEvent], rule: str, path: Path) -
         ax.set_ylabel("candidate's predicted ensemble error E_ens(π)")
         ax.set_title(f"decision plane (exact rule, M={M}): accept below the diagonal\n"
                      "error bars: ±1 SE of the gain (samples and seeds)", fontsize=10)
-    for verdict, (colour, marker) in _STYLE.items():
+    for label, (colour, marker) in _STYLE.items():
         pts = [(x, y, e) for x, y, e, d in zip(xs, ys, errs, decisions, strict=True)
-               if d.verdict == verdict]
+               if _plane_label(d) == label]
         if pts:
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
-                        fmt=marker, color=colour, ms=6, capsize=3, label=verdict, zorder=3)
+                        fmt=marker, color=colour, ms=6, capsize=3, label=label, zorder=3,
+                        mfc="none" if label == _AHEAD else colour)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -157,8 +165,10 @@ def write_report(run_dir: str | Path) -> Path:
     plot_decision_plane(decisions, config.get("rule", "exact"), out / "decision_plane.png")
     plot_baseline_curve(state.final_decisions(), out / "baseline_curve.png")
     lines = [f"# Search report: {run_dir.name}", "",
-             f"space `{config.get('space')}`, dataset `{config.get('dataset')}`, fidelity "
-             f"`{config.get('fidelity')}`, model `{config.get('model')}`, rule "
+             f"space `{config.get('space')}`, dataset `{config.get('dataset')}`, "
+             + (f"fidelity schedule `{config['fidelity_schedule']}` (η={config.get('eta')})"
+                if config.get("fidelity_schedule") else f"fidelity `{config.get('fidelity')}`")
+             + f", model `{config.get('model')}`, rule "
              f"`{config.get('rule')}`, M={config.get('ensemble_size')}, learners "
              f"{config.get('min_learners')}:{config.get('max_learners')}, confidence "
              f"{config.get('confidence')}"
@@ -190,9 +200,10 @@ def write_report(run_dir: str | Path) -> Path:
     if state.validated:
         plot_validation(state.validated, out / "validation.png")
         lines += ["", "## True ensemble vs prediction", "", "![validation](validation.png)", "",
-                  "| proposal | M | predicted (val) | true (val) | true 0-1 (val) | predicted (test) "
-                  "| true (test) | true 0-1 (test) |", "|" + "---|" * 8]
-        lines += [f"| {v.proposal_id or v.spec_hash} | {v.M} | {_fmt(v.predicted_ens_brier)} | "
+                  "| proposal | M | predicted at | predicted (val) | true (val) | true 0-1 (val) "
+                  "| predicted (test) | true (test) | true 0-1 (test) |", "|" + "---|" * 9]
+        lines += [f"| {v.proposal_id or v.spec_hash} | {v.M} | {v.fidelity or 'not logged'} | "
+                  f"{_fmt(v.predicted_ens_brier)} | "
                   f"{_fmt(v.true_ens_brier)} | {_fmt(v.true_ens_error01)} | "
                   f"{_fmt(v.test_predicted_ens_brier)} | {_fmt(v.test_true_ens_brier)} | "
                   f"{_fmt(v.test_true_ens_error01)} |" for v in state.validated]

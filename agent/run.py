@@ -245,9 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     evaluator = evaluator_at(run_dir / EVALS)
     loop = SearchLoop(config, run_dir, space, task, rungs, proposer, cand_filter, trajectory,
                       state, stop, evaluator, progress)
-    for cand in state.candidates.values():  # a resumed predictor relearns what the log holds
-        if cand.stats is not None:
-            cand_filter.observe(space.parse(cand.spec), cand.stats.ens_error(config.ensemble_size))
+    for cand in state.candidates.values():  # a resumed predictor relearns what it had learnt:
+        if cand.screened is not None:      # first-rung results as trained, not a later rung's
+            cand_filter.observe(space.parse(cand.spec), cand.screened.ens_error(config.ensemble_size))
     loop.log(loop_state_event[0], 0, **loop_state_event[1])
     from agent.finish import cut_evaluations, end_reason, finish_run, validate_baselines
 

@@ -54,6 +54,8 @@ class Candidate:
     failures: dict[str, EvalFailure] = field(default_factory=dict)
     decisions: dict[str, DecisionEvent] = field(default_factory=dict)
     promotions: list[Promoted] = field(default_factory=list)
+    rung_index: dict[str, int] = field(default_factory=dict)  # fidelity → its place in the schedule
+    screened: Stats | None = None  # its first-rung stats as trained there (the filter learns them)
 
     @property
     def result(self) -> EvalResult | None:
@@ -74,6 +76,21 @@ class Candidate:
     @property
     def stats(self) -> Stats | None:
         return self.result.stats if self.result is not None else None
+
+    @property
+    def highest_rung(self) -> str | None:
+        """The highest rung of the schedule it has a result at, or None. Not always ``rung``: the
+        baseline is trained at each rung a comparison needs without being promoted, and a
+        candidate promoted but not yet trained is at a rung it has no result at. Logs from
+        before ``evaluated`` named its rung: the fidelity evaluated last."""
+        return max(reversed(list(self.results)), key=lambda f: self.rung_index.get(f, 0),
+                   default=None)
+
+    @property
+    def highest_result(self) -> EvalResult | None:
+        """Its result at :attr:`highest_rung` (what validation and ``best_spec.json`` report)."""
+        rung = self.highest_rung
+        return self.results[rung] if rung is not None else None
 
     @property
     def final(self) -> DecisionEvent | None:
@@ -183,7 +200,10 @@ class SearchState:
         else:
             self.learners_trained += len(result.learners)
             self.results[key] = result
+            if event.rung == 0 and not event.cached:
+                cand.screened = result.stats
         cand.results[event.fidelity] = result
+        cand.rung_index[event.fidelity] = event.rung
         if cand.proposal_id == "baseline" and self.baseline_id is None:
             self.baseline_id = self.first_baseline_id = "baseline"
 
@@ -270,7 +290,7 @@ class SearchState:
         return [self.candidates[p] for p in self.order if self.candidates[p].iteration == iteration]
 
     def history_item(self, cand: Candidate, M: int) -> HistoryItem:
-        s = cand.stats
+        s = cand.highest_result.stats if cand.highest_result is not None else None
         d = cand.final or cand.decision
         return HistoryItem(
             proposal_id=cand.proposal_id, spec=cand.spec or {},

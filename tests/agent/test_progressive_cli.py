@@ -142,6 +142,16 @@ def test_report_and_replay_per_rung(progressive_run):
     report = (run_dir / "report" / "report.md").read_text()
     assert "## Progressive fidelity" in report and (run_dir / "report" / "rungs.png").is_file()
     assert "Kendall" in report
+    assert "fidelity schedule `low:1,low:3` (η=2)" in report.splitlines()[2]  # not `low`
+    # the decision plane draws a win below the top rung apart from an accept that moved the
+    # baseline (it only let the candidate go up)
+    from agent.report import _plane_label
+
+    decisions = SearchState.from_events(events_of(run_dir)).decisions()
+    top = next(d for d in decisions if d.final and d.accepted)
+    lower = top.model_copy(update={"final": False, "fidelity": "low-1ep"})
+    assert (_plane_label(top), _plane_label(lower)) == ("accepted", "ahead at a lower rung (not final)")
+    assert all(_plane_label(d) == d.verdict for d in decisions if not d.accepted)
     promoted = [e for e in events_of(run_dir) if e["event"] == "promoted"]
     listed = report.split("Promotions:")[1].split("\n## ")[0]
     assert promoted and all(f"- {e['proposal_id']}: {e['from']} → {e['to']}" in listed
@@ -198,6 +208,50 @@ def test_sigkill_mid_rung_then_resume_evaluates_nothing_twice(tmp_path):
     promoted = [(e["proposal_id"], e["to"]) for e in events if e["event"] == "promoted"]
     assert len(promoted) == len(set(promoted))
     assert events[-1]["event"] == "run_finished"
+
+
+def test_a_resumed_filter_relearns_first_rung_results_as_trained(progressive_run):
+    """The proposal filter learns each first-rung result as it is trained (2 learners, the
+    first rung's scale). A resumed run relearns it from the state: that must be the same figure,
+    not the candidate's current rung (a promoted one's is the top rung's, as it was before)."""
+    run_dir, _ = progressive_run
+    events = events_of(run_dir)
+    state = SearchState.from_events(events)
+    trained = {e["proposal_id"]: e for e in events if e["event"] == "evaluated"
+               and e["rung"] == 0 and not e.get("cached") and "E" in e}
+    assert {p for p, c in state.candidates.items() if c.screened is not None} == set(trained)
+    promoted = {e["proposal_id"] for e in events if e["event"] == "promoted"}
+    assert promoted
+    for pid, e in trained.items():
+        s = state.candidates[pid].screened
+        assert (s.E, s.sigma2, s.rho) == (e["E"], e["sigma2"], e["rho"])
+    for pid in promoted:
+        assert state.candidates[pid].stats != state.candidates[pid].screened
+
+
+def test_validation_and_best_spec_read_the_baseline_at_its_top_rung(tmp_path):
+    """--validate trains the real M-ensemble at the top rung, so its prediction is the
+    baseline's top-rung E_ens (it used to be the first rung's, never compared with anything),
+    and the event names that rung; best_spec.json reports the same rung's figures."""
+    from agent.report import write_report
+
+    proc = run_cli("agent.run", *PROGRESSIVE, "--iterations", 1, "--ensemble-size", 3,
+                   "--validate", "--out", tmp_path, "--seed", 1)
+    run_dir = run_dir_of(proc)
+    events = events_of(run_dir)
+    state = SearchState.from_events(events)
+    base = state.candidates["baseline"]
+    assert set(base.results) == {"low-1ep", "low-3ep"} and base.rung == "low-1ep"
+    assert base.highest_rung == "low-3ep"
+    v = next(e for e in events if e["event"] == "validated" and e["proposal_id"] == "baseline")
+    top = base.results["low-3ep"].stats.ens_error(3)
+    assert v["fidelity"] == "low-3ep" and v["predicted_ens_brier"] == pytest.approx(top, rel=1e-12)
+    assert abs(base.results["low-1ep"].stats.ens_error(3) - top) > 1e-6  # the two rungs differ
+    best = json.loads((run_dir / "best_spec.json").read_text())
+    final = state.baseline.highest_result
+    assert best["fidelity"] == state.baseline.highest_rung == "low-3ep"
+    assert (best["E"], best["learners"]) == (final.E, len(final.learners))
+    assert "| baseline | 3 | low-3ep |" in write_report(run_dir).read_text()
 
 
 def test_conservative_rule_stops_new_first_rung_work(tmp_path):
