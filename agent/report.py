@@ -166,7 +166,8 @@ def write_report(run_dir: str | Path) -> Path:
     plot_baseline_curve(state.final_decisions(), out / "baseline_curve.png")
     lines = [f"# Search report: {run_dir.name}", "",
              f"space `{config.get('space')}`, dataset `{config.get('dataset')}`, "
-             + (f"fidelity schedule `{config['fidelity_schedule']}` (η={config.get('eta')})"
+             + (f"fidelity schedule `{config['fidelity_schedule']}`"
+                + (f" (η={config.get('eta')})" if "," in config["fidelity_schedule"] else "")
                 if config.get("fidelity_schedule") else f"fidelity `{config.get('fidelity')}`")
              + f", model `{config.get('model')}`, rule "
              f"`{config.get('rule')}`, M={config.get('ensemble_size')}, learners "
