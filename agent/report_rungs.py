@@ -22,8 +22,9 @@ from scipy.stats import kendalltau  # noqa: E402
 
 from agent.state import SearchState  # noqa: E402
 from evaluators.fidelity import parse_schedule  # noqa: E402
+from evaluators.promotion import CONSERVATIVE_SHARE  # noqa: E402
 
-__all__ = ["RungFlow", "rung_flow", "rung_tau", "promotion_pairs", "rung_lines"]
+__all__ = ["RungFlow", "rung_flow", "rung_tau", "promotion_pairs", "budget_lines", "rung_lines"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,24 @@ def _plot(flow: list[RungFlow], pairs, path: Path) -> None:
     plt.close(fig)
 
 
+def budget_lines(state: SearchState) -> list[str]:
+    """What ``--max-learner-epochs`` left unspent and why (nothing without that budget): under
+    :data:`CONSERVATIVE_SHARE` of it no new first-rung work starts, so what is left pays only
+    for promotions, and a remainder smaller than one look at the next rung stays unspent."""
+    config = state.config or {}
+    cap, spent = config.get("max_learner_epochs"), state.learner_epochs_spent
+    if not cap:
+        return []
+    line = f"Learner-epochs: {spent:g} of {cap:g} spent"
+    if state.finished is not None and state.finished.reason == "max_learner_epochs":
+        top = parse_schedule(config.get("fidelity_schedule") or config.get("fidelity"))[-1]
+        learners = config.get("min_learners", 2)
+        line += (f"; the run ended with {cap - spent:g} left: no new first-rung work starts "
+                 f"under {CONSERVATIVE_SHARE:.0%} ({CONSERVATIVE_SHARE * cap:g}), and one look "
+                 f"at {top.name} with {learners} learners costs {top.learner_epochs(learners):g}")
+    return ["", line + "."]
+
+
 def rung_lines(state: SearchState, out: Path, M: int) -> list[str]:
     """The report's section on rungs (empty for a single-fidelity run); writes rungs.png."""
     rungs = _rungs(state)
@@ -123,6 +142,7 @@ def rung_lines(state: SearchState, out: Path, M: int) -> list[str]:
              "|---|---|---|---|---|---|"]
     lines += [f"| {f.rung} | {f.entered} | {f.promoted} | {f.stopped} | {f.decided} | "
               f"{state.learner_epochs.get(f.rung, 0.0):.1f} |" for f in flow]
+    lines += budget_lines(state)
     lines += ["", "Ranking stability (Kendall τ of E_ens between consecutive rungs, this run's "
               "architectures):", ""]
     lines += [f"- {lo} → {hi}: τ = {tau:.2f} over {n}" if n >= 3 else

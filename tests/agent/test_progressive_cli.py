@@ -269,6 +269,11 @@ def test_conservative_rule_stops_new_first_rung_work(tmp_path):
         if e["event"] in ("evaluated", "extended"):
             spent += e.get("learner_epochs", 0)
     assert spent <= 12 + 1e-9
+    # the report says what was left and why it stayed unspent (low:3 at width 0.5, 2 learners: 3)
+    report = (run_dir_of(proc) / "report" / "report.md").read_text()
+    assert (f"Learner-epochs: {spent:g} of 12 spent; the run ended with {12 - spent:g} left: no new "
+            "first-rung work starts under 20% (2.4), and one look at low-3ep with 2 learners "
+            "costs 3.") in report
 
 
 def test_one_rung_spends_its_whole_learner_epoch_budget(tmp_path):
