@@ -192,6 +192,8 @@ def test_report_and_replay_per_rung(progressive_run):
     assert len(cells) == len(logged)
     assert all(row[3] == row[4] and row[-1] == "" for row in cells), cells
     assert any(row[3].endswith("at low-1ep") or " at low-1ep," in row[3] for row in cells), cells
+    # each row names its rung, as the report does: a candidate decided at two rungs has two rows
+    assert [row[0] for row in cells] == [f"{d['proposal_id']} @ {d['fidelity']}" for d in logged]
 
 
 def test_sigkill_mid_rung_then_resume_evaluates_nothing_twice(tmp_path):
