@@ -112,9 +112,9 @@ def _plot(flow: list[RungFlow], pairs, path: Path) -> None:
 
 
 def budget_lines(state: SearchState) -> list[str]:
-    """What ``--max-learner-epochs`` left unspent and why (nothing without that budget): under
-    :data:`CONSERVATIVE_SHARE` of it no new first-rung work starts, so what is left pays only
-    for promotions, and a remainder smaller than one look at the next rung stays unspent."""
+    """What ``--max-learner-epochs`` left unspent, and the figures that say why (nothing without
+    that budget): under :data:`CONSERVATIVE_SHARE` of it no new first-rung work starts, so what
+    is left pays only for promotions, whose cost the line gives as one top-rung look."""
     config = state.config or {}
     cap, spent = config.get("max_learner_epochs"), state.learner_epochs_spent
     if not cap:
