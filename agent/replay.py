@@ -148,13 +148,13 @@ def _table(rows: list[Replayed], M: int, rule: str) -> Table:
     for col in ("proposal", "vs (replay)", "vs (logged)", "replay", "logged", "learners",
                 "gain ± SE", "changed"):
         t.add_column(col)
-    multi = len({r.logged.fidelity for r in rows if r.logged}) > 1  # several rungs decided at
+    multi = len({r.logged.fidelity for r in rows if r.logged}) > 1  # decisions at several rungs
     for r in rows:
         d, logged = r.decision, r.logged
         changed = d.verdict != logged.verdict or logged.baseline_id != r.baseline_id
         now = (verdict_text(d, None if logged.final else logged.fidelity)
                + (" (needs more learners than logged)" if r.needs_more else ""))
-        rung = f" @ {logged.fidelity}" if multi and logged.fidelity else ""  # as in the report
+        rung = f" @ {logged.fidelity}" if multi and logged.fidelity else ""  # `id @ rung`
         t.add_row(r.proposal_id + rung, r.baseline_id, logged.baseline_id, now, verdict_text(logged),
                   f"{d.learners}/{d.learners_old}",
                   f"{d.gain:+.4f} ± {d.gain_se_total:.4f}" if d.gain_se_total is not None else "-",

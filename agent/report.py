@@ -119,6 +119,15 @@ def plot_validation(validated: list[Validated], path: Path) -> None:
     plt.close(fig)
 
 
+def _fidelity_text(config: dict) -> str:
+    """The header's fidelity: the schedule (and η when it has rungs to promote between) of a
+    run that set one, else the single ``--fidelity``."""
+    schedule = config.get("fidelity_schedule")
+    if not schedule:
+        return f"fidelity `{config.get('fidelity')}`"
+    return f"fidelity schedule `{schedule}`" + (f" (η={config.get('eta')})" if "," in schedule else "")
+
+
 def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
@@ -166,10 +175,7 @@ def write_report(run_dir: str | Path) -> Path:
     plot_baseline_curve(state.final_decisions(), out / "baseline_curve.png")
     lines = [f"# Search report: {run_dir.name}", "",
              f"space `{config.get('space')}`, dataset `{config.get('dataset')}`, "
-             + (f"fidelity schedule `{config['fidelity_schedule']}`"
-                + (f" (η={config.get('eta')})" if "," in config["fidelity_schedule"] else "")
-                if config.get("fidelity_schedule") else f"fidelity `{config.get('fidelity')}`")
-             + f", model `{config.get('model')}`, rule "
+             f"{_fidelity_text(config)}, model `{config.get('model')}`, rule "
              f"`{config.get('rule')}`, M={config.get('ensemble_size')}, learners "
              f"{config.get('min_learners')}:{config.get('max_learners')}, confidence "
              f"{config.get('confidence')}"

@@ -290,7 +290,8 @@ class SearchState:
         return [self.candidates[p] for p in self.order if self.candidates[p].iteration == iteration]
 
     def history_item(self, cand: Candidate, M: int) -> HistoryItem:
-        s = cand.highest_result.stats if cand.highest_result is not None else None
+        top = cand.highest_result
+        s = top.stats if top is not None else None
         d = cand.final or cand.decision
         return HistoryItem(
             proposal_id=cand.proposal_id, spec=cand.spec or {},
