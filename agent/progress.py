@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agent.rule import verdict_text
+from agent.rule import row_name, verdict_text
 
 if TYPE_CHECKING:
     from evaluators.train import EpochTick
@@ -140,8 +140,7 @@ class LiveProgress:
 
 def summary_table(state, config, reason: str, wall_s: float) -> Table:
     """One row per evaluation: a candidate, or the baseline, at each rung it reached (labelled
-    ``id @ rung`` when the schedule has several, as in the report, so that a row's E_ens and
-    its gain are read at the same rung); the final baseline's highest row is starred."""
+    :func:`agent.rule.row_name`); the final baseline's highest row is starred."""
     M = config.ensemble_size
     rungs = [r.name for r in config.rungs()]
     table = Table(title=f"search finished: {reason}")
@@ -152,7 +151,7 @@ def summary_table(state, config, reason: str, wall_s: float) -> Table:
         c = state.candidates[pid]
         reached = _reached(c, rungs)
         for rung in reached:
-            name = f"{pid} @ {rung}" if len(rungs) > 1 else pid
+            name = row_name(pid, rung, len(rungs) > 1)
             result = c.results.get(rung)
             if result is None:
                 table.add_row(name, "-", "-", "-", "-", "-", "-", f"failed: {c.failures[rung].kind}")

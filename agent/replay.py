@@ -23,7 +23,7 @@ from agent.cli import UsageError, parse_learners
 from agent.config import first_baseline_learners
 from agent.events import DecisionEvent, Evaluated, parse_event
 from agent.progress import console_for
-from agent.rule import Decision, decide, learner_schedule, next_learners, verdict_text
+from agent.rule import Decision, decide, learner_schedule, next_learners, row_name, verdict_text
 from agent.state import SearchState
 from agent.trajectory import CONFIG, EVALS, RunFolderError, read_events
 from evaluators.evaluator import load_probs
@@ -143,19 +143,18 @@ def redecide(run_dir: Path, M: int, rule: str, margin: float, confidence: float,
     return out
 
 
-def _table(rows: list[Replayed], M: int, rule: str) -> Table:
+def _table(rows: list[Replayed], M: int, rule: str, several_rungs: bool) -> Table:
     t = Table(title=f"replayed decisions (M={M}, rule={rule})")
     for col in ("proposal", "vs (replay)", "vs (logged)", "replay", "logged", "learners",
                 "gain ± SE", "changed"):
         t.add_column(col)
-    multi = len({r.logged.fidelity for r in rows if r.logged}) > 1  # decisions at several rungs
     for r in rows:
         d, logged = r.decision, r.logged
         changed = d.verdict != logged.verdict or logged.baseline_id != r.baseline_id
         now = (verdict_text(d, None if logged.final else logged.fidelity)
                + (" (needs more learners than logged)" if r.needs_more else ""))
-        rung = f" @ {logged.fidelity}" if multi and logged.fidelity else ""  # `id @ rung`
-        t.add_row(r.proposal_id + rung, r.baseline_id, logged.baseline_id, now, verdict_text(logged),
+        t.add_row(row_name(r.proposal_id, logged.fidelity, several_rungs), r.baseline_id,
+                  logged.baseline_id, now, verdict_text(logged),
                   f"{d.learners}/{d.learners_old}",
                   f"{d.gain:+.4f} ± {d.gain_se_total:.4f}" if d.gain_se_total is not None else "-",
                   "[bold]yes[/]" if changed else "")
@@ -254,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                 "needs_more_learners": r.needs_more, "logged_verdict": r.logged.verdict}))
         print(json.dumps({"final_baseline": final, "logged_final_baseline": logged_final}))
         return 0
-    console.print(_table(rows, M, rule))
+    console.print(_table(rows, M, rule, len(SearchState(config=config).schedule()) > 1))
     changed = sum(1 for r in rows if r.decision.verdict != r.logged.verdict)
     short = sum(1 for r in rows if r.needs_more)
     console.print(f"{changed} of {len(rows)} decisions differ; {short} would have needed more "

@@ -23,7 +23,7 @@ import matplotlib.ticker  # noqa: E402
 
 from agent.events import DecisionEvent, Validated  # noqa: E402
 from agent.report_rungs import rung_lines  # noqa: E402
-from agent.rule import verdict_text  # noqa: E402
+from agent.rule import row_name, verdict_text  # noqa: E402
 from agent.state import SearchState  # noqa: E402
 from agent.trajectory import REPORT, RunFolderError, read_events  # noqa: E402
 
@@ -137,6 +137,7 @@ def _decision_lines(state: SearchState, decisions: list[DecisionEvent]) -> list[
     undecided = [d for d in decisions if d.verdict == "undecided"]
     spend = [d.learners for d in decisions]
     futile = sum(1 for d in decisions if d.futile)
+    several = len(state.schedule()) > 1
     lines = [f"## Decisions: {len(confident)} confident, {len(undecided)} undecided, "
              f"{len(decisions) - len(confident) - len(undecided)} on the point estimate", "",
              f"Learners: {state.learners_trained} trained in all; "
@@ -155,7 +156,7 @@ def _decision_lines(state: SearchState, decisions: list[DecisionEvent]) -> list[
               f"{_fmt(d.gain_se_seed) if d.gain_se_seed is not None else 'unknown'})"
               if d.gain_se_total is not None else "")
         lines.append(
-            f"| {d.proposal_id}{'' if d.fidelity is None else ' @ ' + d.fidelity} | "
+            f"| {row_name(d.proposal_id, d.fidelity, several)} | "
             f"{d.baseline_id} | {d.learners}/{d.learners_old} | "
             f"{_fmt(d.E)} | {_fmt(d.sigma2)} | {_fmt(d.rho)} | {_fmt(d.predicted_ens_error)} | "
             f"{_fmt(d.baseline_predicted_ens_error)} | {d.gain:.4f}{se} | {d.accepted_exact} | "

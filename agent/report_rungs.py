@@ -21,7 +21,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 from scipy.stats import kendalltau  # noqa: E402
 
 from agent.state import SearchState  # noqa: E402
-from evaluators.fidelity import Fidelity, parse_schedule  # noqa: E402
 from evaluators.promotion import CONSERVATIVE_SHARE  # noqa: E402
 
 __all__ = ["RungFlow", "rung_flow", "rung_tau", "promotion_pairs", "budget_lines", "rung_lines"]
@@ -36,15 +35,8 @@ class RungFlow:
     decided: int
 
 
-def _schedule(state: SearchState) -> list[Fidelity]:
-    """The run's rungs, lowest first, from its logged config (none when it has no config)."""
-    config = state.config or {}
-    schedule = config.get("fidelity_schedule") or config.get("fidelity")
-    return parse_schedule(schedule) if schedule else []
-
-
 def _rungs(state: SearchState) -> list[str]:
-    return [r.name for r in _schedule(state)]
+    return [r.name for r in state.schedule()]
 
 
 def rung_flow(state: SearchState, rungs: list[str]) -> list[RungFlow]:
@@ -126,7 +118,7 @@ def budget_lines(state: SearchState) -> list[str]:
         return []
     line = f"Learner-epochs: {spent:g} of {cap:g} spent"
     if state.finished is not None and state.finished.reason == "max_learner_epochs":
-        top = _schedule(state)[-1]
+        top = state.schedule()[-1]
         learners = config.get("min_learners", 2)
         line += (f"; the run ended with {cap - spent:g} left: no new first-rung work starts "
                  f"under {CONSERVATIVE_SHARE:.0%} ({CONSERVATIVE_SHARE * cap:g}), and one look "

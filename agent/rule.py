@@ -213,6 +213,13 @@ def verdict_text(d, lower_rung: str | None = None) -> str:
     return f"{d.verdict}, confident" if d.confident and d.z > 0 else d.verdict
 
 
+def row_name(proposal_id: str, rung: str | None, several_rungs: bool) -> str:
+    """A candidate's row name in every table (the live summary, the report, the replay):
+    ``id @ rung`` when the run's schedule has several rungs, so that a row's figures are read at
+    one rung; the bare id in a single-fidelity run."""
+    return f"{proposal_id} @ {rung}" if several_rungs and rung else proposal_id
+
+
 def explain(new: Stats, old: Stats, M: int, verdict: Verdict, gain: float, se: float | None,
             margin: float, z: float, confident: bool, z_reject: float | None = None) -> str:
     """One readable sentence: which of accuracy and diversity decided, at which M, how sure."""

@@ -29,6 +29,7 @@ from agent.events import (
     parse_event,
 )
 from agent.proposers.base import HistoryItem
+from evaluators.fidelity import Fidelity, parse_schedule
 from evaluators.results import EvalFailure, EvalResult, Stats
 from evaluators.stats import pool_seed_variance
 
@@ -159,6 +160,12 @@ class SearchState:
 
     def _on_run_started(self, event: RunStarted) -> None:
         self.config = event.config
+
+    def schedule(self) -> list[Fidelity]:
+        """The run's rungs, lowest first, from its logged config (none when it has no config)."""
+        config = self.config or {}
+        text = config.get("fidelity_schedule") or config.get("fidelity")
+        return parse_schedule(text, config.get("batch_size")) if text else []
 
     def _on_resumed(self, event: Resumed) -> None:
         return None

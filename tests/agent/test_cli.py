@@ -184,6 +184,27 @@ def test_report_cli_and_bad_run_folder(tiny_run, tmp_path):
     assert bad.returncode == 2 and "not a readable run" in bad.stderr
 
 
+def test_a_single_fidelity_run_names_rows_by_id_alone_in_every_table(tiny_run):
+    """`id @ rung` only where the schedule has several rungs (`agent.rule.row_name`): the live
+    summary, the report and the replay of a one-rung run name each decision by its id alone,
+    though every logged decision names its fidelity."""
+    run_dir, proc = tiny_run
+    decisions = [e for e in events_of(run_dir) if e["event"] == "decision"]
+    assert decisions and all(d["fidelity"] for d in decisions)
+    decided = sorted(d["proposal_id"] for d in decisions)
+    lines = proc.stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if "search finished" in line)
+    summary = [line.split("│")[1].strip() for line in lines[start:] if line.startswith("│")]
+    assert sorted(summary) == sorted(["baseline", *decided]), summary
+    report = Path(run_cli("agent.report", run_dir).stdout.strip()).read_text().splitlines()
+    head = next(i for i, line in enumerate(report) if line.startswith("| proposal | vs |"))
+    rows = [line.split("|")[1].strip() for line in report[head + 2:] if line.startswith("| ")]
+    assert sorted(rows[:len(decisions)]) == decided, rows
+    replay = run_cli("agent.replay", run_dir, env={"COLUMNS": ""}).stdout.splitlines()
+    cells = [line.split("│")[1].strip() for line in replay if line.startswith("│")]
+    assert sorted(cells) == decided, cells
+
+
 def test_same_seed_gives_the_same_trajectory(tiny_run, tmp_path):
     run_dir, _ = tiny_run
     proc = run_cli("agent.run", *TINY, "--iterations", 1, "--out", tmp_path, "--seed", 3)
