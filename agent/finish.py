@@ -10,6 +10,7 @@ import shlex
 import time
 from dataclasses import dataclass, field
 
+from agent.rule import row_name
 from agent.trajectory import BEST_SPEC
 
 __all__ = ["validate_baselines", "finish_run", "end_reason", "pending_evaluations",
@@ -56,43 +57,59 @@ class CutReport:
     """Evaluations a budget cut, where each one was, and the command that finishes them."""
 
     reason: str
-    items: list[dict] = field(default_factory=list)  # proposal_id, where (or None), estimate_s
+    items: list[dict] = field(default_factory=list)  # proposal_id, label, where, estimate_s
     command: str = ""
 
     def to_dict(self) -> dict:
         return {"budget": self.reason, "evaluations": self.items, "resume_command": self.command}
 
     def text(self) -> str:
-        parts = [f"{i['proposal_id']} ({i['where']})" for i in self.items]
+        parts = [f"{i['label']} ({i['where']})" for i in self.items]
         return (f"{self.reason} cut {len(self.items)} evaluation(s) short: {', '.join(parts)}. "
                 f"To finish: {self.command}")
 
 
 def cut_evaluations(loop, reason: str, progress=None) -> CutReport | None:
-    """What the budget named by ``reason`` cut (None when it cut nothing). ``progress``: the
-    :class:`~agent.progress.LiveProgress` whose ``last_ticks`` say where each evaluation was."""
+    """What the budget named by ``reason`` cut (None when it cut nothing): every training still
+    in flight (``progress.started``: begun and not returned, a baseline's or a candidate's added
+    learners included) and every evaluation the search meant to make and had not started, each
+    named ``id @ rung`` in a run with several rungs. ``progress``: the
+    :class:`~agent.progress.LiveProgress` whose ``last_ticks`` say where each training was."""
     flag = _BUDGET_FLAGS.get(reason)
-    pending = pending_evaluations(loop.state) if flag else []
-    if not pending:
+    if flag is None:
         return None
+    several = len(loop.rungs) > 1
+    in_flight = list(getattr(progress, "started", {}) or {})
     ticks = getattr(progress, "last_ticks", {}) or {}
-    logged = [c.result.wall_s for c in loop.state.candidates.values()
-              if c.result is not None and c.result.wall_s]
-    typical = sum(logged) / len(logged) if logged else None
-    items = []
-    for pid in pending:
-        t = ticks.get(pid)
-        estimate = (t.full_s if t is not None else None) or typical
-        where = (f"cut after {t.tick.where()}" if t is not None else
-                 "cut during its first epoch" if pid in getattr(progress, "started", ())
-                 else "not started")
-        items.append({"proposal_id": pid, "where": where,
-                      "estimate_s": None if estimate is None else round(estimate, 1)})
+    items = [(label, None, ticks.get(label)) for label in in_flight]
+    for pid in pending_evaluations(loop.state):
+        rung = loop.state.candidates[pid].rung or loop.rungs[0].name
+        label = row_name(pid, rung, several)
+        if label not in in_flight:
+            items.append((label, rung, None))
+    if not items:
+        return None
+    out = []
+    for label, rung, tick in items:
+        estimate = (tick.full_s if tick is not None else None) or _typical_s(loop.state, rung)
+        where = (f"cut after {tick.tick.where()}" if tick is not None else
+                 "not started" if rung is not None else "cut during its first epoch")
+        out.append({"proposal_id": label.split(" @ ")[0], "label": label, "where": where,
+                    "estimate_s": None if estimate is None else round(estimate, 1)})
     now = time.time()
     spent = loop.state.wall_s(now) if reason == "max_wall_seconds" else loop.state.device_s
-    budget = finishing_budget(spent, [i["estimate_s"] for i in items])
+    budget = finishing_budget(spent, [i["estimate_s"] for i in out])
     command = f"python -m agent.run --resume {shlex.quote(str(loop.run_dir))} {flag} {budget}"
-    return CutReport(reason, items, command)
+    return CutReport(reason, out, command)
+
+
+def _typical_s(state, rung: str | None) -> float | None:
+    """Mean seconds of the logged evaluation calls at ``rung`` (of all of them when none is
+    there): the estimate for a cut evaluation that left no tick."""
+    calls = [(f, r.wall_s) for c in state.candidates.values() for f, r in c.results.items()
+             if r.wall_s]
+    walls = [w for f, w in calls if f == rung] or [w for _, w in calls]
+    return sum(walls) / len(walls) if walls else None
 
 
 def validate_baselines(loop, console) -> None:

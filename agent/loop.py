@@ -21,7 +21,7 @@ from agent.config import RunConfig
 from agent.events import evaluation_fields, failure_fields
 from agent.pipeline import Pipeline
 from agent.proposers.base import ProposalContext, Proposer, ProposerFatal, ProposerOutOfTime
-from agent.rule import decide, learner_schedule, next_learners
+from agent.rule import decide, learner_schedule, next_learners, row_name
 from agent.rungs import one_conservative, plan_promotions, refit
 from agent.state import Candidate, SearchState
 from agent.trajectory import EVALS, Trajectory
@@ -173,12 +173,16 @@ class SearchLoop:
         """Train each of ``cands`` up to ``learners`` learners at ``rung`` (only the seeds it
         lacks) as one batch of independent jobs, yielding each result as it arrives; a job the
         run's wall budget cut (not the candidate) yields nothing and stays resumable."""
-        jobs = [EvalJob(c.proposal_id, self.space.parse(c.spec), c.spec_hash, rung,
-                        self.config.learner_seeds(learners), c.results.get(rung.name),
-                        self.config.eval_time_limit, self.budget.deadline()) for c in cands]
+        several = len(self.rungs) > 1
+        jobs = [EvalJob(row_name(c.proposal_id, rung.name, several), self.space.parse(c.spec),
+                        c.spec_hash, rung, self.config.learner_seeds(learners),
+                        c.results.get(rung.name), self.config.eval_time_limit,
+                        self.budget.deadline()) for c in cands]
         progress = self.progress.training if self.progress is not None else None
         for i, result in self.evaluator.evaluate_many(jobs, on_epoch=progress):
             if not (isinstance(result, EvalFailure) and result.by_deadline):
+                if self.progress is not None:
+                    self.progress.finished(jobs[i].label)
                 yield cands[i], result
 
     def evaluate(self, cands: list[Candidate], learners: int, rung: Fidelity) -> None:

@@ -91,13 +91,13 @@ class LiveProgress:
         self.rungs = [r.name for r in config.rungs()]  # parsed once, not on every event
         self.train_id = None
         self.last_ticks: dict[str, TrainingTick] = {}
-        self.started: set[str] = set()  # labels whose training began
+        self.started: dict[str, None] = {}  # labels whose training began and has not returned
 
     def training(self, label: str) -> Callable[[EpochTick], None]:
         """The ``on_epoch`` callback for the evaluation of ``label`` (a proposal id): each tick
         shows learner i/L, epoch e/E and the ETA on the training row, and is remembered."""
         started = time.monotonic()
-        self.started.add(label)
+        self.started[label] = None
         if self.train_id is None:
             self.train_id = self.progress.add_task("training %", total=100,
                                                    info=f"{label}: starting")
@@ -110,6 +110,12 @@ class LiveProgress:
                                  info=self.training_text(label))
 
         return on_epoch
+
+    def finished(self, label: str) -> None:
+        """``label``'s training returned (a result or a failure): forget its ticks, so that what
+        stays in :attr:`started` when a budget ends the run is what it cut."""
+        self.started.pop(label, None)
+        self.last_ticks.pop(label, None)
 
     def training_text(self, label: str) -> str:
         """``baseline: learner 1/2, epoch 3/10 · ETA 42 s`` for the last tick of ``label``."""

@@ -9,7 +9,9 @@ from types import SimpleNamespace
 import pytest
 
 from agent.cli import build_parser, config_from_args
-from agent.finish import end_reason, finishing_budget, pending_evaluations
+from agent.finish import cut_evaluations, end_reason, finishing_budget, pending_evaluations
+from agent.progress import TrainingTick
+from evaluators.train import EpochTick
 from tests.agent.runcli import events_of, run_cli, run_dir_of
 
 
@@ -50,6 +52,39 @@ def test_iterations_is_not_the_reason_when_a_budget_left_kept_candidates_untrain
 def test_the_finishing_budget_covers_what_was_spent_plus_the_cut_evaluations():
     assert finishing_budget(150.0, [400.0]) == 680  # 150 + 30 + 1.25 * 400, rounded up to 10
     assert finishing_budget(100.0, [None]) == 380  # no estimate: twice what was spent
+
+
+def test_a_progressive_cut_names_each_evaluation_at_its_rung_and_not_by_a_finished_ones_tick():
+    """The default run's end (2026-11-25): the wall cut the baseline ``it2-p2`` while it grew at
+    ``low``, and ``it1-p2``, just promoted to ``low``, had not started; ``it1-p2``'s last tick was
+    from its finished ``low-2ep`` training, which the summary once gave as where it was cut."""
+    def result(wall_s):
+        return SimpleNamespace(wall_s=wall_s)
+
+    state = SimpleNamespace(order=["baseline", "it1-p2", "it2-p2"], candidates={
+        "baseline": SimpleNamespace(kept=None, evaluated=True, rejected=None, rung="low",
+                                    results={"low-2ep": result(4.0), "low": result(12.0)}),
+        "it1-p2": SimpleNamespace(kept=True, evaluated=False, rejected=None, rung="low",
+                                  results={"low-2ep": result(2.0)}),
+        "it2-p2": SimpleNamespace(kept=True, evaluated=True, rejected=None, rung="low",
+                                  results={"low-2ep": result(2.0), "low": result(6.0)})},
+        wall_s=lambda now: 135.0)
+    loop = SimpleNamespace(state=state, rungs=[SimpleNamespace(name="low-2ep"), SimpleNamespace(name="low")],
+                           run_dir="runs/x")
+    stale = TrainingTick("it1-p2 @ low-2ep", EpochTick(1, 1, 2, 2), 1.0)
+    growing = TrainingTick("it2-p2 @ low", EpochTick(1, 1, 1, 6), 1.0)
+    progress = SimpleNamespace(started={"it2-p2 @ low": None},
+                               last_ticks={t.label: t for t in (stale, growing)})
+    cut = cut_evaluations(loop, "max_wall_seconds", progress)
+    assert [(i["label"], i["proposal_id"], i["where"]) for i in cut.items] == [
+        ("it2-p2 @ low", "it2-p2", "cut after learner 1/1, epoch 1/6"),
+        ("it1-p2 @ low", "it1-p2", "not started")]
+    # the estimates: the growing one's own ticks (1 s for 1/6), the mean call at the other's rung
+    # (12 and 6 s at `low`; 5.2 s over all rungs would underestimate it)
+    assert [i["estimate_s"] for i in cut.items] == [pytest.approx(6.0), pytest.approx(9.0)]
+    assert cut.text().startswith("max_wall_seconds cut 2 evaluation(s) short: it2-p2 @ low (cut "
+                                 "after learner 1/1, epoch 1/6), it1-p2 @ low (not started).")
+    assert cut_evaluations(loop, "max_learner_epochs", progress) is None
 
 
 @pytest.mark.slow

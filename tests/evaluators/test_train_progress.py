@@ -65,6 +65,9 @@ def test_live_progress_shows_learner_epoch_and_eta():
     assert text.startswith("baseline: learner 1/2, epoch 3/10 · ETA ") and text.endswith(" s")
     t = progress.last_ticks["baseline"]
     assert t.full_s == pytest.approx(t.elapsed_s / 0.15)
+    assert list(progress.started) == ["baseline"]  # in flight until its training returns
+    progress.finished("baseline")
+    assert not progress.started and "baseline" not in progress.last_ticks
 
 
 def test_packs_of_at_most_pack_size_tick_their_own_learners_and_the_fraction_still_reaches_one():
