@@ -141,6 +141,7 @@ class Summary:
     diff_se: float  # its standard error over seeds (sd / √n)
     share_mean: float  # progressive's learner-epochs / single's, mean over seeds
     share_sd: float
+    share_max: float  # the largest per seed (a seed whose single-fidelity run stopped short)
 
 
 def _paired(rows: list[dict]) -> tuple[list[int], dict[int, dict], dict[int, dict]]:
@@ -160,7 +161,7 @@ def summarise(rows: list[dict]) -> Summary | None:
     share = np.array([prog[s]["learner_epochs"] / single[s]["learner_epochs"] for s in seeds])
     return Summary(seeds=seeds, as_good=int(np.sum(diff <= 0)), better=int(np.sum(diff < 0)),
                    diff_mean=float(diff.mean()), diff_se=_sd(diff) / math.sqrt(len(seeds)),
-                   share_mean=float(share.mean()), share_sd=_sd(share))
+                   share_mean=float(share.mean()), share_sd=_sd(share), share_max=float(share.max()))
 
 
 def print_summary(rows: list[dict], summary: Summary | None) -> None:
@@ -184,7 +185,7 @@ def print_summary(rows: list[dict], summary: Summary | None) -> None:
     print(f"progressive as good or better on {summary.as_good}/{n} seeds (better on "
           f"{summary.better}); paired Brier difference progressive − single "
           f"{summary.diff_mean:+.4f} (SE {summary.diff_se:.4f}); its learner-epochs / single's: "
-          f"{summary.share_mean:.2f}±{summary.share_sd:.2f}")
+          f"{summary.share_mean:.2f}±{summary.share_sd:.2f} (max {summary.share_max:.2f})")
 
 
 def plot(rows: list[dict], path: Path) -> None:

@@ -31,12 +31,12 @@ def write(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def verdict(stdout: str) -> tuple[int, int, int, float, float, float]:
+def verdict(stdout: str) -> tuple[int, int, int, float, float, float, float]:
     m = re.search(r"as good or better on (\d+)/(\d+) seeds \(better on (\d+)\); paired Brier "
                   r"difference progressive − single ([+-][\d.]+) \(SE ([\d.]+)\); its learner-epochs "
-                  r"/ single's: ([\d.]+)", stdout)
+                  r"/ single's: ([\d.]+)±[\d.]+ \(max ([\d.]+)\)", stdout)
     assert m, stdout
-    return (int(m[1]), int(m[2]), int(m[3]), float(m[4]), float(m[5]), float(m[6]))
+    return (int(m[1]), int(m[2]), int(m[3]), float(m[4]), float(m[5]), float(m[6]), float(m[7]))
 
 
 def test_from_log_pairs_the_seeds_of_several_files_and_states_the_paired_difference(tmp_path):
@@ -45,12 +45,16 @@ def test_from_log_pairs_the_seeds_of_several_files_and_states_the_paired_differe
     b = write(tmp_path / "b.jsonl", [row(2, "single", 0.15, 90), row(2, "progressive", 0.18, 54, True)])
     proc = run("--from-log", str(a), str(b), "--png", str(tmp_path / "p.png"))
     assert proc.returncode == 0, proc.stderr
-    as_good, n, better, diff, se, share = verdict(proc.stdout)
+    as_good, n, better, diff, se, share, share_max = verdict(proc.stdout)
     d = np.array([-0.02, 0.0, 0.03])
     assert (as_good, n, better) == (2, 3, 1)  # a tie counts as good, not better
     assert diff == pytest.approx(d.mean(), abs=5e-5)
     assert se == pytest.approx(d.std(ddof=1) / np.sqrt(3), abs=5e-5)
     assert share == pytest.approx(np.mean([0.6, 0.55, 0.6]), abs=5e-3)
+    b2 = write(tmp_path / "b2.jsonl", [row(2, "single", 0.15, 85), row(2, "progressive", 0.18, 54)])
+    # a seed whose single-fidelity run stopped short has the largest share, which is printed
+    _, _, _, _, _, share, share_max = verdict(run("--from-log", str(a), str(b2)).stdout)
+    assert share_max == pytest.approx(54 / 85, abs=5e-3) and share < share_max
     assert (tmp_path / "p.png").stat().st_size > 0
 
 
