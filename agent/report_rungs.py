@@ -1,7 +1,8 @@
 """The progressive-fidelity part of the report: rung flow, ranking stability, promotion scores.
 
-* flow — per rung: candidates that entered (were evaluated there), were promoted from it,
-  stopped there (a confident loss, or a failed evaluation), or were decided finally there;
+* flow — per rung: candidates that entered (were evaluated there), and of them those promoted
+  from it, stopped there (a confident loss below the top rung, or a failed evaluation),
+  decided finally there, or still waiting there when the run ended;
 * ranking stability — Kendall τ between consecutive rungs of the run's own candidates'
   predicted E_ens(M) (the survey's "does the low-fidelity ranking survive longer training?");
 * promotions — each promotion's score (the predicted top-rung E_ens, or, before the predictor
@@ -28,28 +29,42 @@ __all__ = ["RungFlow", "rung_flow", "rung_tau", "promotion_pairs", "budget_lines
 
 @dataclass(frozen=True)
 class RungFlow:
+    """What became of the candidates that entered one rung; the four outcomes partition them
+    (``entered = promoted + stopped + decided + waiting``)."""
+
     rung: str
     entered: int
-    promoted: int
-    stopped: int
-    decided: int
+    promoted: int  # went up to the next rung
+    stopped: int  # a confident loss below the top rung, or a failed evaluation there
+    decided: int  # a final decision here (the top rung, or the highest the budget allowed)
+    waiting: int  # none of these when the run ended (not confident, not promoted)
 
 
 def _rungs(state: SearchState) -> list[str]:
     return [r.name for r in state.schedule()]
 
 
+def _outcome(cand, rung: str) -> str:
+    """Where ``cand`` went from ``rung`` (one of :class:`RungFlow`'s four outcomes)."""
+    if any(p.from_ == rung for p in cand.promotions):
+        return "promoted"
+    if rung in cand.failures:
+        return "stopped"
+    d = cand.decisions.get(rung)
+    if d is not None and d.final:
+        return "decided"
+    if d is not None and d.confident and d.verdict == "rejected":
+        return "stopped"
+    return "waiting"
+
+
 def rung_flow(state: SearchState, rungs: list[str]) -> list[RungFlow]:
     cands = [c for c in state.candidates.values() if c.proposal_id != "baseline"]
     out = []
     for rung in rungs:
-        decided = [c.decisions[rung] for c in cands if rung in c.decisions]
-        out.append(RungFlow(
-            rung, entered=sum(1 for c in cands if rung in c.results or rung in c.failures),
-            promoted=sum(1 for c in cands for p in c.promotions if p.from_ == rung),
-            stopped=sum(1 for d in decided if d.confident and d.verdict == "rejected")
-            + sum(1 for c in cands if rung in c.failures),
-            decided=sum(1 for d in decided if d.final)))
+        outcomes = [_outcome(c, rung) for c in cands if rung in c.results or rung in c.failures]
+        out.append(RungFlow(rung, len(outcomes), *(outcomes.count(k) for k in
+                                                   ("promoted", "stopped", "decided", "waiting"))))
     return out
 
 
@@ -79,10 +94,11 @@ def promotion_pairs(state: SearchState, top: str, M: int
 def _plot(flow: list[RungFlow], pairs, path: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     names = [f.rung for f in flow]
-    width = 0.2
+    width = 0.16
     for k, (label, colour) in enumerate((("entered", "#4575b4"), ("promoted", "#1a9850"),
-                                         ("stopped", "#d73027"), ("decided", "#777777"))):
-        a.bar([i + (k - 1.5) * width for i in range(len(flow))],
+                                         ("stopped", "#d73027"), ("decided", "#777777"),
+                                         ("waiting", "#fdae61"))):
+        a.bar([i + (k - 2) * width for i in range(len(flow))],
               [getattr(f, label) for f in flow], width, label=label, color=colour)
     a.set_xticks(range(len(flow)), names)
     a.set_ylabel("candidates")
@@ -135,10 +151,10 @@ def rung_lines(state: SearchState, out: Path, M: int) -> list[str]:
     pairs = promotion_pairs(state, rungs[-1], M)
     _plot(flow, pairs, out / "rungs.png")
     lines = ["", "## Progressive fidelity", "", "![rungs](rungs.png)", "",
-             "| rung | entered | promoted | stopped | decided (final) | learner-epochs |",
-             "|---|---|---|---|---|---|"]
+             "| rung | entered | promoted | stopped | decided (final) | waiting at the end | "
+             "learner-epochs |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {f.rung} | {f.entered} | {f.promoted} | {f.stopped} | {f.decided} | "
-              f"{state.learner_epochs.get(f.rung, 0.0):.1f} |" for f in flow]
+              f"{f.waiting} | {state.learner_epochs.get(f.rung, 0.0):.1f} |" for f in flow]
     lines += budget_lines(state)
     lines += ["", "Ranking stability (Kendall τ of E_ens between consecutive rungs, this run's "
               "architectures):", ""]

@@ -143,6 +143,25 @@ def test_report_and_replay_per_rung(progressive_run):
     assert "## Progressive fidelity" in report and (run_dir / "report" / "rungs.png").is_file()
     assert "Kendall" in report
     assert "fidelity schedule `low:1,low:3` (η=2)" in report.splitlines()[2]  # not `low`
+    # the rung flow's outcomes partition what entered each rung, counted from the events
+    from agent.report_rungs import rung_flow
+
+    events = events_of(run_dir)
+    flow = {f.rung: f for f in rung_flow(SearchState.from_events(events), ["low-1ep", "low-3ep"])}
+    for rung, f in flow.items():
+        entered = {e["proposal_id"] for e in events if e["event"] == "evaluated"
+                   and e["fidelity"] == rung and e["proposal_id"] != "baseline"}
+        up = {e["proposal_id"] for e in events if e["event"] == "promoted" and e["from"] == rung}
+        final = {e["proposal_id"] for e in events if e["event"] == "decision"
+                 and e["fidelity"] == rung and e["final"]}
+        lost = {e["proposal_id"] for e in events if e["event"] == "decision" and e["fidelity"] == rung
+                and not e["final"] and e["confident"] and e["verdict"] == "rejected"}
+        waiting = entered - up - final - lost
+        assert (f.entered, f.promoted, f.decided, f.stopped, f.waiting) == (
+            len(entered), len(up), len(final), len(lost), len(waiting)), (rung, f)
+        assert f"| {rung} | {f.entered} | {f.promoted} | {f.stopped} | {f.decided} | {f.waiting} |" \
+            in report
+    assert flow["low-3ep"].promoted == 0 and flow["low-3ep"].decided > 0
     # the decision plane draws a win below the top rung apart from an accept that moved the
     # baseline (it only let the candidate go up)
     from agent.report import _plane_label
