@@ -79,23 +79,25 @@ def cut_evaluations(loop, reason: str, progress=None) -> CutReport | None:
     if flag is None:
         return None
     several = len(loop.rungs) > 1
+    names = {row_name(pid, r.name, several): (pid, r.name)
+             for pid in loop.state.order for r in loop.rungs}
     in_flight = list(getattr(progress, "started", {}) or {})
     ticks = getattr(progress, "last_ticks", {}) or {}
-    items = [(label, None, ticks.get(label)) for label in in_flight]
+    items = [(label, *names.get(label, (label, None)), True) for label in in_flight]
     for pid in pending_evaluations(loop.state):
         rung = loop.state.candidates[pid].rung or loop.rungs[0].name
-        label = row_name(pid, rung, several)
-        if label not in in_flight:
-            items.append((label, rung, None))
-    if not items:
-        return None
+        if (label := row_name(pid, rung, several)) not in in_flight:
+            items.append((label, pid, rung, False))
     out = []
-    for label, rung, tick in items:
+    for label, pid, rung, started in items:
+        tick = ticks.get(label)
         estimate = (tick.full_s if tick is not None else None) or _typical_s(loop.state, rung)
         where = (f"cut after {tick.tick.where()}" if tick is not None else
-                 "not started" if rung is not None else "cut during its first epoch")
-        out.append({"proposal_id": label.split(" @ ")[0], "label": label, "where": where,
+                 "cut during its first epoch" if started else "not started")
+        out.append({"proposal_id": pid, "label": label, "where": where,
                     "estimate_s": None if estimate is None else round(estimate, 1)})
+    if not out:
+        return None
     now = time.time()
     spent = loop.state.wall_s(now) if reason == "max_wall_seconds" else loop.state.device_s
     budget = finishing_budget(spent, [i["estimate_s"] for i in out])
