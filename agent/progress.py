@@ -94,8 +94,9 @@ class LiveProgress:
         self.started: dict[str, None] = {}  # labels whose training began and has not returned
 
     def training(self, label: str) -> Callable[[EpochTick], None]:
-        """The ``on_epoch`` callback for the evaluation of ``label`` (a proposal id): each tick
-        shows learner i/L, epoch e/E and the ETA on the training row, and is remembered."""
+        """The ``on_epoch`` callback for the evaluation of ``label`` (its row name: ``id @ rung``
+        with several rungs): each tick shows learner i/L, epoch e/E and the ETA on the training
+        row, and is remembered."""
         started = time.monotonic()
         self.started[label] = None
         if self.train_id is None:
