@@ -188,6 +188,10 @@ def write_report(run_dir: str | Path) -> Path:
         lines += [f"finished: **{f.reason}** after {f.iterations} iterations, {f.evaluations} "
                   f"evaluations, {f.accepted} accepted, device {f.device_s:.1f}s, wall "
                   f"{f.wall_s:.1f}s, tokens {f.tokens_in}/{f.tokens_out}, ${f.cost_usd:.4f}", ""]
+    else:
+        lines += [f"**not finished**: the log ends in iteration {state.iteration} without "
+                  "`run_finished` (the run was killed, or is still running); "
+                  f"`python -m agent.run --resume {run_dir}` continues it", ""]
     if read.truncated_line:
         lines += ["> the trajectory ends with a torn line (crash mid-write); it was ignored", ""]
     lines += ["![decision plane](decision_plane.png)", "", "![baseline](baseline_curve.png)", ""]

@@ -177,6 +177,9 @@ def test_sigkill_then_resume_finishes_without_duplicate_evaluations(tmp_path):
                         timeout=240)
     before = events_of(run_dir)
     assert before[-1]["event"] != "run_finished"
+    report = Path(run_cli("agent.report", run_dir).stdout.strip()).read_text()
+    assert f"**not finished**: the log ends in iteration {max(e['iteration'] for e in before)} " \
+        f"without `run_finished`" in report and f"--resume {run_dir}` continues it" in report
     with open(run_dir / "trajectory.jsonl", "a") as f:
         f.write('{"event": "filtered", "ti')  # a torn last line, as a crash mid-write leaves
     run_cli("agent.run", "--resume", run_dir)
@@ -187,6 +190,7 @@ def test_sigkill_then_resume_finishes_without_duplicate_evaluations(tmp_path):
     assert len(evaluated) == len(set(evaluated))
     assert events[-1]["event"] == "run_finished" and events[-1]["iterations"] == 3
     assert len([e for e in events if e["event"] == "decision"]) == 6
+    assert "not finished" not in Path(run_cli("agent.report", run_dir).stdout.strip()).read_text()
 
 
 def test_sigkill_while_adding_learners_then_resume_retrains_nothing_logged(tmp_path):
