@@ -24,7 +24,7 @@ from agent.config import first_baseline_learners
 from agent.events import DecisionEvent, Evaluated, parse_event
 from agent.progress import console_for
 from agent.rule import Decision, decide, learner_schedule, next_learners, row_name, verdict_text
-from agent.state import SearchState
+from agent.state import SearchState, logged_schedule
 from agent.trajectory import CONFIG, EVALS, RunFolderError, read_events
 from evaluators.evaluator import load_probs
 from evaluators.stats import (
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                 "needs_more_learners": r.needs_more, "logged_verdict": r.logged.verdict}))
         print(json.dumps({"final_baseline": final, "logged_final_baseline": logged_final}))
         return 0
-    console.print(_table(rows, M, rule, len(SearchState(config=config).schedule()) > 1))
+    console.print(_table(rows, M, rule, len(logged_schedule(config)) > 1))
     changed = sum(1 for r in rows if r.decision.verdict != r.logged.verdict)
     short = sum(1 for r in rows if r.needs_more)
     console.print(f"{changed} of {len(rows)} decisions differ; {short} would have needed more "

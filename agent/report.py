@@ -119,25 +119,25 @@ def plot_validation(validated: list[Validated], path: Path) -> None:
     plt.close(fig)
 
 
-def _fidelity_text(config: dict) -> str:
-    """The header's fidelity: the schedule (and η when it has rungs to promote between) of a
-    run that set one, else the single ``--fidelity``."""
+def _fidelity_text(config: dict, several: bool) -> str:
+    """The header's fidelity: the schedule (and η when it has ``several`` rungs to promote
+    between) of a run that set one, else the single ``--fidelity``."""
     schedule = config.get("fidelity_schedule")
     if not schedule:
         return f"fidelity `{config.get('fidelity')}`"
-    return f"fidelity schedule `{schedule}`" + (f" (η={config.get('eta')})" if "," in schedule else "")
+    return f"fidelity schedule `{schedule}`" + (f" (η={config.get('eta')})" if several else "")
 
 
 def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def _decision_lines(state: SearchState, decisions: list[DecisionEvent]) -> list[str]:
+def _decision_lines(state: SearchState, decisions: list[DecisionEvent], several: bool
+                    ) -> list[str]:
     confident = [d for d in decisions if d.confident and d.verdict != "undecided"]
     undecided = [d for d in decisions if d.verdict == "undecided"]
     spend = [d.learners for d in decisions]
     futile = sum(1 for d in decisions if d.futile)
-    several = len(state.schedule()) > 1
     lines = [f"## Decisions: {len(confident)} confident, {len(undecided)} undecided, "
              f"{len(decisions) - len(confident) - len(undecided)} on the point estimate", "",
              f"Learners: {state.learners_trained} trained in all; "
@@ -172,11 +172,12 @@ def write_report(run_dir: str | Path) -> Path:
     out = run_dir / REPORT
     out.mkdir(exist_ok=True)
     decisions = state.decisions()
+    several = len(state.schedule()) > 1  # rows are named `id @ rung` (agent.rule.row_name)
     plot_decision_plane(decisions, config.get("rule", "exact"), out / "decision_plane.png")
     plot_baseline_curve(state.final_decisions(), out / "baseline_curve.png")
     lines = [f"# Search report: {run_dir.name}", "",
              f"space `{config.get('space')}`, dataset `{config.get('dataset')}`, "
-             f"{_fidelity_text(config)}, model `{config.get('model')}`, rule "
+             f"{_fidelity_text(config, several)}, model `{config.get('model')}`, rule "
              f"`{config.get('rule')}`, M={config.get('ensemble_size')}, learners "
              f"{config.get('min_learners')}:{config.get('max_learners')}, confidence "
              f"{config.get('confidence')}"
@@ -195,7 +196,7 @@ def write_report(run_dir: str | Path) -> Path:
     if read.truncated_line:
         lines += ["> the trajectory ends with a torn line (crash mid-write); it was ignored", ""]
     lines += ["![decision plane](decision_plane.png)", "", "![baseline](baseline_curve.png)", ""]
-    lines += _decision_lines(state, decisions)
+    lines += _decision_lines(state, decisions, several)
     lines += rung_lines(state, out, config.get("ensemble_size", 50))
     disagree = [d for d in decisions if d.accepted_exact != d.accepted_paper]
     lines += ["", "## Where the exact and paper forms disagree", ""]

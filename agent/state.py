@@ -33,7 +33,15 @@ from evaluators.fidelity import Fidelity, parse_schedule
 from evaluators.results import EvalFailure, EvalResult, Stats
 from evaluators.stats import pool_seed_variance
 
-__all__ = ["Candidate", "SearchState", "LogInconsistent"]
+__all__ = ["Candidate", "SearchState", "LogInconsistent", "logged_schedule"]
+
+
+def logged_schedule(config: dict[str, Any] | None) -> list[Fidelity]:
+    """A run's rungs, lowest first, from the config it logged (none without one): the logged
+    twin of :meth:`agent.config.RunConfig.rungs`, for readers that have the log, not the flags."""
+    config = config or {}
+    text = config.get("fidelity_schedule") or config.get("fidelity")
+    return parse_schedule(text, config.get("batch_size")) if text else []
 
 
 @dataclass
@@ -162,10 +170,8 @@ class SearchState:
         self.config = event.config
 
     def schedule(self) -> list[Fidelity]:
-        """The run's rungs, lowest first, from its logged config (none when it has no config)."""
-        config = self.config or {}
-        text = config.get("fidelity_schedule") or config.get("fidelity")
-        return parse_schedule(text, config.get("batch_size")) if text else []
+        """The run's rungs, lowest first, from its logged config (:func:`logged_schedule`)."""
+        return logged_schedule(self.config)
 
     def _on_resumed(self, event: Resumed) -> None:
         return None
