@@ -33,6 +33,7 @@ from tenacity import (
 from agent.prompts import PromptSet, PromptTemplateError, prompt_context
 from agent.proposers.base import Proposal, ProposalContext, Proposer, ProposerFatal, ProposerOutOfTime
 from agent.proposers.parse import ParsedItem, parse_reply
+from agent.proposers.preflight import missing_key, server_address, unreachable
 from agent.redact import redact
 from spaces.base import SearchSpace
 
@@ -352,28 +353,22 @@ def default_forms(model: str, api_base: str | None) -> tuple[str, ...]:
     return FORMS
 
 
-def missing_key(litellm, model: str, api_base: str | None) -> str | None:
-    """The provider key variable(s) a hosted model needs and the environment lacks, or None.
-
-    Asked of litellm at start-up, because without a key litellm fails each call with a
-    retryable-looking error. Servers given by ``--api-base`` and providers that need an address
-    rather than a key (``ollama/…``) are not checked."""
-    if api_base:
-        return None
-    try:
-        env = litellm.validate_environment(model)
-    except Exception:  # a model litellm cannot map: let the first call say what is wrong
-        return None
-    keys = [k for k in env.get("missing_keys", []) if k.endswith("_KEY")]
-    return None if env.get("keys_in_environment") or not keys else " or ".join(keys)
-
-
 def make_llm_proposer(model: str, *, api_base: str | None, prompt: str | None, seed: int,
                       timeout_s: float = 120.0, max_retries: int = 5) -> Proposer:
-    """A proposer for any litellm model name; templates and the provider key are checked here,
-    at start-up."""
+    """A proposer for any litellm model name; templates, the provider key and a user-run server's
+    address are checked here, at start-up (:mod:`agent.proposers.preflight`)."""
     if (keys := missing_key(_litellm(), model, api_base)) is not None:
         raise ProposerFatal(f"{model}: no API key: set {keys} in the environment")
+    check_server(model, api_base)
     return LLMProposer(model, api_base=api_base, prompts=PromptSet(prompt), seed=seed,
                        timeout_s=timeout_s, max_retries=max_retries,
                        forms=default_forms(model, api_base))
+
+
+def check_server(model: str, api_base: str | None) -> None:
+    """Raise :class:`ProposerFatal` when nothing answers at the server ``model`` will call."""
+    address = server_address(model, api_base)
+    if address is not None and (why := unreachable(address)) is not None:
+        hint = ("start it (ollama serve) or give its address with --api-base" if not api_base
+                else "start the server, or correct --api-base")
+        raise ProposerFatal(f"{model}: {why}; {hint}")

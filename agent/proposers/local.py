@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from agent.prompts import PromptSet
-from agent.proposers.llm import LLMProposer
+from agent.proposers.llm import LLMProposer, check_server
 
 __all__ = ["LocalModelUnavailable", "local_model_available", "make_local_proposer",
            "LocalServer", "model_path"]
@@ -132,7 +132,8 @@ class LocalProposer(LLMProposer):
 
 def make_local_proposer(*, api_base: str | None, prompt: str | None, seed: int) -> LocalProposer:
     prompts = PromptSet(prompt)  # check the templates before starting anything
-    if api_base:
+    if api_base:  # a llama.cpp server the user runs: something must answer there
+        check_server("local", api_base)
         return LocalProposer(None, api_base, prompts, seed)
     ok, why = local_model_available()
     if not ok:

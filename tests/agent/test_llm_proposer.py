@@ -218,4 +218,5 @@ def test_a_hosted_model_without_its_key_fails_at_start_up(monkeypatch):
     with pytest.raises(ProposerFatal, match="gpt-4o: no API key: set OPENAI_API_KEY"):
         make_llm_proposer("gpt-4o", api_base=None, prompt=None, seed=0)
     # a server given by --api-base needs no provider key check
-    make_llm_proposer("openai/test", api_base="http://127.0.0.1:9/v1", prompt=None, seed=0)
+    with FakeServer() as fake:
+        make_llm_proposer("openai/test", api_base=fake.url, prompt=None, seed=0)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.lock import RunFolderBusy, RunFolderLock
+from tests.agent.fake_openai_server import FakeServer
 from tests.agent.runcli import ROOT, TINY, events_of, run_cli, run_dir_of
 
 pytestmark = pytest.mark.slow  # each test starts the real entry point (seconds of imports)
@@ -179,14 +180,15 @@ def test_out_naming_a_file_says_so(tmp_path):
 # ---- 3. credentials in --api-base never reach the folder -------------------------------------
 def test_credentials_in_api_base_are_redacted_in_config_and_log(tmp_path):
     key_a, key_b = "userinfo-secret-0001", "query-secret-0002"
-    base = f"http://bob:{key_a}@127.0.0.1:9/v1?api_key={key_b}"
-    proc = run_cli("agent.run", *[a for a in TINY if a not in ("--model", "builtin")], "--model",
-                   "openai/test", "--api-base", base, "--iterations", 0, "--out", tmp_path)
+    with FakeServer() as fake:  # the start-up check must find a server at the address
+        base = f"http://bob:{key_a}@127.0.0.1:{fake.port}/v1?api_key={key_b}"
+        proc = run_cli("agent.run", *[a for a in TINY if a not in ("--model", "builtin")], "--model",
+                       "openai/test", "--api-base", base, "--iterations", 0, "--out", tmp_path)
     run_dir = run_dir_of(proc)
     for name, data in snapshot(run_dir).items():
         assert key_a.encode() not in data and key_b.encode() not in data, name
     assert key_a not in proc.stderr + proc.stdout and key_b not in proc.stderr + proc.stdout
     stored = json.loads((run_dir / "config.json").read_text())["config"]["api_base"]
-    assert stored == "http://[redacted]@127.0.0.1:9/v1?api_key=[redacted]"
+    assert stored == f"http://[redacted]@127.0.0.1:{fake.port}/v1?api_key=[redacted]"
     line = error_line(run_cli("agent.run", "--resume", run_dir, "--iterations", 1, check=False))
     assert "give --api-base again" in line

@@ -1,0 +1,64 @@
+"""Start-up checks of an LLM endpoint, made before the baseline trains, so that a run which
+could never get a proposal fails in seconds with one line instead of after minutes of training.
+
+Two checks, neither of which spends a token: the provider key a hosted model needs
+(:func:`missing_key`), and whether anything answers at the address of a server the user runs
+(:func:`unreachable`: ``--api-base``, or ``ollama/…``'s ``OLLAMA_API_BASE`` / localhost:11434).
+A hosted provider's reachability is not probed: its first call, retried, says what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+
+from agent.redact import redact, redact_url
+
+__all__ = ["missing_key", "server_address", "unreachable", "OLLAMA_DEFAULT"]
+
+#: where litellm sends ``ollama/…`` models when neither --api-base nor OLLAMA_API_BASE is set
+OLLAMA_DEFAULT = "http://localhost:11434"
+
+
+def missing_key(litellm, model: str, api_base: str | None) -> str | None:
+    """The provider key variable(s) a hosted model needs and the environment lacks, or None.
+
+    Asked of litellm at start-up, because without a key litellm fails each call with a
+    retryable-looking error. Servers given by ``--api-base`` and providers that need an address
+    rather than a key (``ollama/…``) are not checked."""
+    if api_base:
+        return None
+    try:
+        env = litellm.validate_environment(model)
+    except Exception:  # a model litellm cannot map: let the first call say what is wrong
+        return None
+    keys = [k for k in env.get("missing_keys", []) if k.endswith("_KEY")]
+    return None if env.get("keys_in_environment") or not keys else " or ".join(keys)
+
+
+def server_address(model: str, api_base: str | None) -> str | None:
+    """The address of the server ``model`` will be called at when the user runs it (``--api-base``,
+    or an ``ollama/…`` model's), or None for a hosted provider."""
+    if api_base:
+        return api_base
+    if model.startswith(("ollama/", "ollama_chat/")):
+        return os.environ.get("OLLAMA_API_BASE") or OLLAMA_DEFAULT
+    return None
+
+
+def unreachable(address: str, timeout_s: float = 5.0) -> str | None:
+    """Why nothing answers at ``address``, as one line that quotes it (credentials redacted), or
+    None when something does. Any HTTP reply counts as an answer, an error status included:
+    only a refused or timed-out connection, an unknown host or a malformed address fails."""
+    shown = redact_url(address)
+    try:
+        httpx.get(address, timeout=timeout_s, follow_redirects=False)
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as err:
+        return f"{shown!r} is not an http(s) address ({type(err).__name__})"
+    except httpx.TimeoutException:
+        return f"nothing answered at {shown!r} within {timeout_s:g} s"
+    except httpx.TransportError as err:
+        reason = redact(str(err)).splitlines()[0] if str(err) else type(err).__name__
+        return f"nothing answers at {shown!r} ({reason})"
+    return None
