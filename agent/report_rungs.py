@@ -134,6 +134,8 @@ def budget_lines(state: SearchState) -> list[str]:
         return []
     line = f"Learner-epochs: {spent:g} of {cap:g} spent"
     if state.finished is not None and state.finished.reason == "max_learner_epochs":
+        if cap - spent <= 1e-9:  # nothing left unspent: no reason to give
+            return ["", line + ", all of it."]
         top = state.schedule()[-1]
         learners = config.get("min_learners", 2)
         line += (f"; the run ended with {cap - spent:g} left: no new first-rung work starts "
