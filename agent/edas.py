@@ -25,8 +25,14 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.trajectory import CONFIG, REPORT, Trajectory
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from spaces.base import SearchSpace
 
 __all__ = ["main", "build_parser"]
 
@@ -105,7 +111,7 @@ def _validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         parser.error(f"--rates needs 2 to 40 rates, >= 2 of them distinct, got {args.rates}")
 
 
-def _base_spec(path: str | None, space):
+def _base_spec(path: str | None, space: SearchSpace) -> BaseModel:
     from pydantic import ValidationError
 
     if path is None:

@@ -15,12 +15,20 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.console import Console
 
 from agent.rule import decide
 from agent.trajectory import Trajectory
+
+if TYPE_CHECKING:
+    from evaluators.data import Task
+    from evaluators.edas.differentiable import Step
+    from evaluators.fidelity import Fidelity
+    from spaces.base import SearchSpace
+    from spaces.ctr import CTRSpec
 
 __all__ = ["run_closed_form", "run_differentiable", "grid_verdict", "held_out_verdict"]
 
@@ -73,7 +81,8 @@ def held_out_verdict(r_star: float, checks: list[dict], grid: list[float], key: 
     return {name: float(np.mean(v)) for name, v in out.items()} | {"judges": K}
 
 
-def run_closed_form(args: argparse.Namespace, space, task, fidelity, base, log: Trajectory) -> dict:
+def run_closed_form(args: argparse.Namespace, space: SearchSpace, task: Task, fidelity: Fidelity,
+                    base: CTRSpec, log: Trajectory) -> dict:
     """Strategy 1: dual learners at ``args.rates`` → fitted forms → r* (→ grid check)."""
     from evaluators.edas.closed_form import fit_forms, optimal_rate
     from evaluators.edas.common import dual_stats, true_ensemble
@@ -119,7 +128,8 @@ def run_closed_form(args: argparse.Namespace, space, task, fidelity, base, log: 
     return result
 
 
-def run_differentiable(args: argparse.Namespace, space, task, fidelity, base, log: Trajectory) -> dict:
+def run_differentiable(args: argparse.Namespace, space: SearchSpace, task: Task, fidelity: Fidelity,
+                       base: CTRSpec, log: Trajectory) -> dict:
     """Strategy 2: baseline duals + a random-mask pool → surrogate → constrained search → check."""
     from evaluators.dual import train_spec
     from evaluators.edas.common import dual_stats, grow, learner_masks, true_ensemble
@@ -144,7 +154,7 @@ def run_differentiable(args: argparse.Namespace, space, task, fidelity, base, lo
     log.append("surrogate_fitted", 0, learners=len(masks), masks=masks.astype(int).tolist(),
                coefficients=surrogate.as_dict())
 
-    def on_step(step) -> None:
+    def on_step(step: Step) -> None:
         log.append("step", step.step, **asdict(step))
 
     pi_new, steps = constrained_search(surrogate, np.clip(pi_old, 0.05, 1.0), M, kappa=args.kappa,

@@ -9,9 +9,17 @@ import math
 import shlex
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from agent.rule import row_name
 from agent.trajectory import BEST_SPEC
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from agent.loop import SearchLoop
+    from agent.progress import LiveProgress
+    from agent.state import SearchState
 
 __all__ = ["validate_baselines", "finish_run", "end_reason", "pending_evaluations",
            "cut_evaluations", "CutReport", "finishing_budget"]
@@ -21,7 +29,7 @@ _BUDGET_FLAGS = {"max_wall_seconds": "--max-wall-seconds",
                  "max_device_seconds": "--max-device-seconds"}
 
 
-def pending_evaluations(state) -> list[str]:
+def pending_evaluations(state: SearchState) -> list[str]:
     """Proposal ids the search meant to train and has no evaluation for (the baseline, and
     candidates the filter kept), in log order."""
     out = []
@@ -32,7 +40,7 @@ def pending_evaluations(state) -> list[str]:
     return out
 
 
-def end_reason(loop, reason: str) -> str:
+def end_reason(loop: SearchLoop, reason: str) -> str:
     """The reason that actually ended the run: the loop reports ``iterations`` when the last
     iteration was reached, even if a budget had left some of its kept candidates untrained;
     then that budget is the reason: the wall or device seconds when they are spent, else the
@@ -69,7 +77,8 @@ class CutReport:
                 f"To finish: {self.command}")
 
 
-def cut_evaluations(loop, reason: str, progress=None) -> CutReport | None:
+def cut_evaluations(loop: SearchLoop, reason: str, progress: LiveProgress | None = None
+                    ) -> CutReport | None:
     """What the budget named by ``reason`` cut (None when it cut nothing): every training still
     in flight (``progress.started``: begun and not returned, a baseline's or a candidate's added
     learners included) and every evaluation the search meant to make and had not started, each
@@ -105,7 +114,7 @@ def cut_evaluations(loop, reason: str, progress=None) -> CutReport | None:
     return CutReport(reason, out, command)
 
 
-def _typical_s(state, rung: str | None) -> float | None:
+def _typical_s(state: SearchState, rung: str | None) -> float | None:
     """Mean seconds of the logged evaluation calls at ``rung`` (of all of them when none is
     there): the estimate for a cut evaluation that left no tick."""
     calls = [(f, r.wall_s) for c in state.candidates.values() for f, r in c.results.items()
@@ -114,7 +123,7 @@ def _typical_s(state, rung: str | None) -> float | None:
     return sum(walls) / len(walls) if walls else None
 
 
-def validate_baselines(loop, console) -> None:
+def validate_baselines(loop: SearchLoop, console: Console) -> None:
     """``--validate``: train the real M-ensemble of the first and the final baseline."""
     if not loop.config.validate_ensemble:
         return
@@ -144,7 +153,8 @@ def validate_baselines(loop, console) -> None:
         done.add(cand.spec_hash)
 
 
-def finish_run(loop, reason: str, console, cut: CutReport | None = None) -> str | None:
+def finish_run(loop: SearchLoop, reason: str, console: Console, cut: CutReport | None = None
+               ) -> str | None:
     """Write ``best_spec.json`` and ``run_finished`` (with ``cut`` when a budget cut
     evaluations short), then the report; returns the report path."""
     state, config = loop.state, loop.config

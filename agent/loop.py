@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from agent.budget import Budget, StopRequested
 from agent.config import RunConfig
 from agent.events import evaluation_fields, failure_fields
@@ -83,7 +85,7 @@ class SearchLoop:
         return self.budget.out_of_time()
 
     # ---- steps ------------------------------------------------------------------------
-    def ensure_baseline(self, baseline_spec) -> None:
+    def ensure_baseline(self, baseline_spec: BaseModel) -> None:
         """Log and evaluate the first baseline (iteration 0) unless the log already has it.
         It gets :attr:`RunConfig.baseline_learners` learners, so the run's pooled seed variance
         exists before the first decision."""
@@ -368,7 +370,7 @@ class SearchLoop:
         self.filter(iteration)
         self.advance()
 
-    def run(self, baseline_spec) -> str:
+    def run(self, baseline_spec: BaseModel) -> str:
         """Run until a budget ends; returns the stop reason."""
         try:
             reason = self._run(baseline_spec)
@@ -377,7 +379,7 @@ class SearchLoop:
         finally:
             self.ahead.close()
 
-    def _run(self, baseline_spec) -> str:
+    def _run(self, baseline_spec: BaseModel) -> str:
         try:
             self.ensure_baseline(baseline_spec)
             base = self.state.candidates["baseline"]

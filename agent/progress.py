@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,6 +22,8 @@ from rich.table import Table
 from agent.rule import row_name, verdict_text
 
 if TYPE_CHECKING:
+    from agent.config import RunConfig
+    from agent.state import Candidate, SearchState
     from evaluators.train import EpochTick
 
 __all__ = ["LiveProgress", "summary_table", "TrainingTick", "eta_seconds", "console_for",
@@ -32,7 +34,7 @@ __all__ = ["LiveProgress", "summary_table", "TrainingTick", "eta_seconds", "cons
 LOG_WIDTH = 160
 
 
-def console_for(stream=None) -> Console:
+def console_for(stream: TextIO | None = None) -> Console:
     """A rich console on ``stream`` (None: stdout): a terminal's own width, ``$COLUMNS`` when it
     is set, else :data:`LOG_WIDTH` columns."""
     probe = Console(file=stream)
@@ -60,13 +62,13 @@ def eta_seconds(elapsed_s: float, fraction: float) -> float | None:
     return elapsed_s * (1 - fraction) / fraction if fraction > 0 else None
 
 
-def _reached(cand, rungs: list[str]) -> list[str]:
+def _reached(cand: Candidate, rungs: list[str]) -> list[str]:
     """The rungs ``cand`` was evaluated (or failed) at, lowest first in the schedule ``rungs``."""
     return sorted(set(cand.results) | set(cand.failures),
                   key=lambda r: rungs.index(r) if r in rungs else len(rungs))
 
 
-def _baseline_text(state, M: int, rungs: list[str]) -> str:
+def _baseline_text(state: SearchState, M: int, rungs: list[str]) -> str:
     """The baseline's E_ens(M) at the highest rung it was trained at (named when there are
     several rungs: its first rung's figure is not comparable with a top-rung candidate's)."""
     base = state.baseline
@@ -82,7 +84,7 @@ def _baseline_text(state, M: int, rungs: list[str]) -> str:
 class LiveProgress:
     """Iteration bar plus budget used and the current baseline, refreshed on every event."""
 
-    def __init__(self, console: Console, config):
+    def __init__(self, console: Console, config: RunConfig) -> None:
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                  TextColumn("{task.completed}/{task.total}"),
                                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
@@ -133,7 +135,7 @@ class LiveProgress:
     def __exit__(self, *exc):
         self.progress.stop()
 
-    def update(self, state, config) -> None:
+    def update(self, state: SearchState, config: RunConfig) -> None:
         decisions = state.decisions()
         undecided = sum(1 for d in decisions if d.verdict == "undecided")
         info = (f"{_baseline_text(state, config.ensemble_size, self.rungs)} · evals {state.evaluations} · "
@@ -145,7 +147,7 @@ class LiveProgress:
         self.progress.update(self.task_id, completed=min(done, config.iterations), info=info)
 
 
-def summary_table(state, config, reason: str, wall_s: float) -> Table:
+def summary_table(state: SearchState, config: RunConfig, reason: str, wall_s: float) -> Table:
     """One row per evaluation: a candidate, or the baseline, at each rung it reached (labelled
     :func:`agent.rule.row_name`); the final baseline's highest row is starred."""
     M = config.ensemble_size

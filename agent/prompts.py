@@ -41,7 +41,7 @@ import jinja2
 from jinja2 import meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from agent.proposers.base import HistoryItem
+from agent.proposers.base import HistoryItem, ProposalContext
 
 __all__ = ["PromptSet", "PromptTemplateError", "prompt_context", "sample_contexts", "DEFAULT_DIR",
            "CONTEXT_VARS"]
@@ -176,7 +176,7 @@ def _error_text(err: Exception) -> str:
     return _one_line(f"{type(err).__name__}: {err}")
 
 
-def _item(h) -> dict[str, Any]:
+def _item(h: HistoryItem) -> dict[str, Any]:
     d = asdict(h)
     d["spec_json"] = json.dumps(d["spec"], separators=(",", ":"))
     return d
@@ -196,7 +196,7 @@ def rule_in_words(rule: str, M: int) -> str:
                    "and a near tie leaves the baseline in place.")
 
 
-def prompt_context(context, k: int) -> dict[str, Any]:
+def prompt_context(context: ProposalContext, k: int) -> dict[str, Any]:
     """The template variables for a :class:`~agent.proposers.base.ProposalContext`."""
     return {
         "space_name": context.space.name,

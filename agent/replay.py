@@ -161,14 +161,15 @@ def _table(rows: list[Replayed], M: int, rule: str, several_rungs: bool) -> Tabl
     return t
 
 
-def _setting(args, config: dict, name: str, default=None):
+def _setting(args: argparse.Namespace, config: dict, name: str, default: float | None = None
+             ) -> float | None:
     """A rule setting for the replay: the flag when given, else the run's, else ``default``
     (logs written before the setting existed)."""
     value = getattr(args, name)
     return config.get(name, default) if value is None else value
 
 
-def reevaluate(run_dir: Path, config: dict, args) -> int:
+def reevaluate(run_dir: Path, config: dict, args: argparse.Namespace) -> int:
     """Retrain every logged proposal at another fidelity/dataset into a new run folder."""
     from agent.run import main as run_main
 

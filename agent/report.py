@@ -128,7 +128,7 @@ def _fidelity_text(config: dict, several: bool) -> str:
     return f"fidelity schedule `{schedule}`" + (f" (η={config.get('eta')})" if several else "")
 
 
-def _fmt(v) -> str:
+def _fmt(v: object) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 

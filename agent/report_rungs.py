@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from scipy.stats import kendalltau  # noqa: E402
 
-from agent.state import SearchState  # noqa: E402
+from agent.state import Candidate, SearchState  # noqa: E402
 from evaluators.promotion import CONSERVATIVE_SHARE  # noqa: E402
 
 __all__ = ["RungFlow", "rung_flow", "rung_tau", "promotion_pairs", "budget_lines", "rung_lines"]
@@ -44,7 +44,7 @@ def _rungs(state: SearchState) -> list[str]:
     return [r.name for r in state.schedule()]
 
 
-def _outcome(cand, rung: str) -> str:
+def _outcome(cand: Candidate, rung: str) -> str:
     """Where ``cand`` went from ``rung`` (one of :class:`RungFlow`'s four outcomes)."""
     if any(p.from_ == rung for p in cand.promotions):
         return "promoted"
@@ -91,7 +91,7 @@ def promotion_pairs(state: SearchState, top: str, M: int
             and c.promotions[-1].score is not None]
 
 
-def _plot(flow: list[RungFlow], pairs, path: Path) -> None:
+def _plot(flow: list[RungFlow], pairs: list[tuple[str, float, float, bool | None]], path: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     names = [f.rung for f in flow]
     width = 0.16

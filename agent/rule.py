@@ -194,7 +194,7 @@ def decide(new: Stats, old: Stats, M: int, rule: Rule = "exact", margin_z: float
            f"{power:.2f} < futility {futility:g}" if futile else ""))
 
 
-def verdict_text(d, lower_rung: str | None = None) -> str:
+def verdict_text(d: Decision, lower_rung: str | None = None) -> str:
     """The words the live display, the summary, the report and the replay use for a decision (a
     :class:`Decision` or its logged event): ``accepted, confident``, ``rejected, confident``,
     ``undecided``, or plain ``accepted``/``rejected`` under the point-estimate rule (z = 0). A

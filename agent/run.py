@@ -7,8 +7,10 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 from agent.cli import UsageError, build_parser, check_executor, config_from_args
 from agent.config import RunConfig, package_versions
@@ -20,6 +22,14 @@ from agent.resume import explicit_flags, reopen
 from agent.state import SearchState
 from agent.trajectory import CONFIG, EVALS, Trajectory
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from evaluators.data import Task
+    from evaluators.evaluator import Evaluator
+    from evaluators.predictor.base import CandidateFilter
+    from spaces.base import SearchSpace, TaskInfo
+
 __all__ = ["main"]
 
 
@@ -27,13 +37,13 @@ class _RedactingStream:
     """stderr as the console sees it, with every write redacted (a second line of defence:
     messages are redacted where they are made, this catches what is printed as-is)."""
 
-    def __init__(self, stream):
+    def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:
         return self._stream.write(redact(text))
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
 
@@ -66,7 +76,7 @@ def new_run_dir(config: RunConfig) -> Path:
     raise UsageError(f"--out {out}: too many runs named {base}")
 
 
-def load_baseline(path: str, space):
+def load_baseline(path: str, space: SearchSpace) -> BaseModel:
     from pydantic import ValidationError
 
     try:
@@ -92,7 +102,8 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def make_filter(config: RunConfig, space, task_info):
+def make_filter(config: RunConfig, space: SearchSpace, task_info: TaskInfo
+                ) -> tuple[CandidateFilter, str | None]:
     from evaluators.predictor.base import PassThroughFilter
 
     if config.predictor == "none":
@@ -111,7 +122,7 @@ def make_filter(config: RunConfig, space, task_info):
         raise UsageError(f"--predictor: {err}") from None
 
 
-def make_evaluator(config: RunConfig, space, task):
+def make_evaluator(config: RunConfig, space: SearchSpace, task: Task) -> Callable[[Path], Evaluator]:
     """The evaluator ``--executor`` names, as a function of the run's npz folder. With ``ray``,
     Ray is started or joined here, before any run folder exists (a missing extra, an
     unreachable cluster or GPUs asked of a cluster without any: UsageError)."""

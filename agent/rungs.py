@@ -16,6 +16,7 @@ Only a decision at the top rung (or the highest rung the budget allowed) moves t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.state import Candidate, SearchState
@@ -57,7 +58,7 @@ def refit(predictor: RungPredictor, state: SearchState, rungs: list[Fidelity]) -
 
 
 def plan_promotions(state: SearchState, rungs: list[Fidelity], predictor: RungPredictor,
-                    eta: int, conservative: str | None, affordable,
+                    eta: int, conservative: str | None, affordable: Callable[[Candidate, int], bool],
                     halving: str = "asynchronous") -> list[Promotion]:
     """Promotions to make now, lowest rung first. ``conservative``: why the conservative rule
     holds (None: it does not). ``affordable(candidate, rung index)`` says whether the budget

@@ -22,6 +22,7 @@ from agent.events import (
     Promoted,
     ProposalEvent,
     ProposalRejected,
+    Repair,
     Resumed,
     RunFinished,
     RunStarted,
@@ -159,7 +160,8 @@ class SearchState:
             event = event.model_copy(update={"seq": self._seq})
         getattr(self, f"_on_{event.event}")(event)
 
-    def _cand(self, event) -> Candidate:
+    def _cand(self, event: Repair | ProposalRejected | Filtered | Evaluated | Extended | DecisionEvent
+              | Promoted) -> Candidate:
         try:
             return self.candidates[event.proposal_id]
         except KeyError:
@@ -187,7 +189,7 @@ class SearchState:
         self.tokens_out += event.tokens_out
         self.cost_usd += event.cost_usd
 
-    def _on_repair(self, event) -> None:
+    def _on_repair(self, event: Repair) -> None:
         self._cand(event)
 
     def _on_proposal_rejected(self, event: ProposalRejected) -> None:

@@ -132,7 +132,8 @@ def progressive_tabular_search(table: TabularBenchmark, budget: float, seed: int
 
     best = -math.inf
 
-    def record(arch: str, rung: str, price: Fraction, value: float, reason: str, rank=None):
+    def record(arch: str, rung: str, price: Fraction, value: float, reason: str,
+               rank: int | None = None) -> None:
         nonlocal best
         if rung == "top":
             best = max(best, value)

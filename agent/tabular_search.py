@@ -9,6 +9,8 @@ and after ``MAX_MISSES`` rounds without a new one a random unseen row is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from agent.proposers.base import HistoryItem, ProposalContext
@@ -17,7 +19,7 @@ from evaluators.predictor.filter import UCBFilter
 from evaluators.predictor.zero_cost import ZeroCostProxy
 from evaluators.tabular import TableError, TabularBenchmark
 from spaces.base import TaskInfo
-from spaces.nb201 import NB201Space
+from spaces.nb201 import NB201Space, NB201Spec
 
 __all__ = ["tabular_search", "TableChooser"]
 
@@ -25,7 +27,7 @@ __all__ = ["tabular_search", "TableChooser"]
 MAX_MISSES = 20
 
 
-def _item(pid: str, spec, target: float) -> HistoryItem:
+def _item(pid: str, spec: NB201Spec, target: float) -> HistoryItem:
     return HistoryItem(pid, spec.model_dump(), None, None, None, target, True, "")
 
 
@@ -51,23 +53,23 @@ class TableChooser:
         self.history: list[tuple[float, object]] = []
         self.misses = 0
 
-    def observe(self, spec, loss: float) -> None:
+    def observe(self, spec: NB201Spec, loss: float) -> None:
         self.seen.add(self.space.canonical_hash(spec))
         self.history.append((loss, spec))
         if self.use_predictor:
             self.filt.observe(spec, loss)
 
-    def observe_screened(self, spec, low_loss: float) -> None:
+    def observe_screened(self, spec: NB201Spec, low_loss: float) -> None:
         """A cheap-rung answer that is not learned as a target: marked seen (never asked again)
         and, with ``low_fidelity_pretrain``, a pretraining label for the filter's GIN."""
         self.seen.add(self.space.canonical_hash(spec))
         if self.use_predictor:
             self.filt.observe_screened(spec, low_loss)
 
-    def _in_table(self, spec) -> bool:
+    def _in_table(self, spec: NB201Spec) -> bool:
         return NB201Space.to_arch_string(spec) in self.table
 
-    def _unseen_row(self):
+    def _unseen_row(self) -> NB201Spec:
         """A random table row not yet asked (for tables holding part of the space)."""
         left = [a for a in self.table.archs
                 if self.space.canonical_hash(NB201Space.from_arch_string(a)) not in self.seen]
@@ -76,7 +78,7 @@ class TableChooser:
                              f"no new one is left after {len(self.history)} queries")
         return NB201Space.from_arch_string(left[int(self.rng.integers(len(left)))])
 
-    def _missed(self):
+    def _missed(self) -> NB201Spec | None:
         """A round without a new in-table architecture; after MAX_MISSES, a table row."""
         self.misses += 1
         if self.misses >= MAX_MISSES:
@@ -84,7 +86,7 @@ class TableChooser:
             return self._unseen_row()
         return None
 
-    def next(self, iteration: int, left: float):
+    def next(self, iteration: int, left: float) -> NB201Spec:
         """The next spec to ask; ``iteration`` steps the proposer's seed and the filter's β(t),
         ``left`` is the budget left (shown to the proposer)."""
         space = self.space
@@ -122,7 +124,8 @@ class TableChooser:
 
 def tabular_search(table: TabularBenchmark, queries: int, seed: int, *, n_init: int = 10,
                    proposals: int = 64, refit_every: int = 10, gnn_epochs: int = 80,
-                   use_predictor: bool = True, to_loss=lambda accuracy: 100.0 - accuracy,
+                   use_predictor: bool = True,
+                   to_loss: Callable[[float], float] = lambda accuracy: 100.0 - accuracy,
                    zero_cost: ZeroCostProxy | None = None) -> list[float]:
     """Best loss (``to_loss`` of the table's target; lower is better) after each query;
     ``zero_cost`` adds a data-free proxy (SynFlow) to the predictor's features."""

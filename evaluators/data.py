@@ -84,7 +84,7 @@ def load_task(name: str, *, device: str | torch.device = "cpu", data_dir: str | 
     mean = x[train_idx].mean(axis=0, keepdims=True)
     std = x[train_idx].std() + 1e-8  # one scalar: keeps relative channel scales
 
-    def to(a: np.ndarray, dtype=torch.float32) -> torch.Tensor:
+    def to(a: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype).to(device)
 
     def norm(a: np.ndarray) -> torch.Tensor:
@@ -96,7 +96,7 @@ def load_task(name: str, *, device: str | torch.device = "cpu", data_dir: str | 
                 x_test=norm(x_test), y_test=to(y_test, torch.long))
 
 
-def _mnist1d(*, n_samples, seed, **_):
+def _mnist1d(*, n_samples: int | None, seed: int, **_):
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
@@ -114,7 +114,7 @@ def _mnist1d(*, n_samples, seed, **_):
             x_test.astype(np.float32), data["y_test"].astype(np.int64))
 
 
-def _digits(*, seed, **_):
+def _digits(*, seed: int, **_):
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -126,7 +126,7 @@ def _digits(*, seed, **_):
     return x[rest], y[rest], x[test], y[test]
 
 
-def _fashion_mnist(*, data_dir, **_):
+def _fashion_mnist(*, data_dir: str | None, **_):
     root = Path(data_dir) if data_dir else Path(FASHION_MNIST_DIR)
     files = {"train-images": None, "train-labels": None, "t10k-images": None, "t10k-labels": None}
     for key in files:
@@ -160,7 +160,7 @@ def _read_idx(path: Path) -> np.ndarray:
     return read_sn3_pascalvincent_tensor(str(path), strict=False).numpy()
 
 
-def _cifar(*, name, data_dir, download, **_):
+def _cifar(*, name: str, data_dir: str | None, download: bool, **_):
     from torchvision.datasets import CIFAR10, CIFAR100
 
     if data_dir is None:
@@ -173,7 +173,7 @@ def _cifar(*, name, data_dir, download, **_):
     except RuntimeError as err:
         raise DatasetUnavailable(f"{name} not found under {data_dir}: {err} (add --download "
                                  "to fetch it)") from None
-    def arr(ds):
+    def arr(ds: CIFAR10) -> np.ndarray:
         return (ds.data.transpose(0, 3, 1, 2) / 255.0).astype(np.float32)
     return (arr(train), np.asarray(train.targets, np.int64), arr(test),
             np.asarray(test.targets, np.int64))

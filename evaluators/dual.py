@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from evaluators.train import (
     train_learners,
 )
 from spaces.base import SearchSpace, SizeCap, SpecTooLarge, TaskInfo
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 __all__ = ["evaluate", "train_new_learners", "summarise", "TrainedLearners", "train_spec",
            "prepare_data", "step_flops", "learner_steps", "choose_packed", "choose_threads", "npz_name",
@@ -83,7 +86,8 @@ def prepare_data(task: Task, fidelity: Fidelity) -> TrainData:
     return TrainData(xs[0], y_train, xs[1], task.y_val, xs[2])
 
 
-def step_flops(space: SearchSpace, spec, info: TaskInfo, fidelity: Fidelity, n_train: int) -> float:
+def step_flops(space: SearchSpace, spec: BaseModel, info: TaskInfo, fidelity: Fidelity,
+               n_train: int) -> float:
     """Forward FLOPs of one training step of one learner: the spec's FLOPs per sample at the
     fidelity's width and input resolution, times the batch (at most the ``n_train`` samples the
     task has; the fidelity keeps a fraction of them)."""
@@ -125,7 +129,7 @@ def choose_threads(device: torch.device, step_flops: float,
     return threads
 
 
-def train_spec(spec, space: SearchSpace, task: Task, fidelity: Fidelity, seeds: list[int], *,
+def train_spec(spec: BaseModel, space: SearchSpace, task: Task, fidelity: Fidelity, seeds: list[int], *,
                cap: SizeCap | None = None, packed: bool | Literal["auto"] = "auto",
                time_limit_s: float | None = None,
                threads: int | None | Literal["auto"] = "auto",
@@ -181,7 +185,7 @@ class TrainedLearners:
     device_s: float
 
 
-def train_new_learners(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
+def train_new_learners(spec: BaseModel, space: SearchSpace, task: Task, fidelity: Fidelity,
                        seeds: Sequence[int], *, previous: EvalResult | None = None,
                        time_limit_s: float | None = None, cap: SizeCap | None = None,
                        packed: bool | Literal["auto"] = "auto",
@@ -257,7 +261,7 @@ def summarise(trained: TrainedLearners, *, npz_dir: str | Path, M: int = 50,
                       flops=trained.cost["flops"])
 
 
-def evaluate(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
+def evaluate(spec: BaseModel, space: SearchSpace, task: Task, fidelity: Fidelity,
              seeds: Sequence[int] = (0, 1), *, npz_dir: str | Path, M: int = 50,
              previous: EvalResult | None = None,
              time_limit_s: float | None = None, cap: SizeCap | None = None,

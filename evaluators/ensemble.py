@@ -54,7 +54,7 @@ def compare_ensemble(val_probs: np.ndarray, val_labels: np.ndarray, test_probs: 
     return out
 
 
-def validate_ensemble(spec, space: SearchSpace, task: Task, fidelity: Fidelity, M: int, *,
+def validate_ensemble(spec: BaseModel, space: SearchSpace, task: Task, fidelity: Fidelity, M: int, *,
                       seed0: int = 0, packed: bool | Literal["auto"] = "auto",
                       time_limit_s: float | None = None, cap: SizeCap | None = None,
                       threads: int | None | Literal["auto"] = "auto",

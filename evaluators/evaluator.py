@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from evaluators.results import EvalFailure, EvalResult
 from evaluators.stats import GainEstimate, gain_estimate
 from evaluators.train import EpochTick
 from spaces.base import SearchSpace, SizeCap
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 __all__ = ["Evaluator", "EvalJob", "LocalEvaluator", "run_job", "within_limit", "load_probs",
            "gain_between"]
@@ -91,7 +94,7 @@ class Evaluator(ABC):
     runs them in parallel)."""
 
     @abstractmethod
-    def evaluate(self, spec, fidelity: Fidelity, seeds: Sequence[int], *,
+    def evaluate(self, spec: BaseModel, fidelity: Fidelity, seeds: Sequence[int], *,
                  previous: EvalResult | None = None, time_limit_s: float | None = None,
                  on_epoch: Callable[[EpochTick], None] | None = None
                  ) -> EvalResult | EvalFailure:
@@ -123,7 +126,7 @@ class LocalEvaluator(Evaluator):
     compile_model: bool = False
     packed: bool | Literal["auto"] = "auto"
 
-    def evaluate(self, spec, fidelity: Fidelity, seeds: Sequence[int], *,
+    def evaluate(self, spec: BaseModel, fidelity: Fidelity, seeds: Sequence[int], *,
                  previous: EvalResult | None = None, time_limit_s: float | None = None,
                  on_epoch: Callable[[EpochTick], None] | None = None
                  ) -> EvalResult | EvalFailure:

@@ -46,7 +46,7 @@ def curve_row(result: EvalResult, M: int) -> np.ndarray:
     rung's own Ê_ens(M), which :func:`loo_ridge` keeps unpenalised."""
     curves = [l.curves for l in result.learners]
 
-    def mean(values):
+    def mean(values: list[float]) -> float:
         return float(np.mean(values)) if values else 0.0
 
     rise = []
@@ -93,7 +93,7 @@ class RidgeFit(NamedTuple):
     sd: np.ndarray
 
 
-def loo_ridge(X: np.ndarray, y: np.ndarray, alphas=ALPHAS, z: float = 2.0) -> RidgeFit:
+def loo_ridge(X: np.ndarray, y: np.ndarray, alphas: tuple[float, ...] = ALPHAS, z: float = 2.0) -> RidgeFit:
     """Fit y on column 0 of X (unpenalised, with an intercept), plus the other columns under a
     ridge penalty α only where they earn it. Each α of ``alphas`` gets its exact leave-one-out
     squared errors (a linear smoother's: residual_i / (1 − H_ii)); the finite α with the least

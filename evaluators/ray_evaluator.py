@@ -34,7 +34,8 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -50,6 +51,10 @@ from evaluators.fidelity import Fidelity
 from evaluators.results import EvalFailure, EvalResult
 from evaluators.train import EpochTick
 from spaces.base import SizeCap, TaskInfo
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from ray import ObjectRef
 
 __all__ = ["RayEvaluator", "TaskRecipe", "RayUnavailable", "ClusterUnreachable", "connect",
            "import_ray", "INSTALL_HINT", "KILL_ONCE_ENV"]
@@ -68,7 +73,7 @@ class ClusterUnreachable(RuntimeError):
     """``--ray-address`` names no Ray cluster that answers."""
 
 
-def import_ray():
+def import_ray() -> ModuleType:
     """The ``ray`` module, or :class:`RayUnavailable` saying which extra to install."""
     try:
         import ray
@@ -234,7 +239,7 @@ class RayEvaluator(Evaluator):
             split = "job" if packs else "learner"
         return [(s,) for s in new] if split == "learner" else [tuple(new)]
 
-    def evaluate(self, spec, fidelity: Fidelity, seeds: Sequence[int], *,
+    def evaluate(self, spec: BaseModel, fidelity: Fidelity, seeds: Sequence[int], *,
                  previous: EvalResult | None = None, time_limit_s: float | None = None,
                  on_epoch: Callable[[EpochTick], None] | None = None
                  ) -> EvalResult | EvalFailure:
@@ -292,7 +297,8 @@ class RayEvaluator(Evaluator):
             for ref in inflight:  # the caller stopped early (interrupt, error): stop the rest
                 ray.cancel(ref, force=True)
 
-    def _collect(self, ray, ref, i: int, batch: _Batch) -> EvalResult | EvalFailure | None:
+    def _collect(self, ray: ModuleType, ref: ObjectRef, i: int,
+                 batch: _Batch) -> EvalResult | EvalFailure | None:
         """Take one finished part of job ``i``; the job's result once it is complete or has
         failed, None while parts are still out (or the job is already answered)."""
         if i not in batch.left:

@@ -18,7 +18,7 @@ class TableError(ValueError):
     """A table that cannot be used; the message names the file and the column."""
 
 
-def _check_archs(path, rows: dict[str, dict[str, str]]) -> None:
+def _check_archs(path: str | Path, rows: dict[str, dict[str, str]]) -> None:
     """Every key must be a NAS-Bench-201 cell string (the search writes them the same way)."""
     from spaces.nb201 import NB201Space
 

@@ -36,7 +36,7 @@ class TimeLimitExceeded(RuntimeError):
     """Training ran past its wall-clock limit; ``tick`` is the last epoch finished (None when
     the first epoch was cut)."""
 
-    def __init__(self, message: str, tick: EpochTick | None = None):
+    def __init__(self, message: str, tick: EpochTick | None = None) -> None:
         super().__init__(message)
         self.tick = tick
 
@@ -73,7 +73,7 @@ class EpochTick:
 class _Clock:
     """The wall-clock limit and the last finished epoch, for a timeout message that says both."""
 
-    def __init__(self, deadline: float | None, on_epoch: Callable[[EpochTick], None] | None):
+    def __init__(self, deadline: float | None, on_epoch: Callable[[EpochTick], None] | None) -> None:
         self.deadline, self.on_epoch = deadline, on_epoch
         self.limit_s = None if deadline is None else max(0.0, deadline - time.monotonic())
         self.last: EpochTick | None = None
@@ -202,8 +202,9 @@ def _training_rng(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
-def _train_one(factory, data: TrainData, seeds, epochs, batch_size, lr, weight_decay, clock,
-               use_amp, compile_model, position=(1, 1)) -> list[LearnerRun]:
+def _train_one(factory: Callable[[], nn.Module], data: TrainData, seeds: list[int], epochs: int,
+               batch_size: int, lr: float, weight_decay: float, clock: _Clock, use_amp: bool,
+               compile_model: bool, position: tuple[int, int] = (1, 1)) -> list[LearnerRun]:
     seed, device = seeds[0], data.x_train.device
     model = _init(factory, seed, device)
     if use_amp and device.type == "cuda":
@@ -275,8 +276,9 @@ def _plain_batch_norm(m: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> to
     return y
 
 
-def _train_packed(factory, data: TrainData, seeds, epochs, batch_size, lr, weight_decay,
-                  clock, use_amp, compile_model, before: int, total: int) -> list[LearnerRun]:
+def _train_packed(factory: Callable[[], nn.Module], data: TrainData, seeds: list[int], epochs: int,
+                  batch_size: int, lr: float, weight_decay: float, clock: _Clock, use_amp: bool,
+                  compile_model: bool, before: int, total: int) -> list[LearnerRun]:
     """All learners at once: parameters and buffers stacked on a leading learner axis.
     ``before`` / ``total``: learners in the packs before this one / in all packs (progress)."""
     from torch.func import functional_call, stack_module_state, vmap
@@ -294,7 +296,7 @@ def _train_packed(factory, data: TrainData, seeds, epochs, batch_size, lr, weigh
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(steps))
     order_rngs = [torch.Generator(device="cpu").manual_seed(s + 7919) for s in seeds]
 
-    def forward(p, b, x):
+    def forward(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return functional_call(base, (p, b), (x,))
 
     train_fwd = vmap(forward, randomness="different")

@@ -13,10 +13,14 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
+
+if TYPE_CHECKING:
+    from torch import nn
+    from torch_geometric.data import Data
 
 __all__ = [
     "quote_value",
@@ -67,7 +71,7 @@ class SizeCap:
 class SpecTooLarge(ValueError):
     """A valid spec whose computed parameters or FLOPs exceed the :class:`SizeCap` for a task."""
 
-    def __init__(self, what: str, value: int, limit: int):
+    def __init__(self, what: str, value: int, limit: int) -> None:
         self.what, self.value, self.limit = what, int(value), int(limit)
         super().__init__(f"spec too large: {what} = {value:,} exceeds the cap of {limit:,}")
 
@@ -149,11 +153,11 @@ class SearchSpace(ABC):
         return []
 
     @abstractmethod
-    def to_graph(self, spec: BaseModel):
+    def to_graph(self, spec: BaseModel) -> Data:
         """A ``torch_geometric.data.Data``: one node per operation, typed features, DAG edges."""
 
     @abstractmethod
-    def construct(self, spec: BaseModel, task: TaskInfo, width_mult: float = 1.0):
+    def construct(self, spec: BaseModel, task: TaskInfo, width_mult: float = 1.0) -> nn.Module:
         """The ``nn.Module`` for ``spec``, with no size check (use :meth:`build`)."""
 
     def cost(self, spec: BaseModel, task: TaskInfo, width_mult: float = 1.0) -> dict[str, int]:
@@ -174,7 +178,7 @@ class SearchSpace(ABC):
         return {"params": int(params), "flops": int(counter.get_total_flops())}
 
     def build(self, spec: BaseModel, task: TaskInfo, width_mult: float = 1.0,
-              cap: SizeCap | None = None):
+              cap: SizeCap | None = None) -> nn.Module:
         """A ``torch.nn.Module`` mapping ``(B, *task.input_shape)`` to ``(B, num_classes)`` logits.
 
         The size is checked first (:meth:`check_size`): an oversized spec never allocates a tensor.

@@ -26,7 +26,8 @@ and two learners with different seeds see different fields. :func:`learner_mask`
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -35,6 +36,9 @@ from torch import nn
 
 from spaces.base import SearchSpace, TaskInfo, hash_payload
 from spaces.layers import scaled
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Data
 
 __all__ = ["CTRSpec", "CTRSpace", "CTRNet", "REFERENCE", "VOCAB", "N_INT", "N_CAT", "N_FIELDS",
            "kept_fields", "draw_field_mask", "learner_mask"]
@@ -209,7 +213,7 @@ class CTRSpace(SearchSpace):
         return CTRSpec(**REFERENCE)
 
     def sample(self, rng: np.random.Generator) -> CTRSpec:
-        def pick(options):
+        def pick(options: Sequence[Any]) -> Any:
             return options[int(rng.integers(len(options)))]
 
         return CTRSpec(embed_dim=pick(EMBED_DIMS), interaction=pick(INTERACTIONS),
@@ -243,7 +247,7 @@ class CTRSpace(SearchSpace):
             "dropout": round(spec.dropout, 4) if deep else 0.0,
             "k": kept_fields(spec.bagging_rate) if probs is None else None, "pi": probs})
 
-    def to_graph(self, spec: CTRSpec):
+    def to_graph(self, spec: CTRSpec) -> Data:
         """input → embedding → [cross] → mlp × depth → output, plus embedding → [fm] → output and
         the first-order path input → output. ``global_features``: [log2 d / 5, log2 width / 8,
         depth / 3, dropout, mean inclusion probability]."""

@@ -24,7 +24,7 @@ choices except those a zero cell makes inert (:meth:`HierarchicalSpace.inert_fie
 from __future__ import annotations
 
 from functools import partial
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from spaces.base import SearchSpace, TaskInfo, hash_payload
 from spaces.cellterms import HOMOGENEOUS, LINEAR, PASS, WEIGHTED, Terms, cell_key, loose_end_terms, loose_ends
 from spaces.cost import CostCache, Plan, expand, plan_cost
 from spaces.layers import CBAM, SqueezeExcite, avg_pool, conv, global_pool, max_pool, norm_layer, scaled
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Data
 
 __all__ = ["HierarchicalSpec", "HierarchicalSpace", "CELL_OPS"]
 
@@ -81,7 +84,7 @@ class HierarchicalSpec(BaseModel):
 
     @field_validator("node_1", "node_2", "node_3", "node_4", mode="before")
     @classmethod
-    def _tuple_ok(cls, value):
+    def _tuple_ok(cls, value: object) -> object:
         return list(value) if isinstance(value, tuple) else value
 
     @model_validator(mode="after")
@@ -151,7 +154,7 @@ def _activation(name: str) -> nn.Module:
 
 
 class _SepConv(nn.Sequential):
-    def __init__(self, dims, c, k, norm):
+    def __init__(self, dims: int, c: int, k: int, norm: str) -> None:
         super().__init__(conv(dims, c, c, k, groups=c), conv(dims, c, c, 1), norm_layer(norm, dims, c))
 
 
@@ -183,7 +186,7 @@ class _Cell(nn.Module):
         self.pre = spec.residual == "pre_activation"
         self.norm, self.act = norm_layer(spec.norm, dims, c), _activation(spec.activation)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.act(self.norm(x)) if self.pre else x
         nodes = [h]
         for ops, active in zip(self.ops, self.active, strict=True):
@@ -348,7 +351,7 @@ class HierarchicalSpace(SearchSpace):
                 + (["depth", "downsample_offset_1", "downsample_offset_2"]
                    if _identity_cells(spec, terms) else []))
 
-    def to_graph(self, spec: HierarchicalSpec):
+    def to_graph(self, spec: HierarchicalSpec) -> Data:
         """Input node, output node and one node per non-zero live cell op; ``global_features``
         encode the macro choices (depth, channels, width, one-hots)."""
         from torch_geometric.data import Data
@@ -381,7 +384,7 @@ class HierarchicalSpace(SearchSpace):
         return Data(x=x, edge_index=torch.tensor([src, dst], dtype=torch.long).reshape(2, -1),
                     num_nodes=len(nodes), global_features=torch.tensor([g]))
 
-    def construct(self, spec: HierarchicalSpec, task: TaskInfo, width_mult: float = 1.0):
+    def construct(self, spec: HierarchicalSpec, task: TaskInfo, width_mult: float = 1.0) -> nn.Module:
         return HierarchicalNetwork(spec, task, width_mult)
 
     def cost(self, spec: HierarchicalSpec, task: TaskInfo, width_mult: float = 1.0) -> dict[str, int]:

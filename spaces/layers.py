@@ -78,7 +78,7 @@ class SqueezeExcite(nn.Module):
         self.fc = nn.Sequential(conv(dims, c, hidden, 1, bias=True), nn.ReLU(),
                                 conv(dims, hidden, c, 1, bias=True), nn.Sigmoid())
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.fc(self.pool(x))
 
 
@@ -91,7 +91,7 @@ class CBAM(nn.Module):
         self.channel = SqueezeExcite(dims, c)
         self.spatial = nn.Sequential(conv(dims, 2, 1, 7, bias=True), nn.Sigmoid())
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.channel(x)
         pooled = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
         return x * self.spatial(pooled)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from functools import partial
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from spaces.base import SearchSpace, TaskInfo, hash_payload
 from spaces.cellterms import LINEAR, PASS, WEIGHTED, Terms, cell_key, dag_terms
 from spaces.cost import CostCache, Plan, expand, plan_cost
 from spaces.layers import Zero, avg_pool, batch_norm, conv, global_pool, scaled
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Data
 
 __all__ = ["NB201Spec", "NB201Space", "OPS", "EDGES"]
 
@@ -319,7 +322,7 @@ class NB201Space(SearchSpace):
         live = NB201Spec(**dict(zip([n for n, _, _ in EDGES], _live_ops(spec), strict=True)))
         return self.to_arch_string(live)
 
-    def to_graph(self, spec: NB201Spec):
+    def to_graph(self, spec: NB201Spec) -> Data:
         """Operation-node graph: an input node, an output node and one node per live op.
 
         Node features ``x`` are one-hot over :attr:`node_types`; an op node on edge i→j is fed

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.proposers.base import Proposal, ProposalContext, Proposer, ProposerFatal
+
+if TYPE_CHECKING:
+    from spaces.base import SearchSpace
 
 __all__ = ["make_proposer", "Proposal", "ProposalContext", "Proposer", "ProposerFatal",
            "resolve_default_model", "open_proposer"]
@@ -27,7 +31,7 @@ def resolve_default_model(model: str | None) -> tuple[str, str | None]:
     return ("local", None) if ok else ("builtin", f"local model unavailable ({why}); using --model builtin")
 
 
-def make_proposer(model: str, *, space, seed: int, api_base: str | None = None,
+def make_proposer(model: str, *, space: SearchSpace, seed: int, api_base: str | None = None,
                   prompt: str | None = None) -> Proposer:
     """``builtin`` | ``replay:RUN_DIR`` | ``local`` | any litellm model name."""
     if model == "builtin":
@@ -49,7 +53,7 @@ def make_proposer(model: str, *, space, seed: int, api_base: str | None = None,
     return make_llm_proposer(model, api_base=api_base, prompt=prompt, seed=seed)
 
 
-def open_proposer(model: str | None, *, space, seed: int, api_base: str | None = None,
+def open_proposer(model: str | None, *, space: SearchSpace, seed: int, api_base: str | None = None,
                   prompt: str | None = None) -> tuple[Proposer, str, str | None]:
     """The proposer for ``--model`` (None = the offline default), its resolved name, and a
     one-line note when the default had to fall back to ``builtin``.

@@ -10,9 +10,14 @@ the uninterrupted run would have proposed from the same history.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from agent.proposers.base import HistoryItem, Proposal, ProposalContext, Proposer
+
+if TYPE_CHECKING:
+    from spaces.base import SearchSpace
 
 __all__ = ["BuiltinProposer"]
 
@@ -20,8 +25,8 @@ __all__ = ["BuiltinProposer"]
 class BuiltinProposer(Proposer):
     source = "builtin"
 
-    def __init__(self, space, seed: int = 0, p_random: float = 0.25, tournament: int = 3,
-                 max_tries: int = 50):
+    def __init__(self, space: SearchSpace, seed: int = 0, p_random: float = 0.25, tournament: int = 3,
+                 max_tries: int = 50) -> None:
         self.space, self.seed = space, seed
         self.p_random, self.tournament, self.max_tries = p_random, tournament, max_tries
         self.calls_at: dict[int, int] = {}  # iteration -> calls made for it in this process

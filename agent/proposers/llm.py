@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from tenacity import (
+    RetryCallState,
     Retrying,
     retry_if_exception,
     stop_after_attempt,
@@ -178,7 +179,7 @@ class LLMProposer(Proposer):
         status = _status(err)
         return status is not None and (status == 429 or status >= 500)
 
-    def _wait(self, retry_state) -> float:
+    def _wait(self, retry_state: RetryCallState) -> float:
         err = retry_state.outcome.exception()
         after = _retry_after(err) if err is not None else None
         if after is not None:

@@ -10,6 +10,7 @@ A hosted provider's reachability is not probed: its first call, retried, says wh
 from __future__ import annotations
 
 import os
+from types import ModuleType
 
 import httpx
 
@@ -21,7 +22,7 @@ __all__ = ["missing_key", "server_address", "unreachable", "OLLAMA_DEFAULT"]
 OLLAMA_DEFAULT = "http://localhost:11434"
 
 
-def missing_key(litellm, model: str, api_base: str | None) -> str | None:
+def missing_key(litellm: ModuleType, model: str, api_base: str | None) -> str | None:
     """The provider key variable(s) a hosted model needs and the environment lacks, or None.
 
     Asked of litellm at start-up, because without a key litellm fails each call with a

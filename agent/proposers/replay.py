@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.proposers.base import Proposal, ProposalContext, Proposer
 from agent.trajectory import read_events
+
+if TYPE_CHECKING:
+    from spaces.base import SearchSpace
 
 __all__ = ["ReplayProposer"]
 
@@ -19,7 +23,7 @@ class ReplayProposer(Proposer):
 
     source = "replay"
 
-    def __init__(self, run_dir: Path, space):
+    def __init__(self, run_dir: Path, space: SearchSpace) -> None:
         from agent.state import SearchState  # here: agent.state itself imports agent.proposers
 
         self.space = space

@@ -167,7 +167,7 @@ def load_ctr_task(name: str, *, device: str | torch.device = "cpu", data_dir: st
     n_val = max(1, int(round(n * val_fraction)))
     val_idx, train_idx = order[:n_val], order[n_val:]
 
-    def to(a: np.ndarray, dtype=torch.float32) -> torch.Tensor:
+    def to(a: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype).to(device)
 
     def xs(idx: np.ndarray) -> torch.Tensor:

@@ -7,6 +7,7 @@ statistics of :mod:`evaluators.stats`; nothing here re-derives E, σ², ρ or E_
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from evaluators.fidelity import Fidelity
 from evaluators.results import Stats, predicted_ensemble_error
 from evaluators.stats import ensemble_brier, residual_stats
 from spaces.base import SearchSpace
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 __all__ = ["DualStats", "dual_stats", "grow", "true_ensemble", "learner_masks"]
 
@@ -43,7 +47,7 @@ class DualStats:
                 "masks": None if self.masks is None else self.masks.astype(int).tolist()}
 
 
-def learner_masks(spec, seeds: list[int]) -> np.ndarray | None:
+def learner_masks(spec: BaseModel, seeds: list[int]) -> np.ndarray | None:
     """(L, F) bool field masks of the learners with ``seeds`` (CTR specs only)."""
     from spaces.ctr import CTRSpec, learner_mask
 
@@ -52,13 +56,13 @@ def learner_masks(spec, seeds: list[int]) -> np.ndarray | None:
     return np.stack([learner_mask(spec, s) for s in seeds])
 
 
-def _stats_of(spec, probs: np.ndarray, task: Task, seeds: list[int]) -> DualStats:
+def _stats_of(spec: BaseModel, probs: np.ndarray, task: Task, seeds: list[int]) -> DualStats:
     s = residual_stats(probs, task.y_val.cpu().numpy())
     return DualStats(s.E, s.sigma2, s.rho, probs, learner_masks(spec, seeds),
                      tuple(int(x) for x in seeds))
 
 
-def dual_stats(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
+def dual_stats(spec: BaseModel, space: SearchSpace, task: Task, fidelity: Fidelity,
                seeds: tuple[int, ...]) -> DualStats:
     """Train the learners with ``seeds`` (two: the dual evaluation) and return their statistics
     on the validation split."""
@@ -66,7 +70,7 @@ def dual_stats(spec, space: SearchSpace, task: Task, fidelity: Fidelity,
     return _stats_of(spec, np.stack([r.val_probs for r in runs]), task, list(seeds))
 
 
-def grow(d: DualStats, spec, space: SearchSpace, task: Task, fidelity: Fidelity,
+def grow(d: DualStats, spec: BaseModel, space: SearchSpace, task: Task, fidelity: Fidelity,
          more: list[int]) -> DualStats:
     """``d`` with the learners of seeds ``more`` added (only they are trained)."""
     if not more:
@@ -76,7 +80,7 @@ def grow(d: DualStats, spec, space: SearchSpace, task: Task, fidelity: Fidelity,
     return _stats_of(spec, probs, task, [*d.seeds, *more])
 
 
-def true_ensemble(spec, space: SearchSpace, task: Task, fidelity: Fidelity, M: int,
+def true_ensemble(spec: BaseModel, space: SearchSpace, task: Task, fidelity: Fidelity, M: int,
                   seed0: int, repeats: int = 1) -> dict[str, float]:
     """Train ``repeats`` disjoint M-ensembles (seeds seed0 … seed0 + repeats·M − 1) and return,
     on validation and test (``test_`` prefix): ``true_ens`` the M-ensemble's Brier error (2-class,

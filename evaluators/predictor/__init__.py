@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from evaluators.predictor.base import CandidateFilter, FilterScore, PassThroughFilter
+
+if TYPE_CHECKING:
+    from spaces.base import SearchSpace, TaskInfo
 
 #: ``--zero-cost`` names (kept here so the CLI can list them without importing torch)
 PROXIES = ("synflow", "none")
@@ -24,8 +29,8 @@ def list_predictors() -> list[str]:
     return list(PREDICTORS)
 
 
-def make_filter(name: str, space, task_info, *, refit_every: int = 20, min_labels: int = 8,
-                seed: int = 0, total_iterations: int = 10, zero_cost: str = "none",
+def make_filter(name: str, space: SearchSpace, task_info: TaskInfo | None, *, refit_every: int = 20,
+                min_labels: int = 8, seed: int = 0, total_iterations: int = 10, zero_cost: str = "none",
                 weighting: str = "equal") -> CandidateFilter:
     """The filter ``--predictor name`` selects (UCB over the ensemble's mean and std);
     ``zero_cost`` = ``synflow`` adds that proxy to the predictor's features; ``weighting``

@@ -24,8 +24,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,6 +37,12 @@ from torch import nn
 from evaluators.predictor.features import schema_slots
 from evaluators.predictor.gnn import GINEncoder
 from evaluators.train import cpu_threads
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from torch_geometric.data import Batch, Data
+
+    from spaces.base import SearchSpace
 
 __all__ = ["VERSION", "PretrainConfig", "PretrainedEncoder", "cache_dir", "hash_preserving_rewrite",
            "add_dead_branch", "permute_nodes", "info_nce", "sample_unique", "make_views",
@@ -66,7 +74,7 @@ class PretrainConfig:
     proj_dim: int = 64
     seed: int = 0
 
-    def key(self, space) -> str:
+    def key(self, space: SearchSpace) -> str:
         import hashlib
 
         payload = json.dumps({"space": space.name, "node_dim": space.node_feature_dim,
@@ -100,7 +108,8 @@ def cache_dir() -> Path:
 
 
 # ---- views ---------------------------------------------------------------------------------
-def hash_preserving_rewrite(space, spec, rng: np.random.Generator, tries: int = 12):
+def hash_preserving_rewrite(space: SearchSpace, spec: BaseModel, rng: np.random.Generator,
+                            tries: int = 12) -> BaseModel:
     """A spec that builds the same function: one field changed at random, kept only if the
     canonical hash is unchanged (a change the spec model refuses is skipped); ``spec`` itself
     when no try keeps it."""
@@ -127,7 +136,7 @@ def hash_preserving_rewrite(space, spec, rng: np.random.Generator, tries: int = 
     return spec
 
 
-def permute_nodes(graph, rng: np.random.Generator):
+def permute_nodes(graph: Data, rng: np.random.Generator) -> Data:
     """The same graph with its nodes in a random order (a relabelling)."""
     from torch_geometric.data import Data
 
@@ -137,7 +146,8 @@ def permute_nodes(graph, rng: np.random.Generator):
     return Data(x=graph.x[perm], edge_index=where[graph.edge_index], num_nodes=graph.num_nodes)
 
 
-def add_dead_branch(graph, rng: np.random.Generator, node_types: tuple[str, ...], max_nodes: int = 2):
+def add_dead_branch(graph: Data, rng: np.random.Generator, node_types: tuple[str, ...],
+                    max_nodes: int = 2) -> Data:
     """Adds 1–``max_nodes`` op nodes in a chain fed by a random non-output node, feeding nothing:
     their output never reaches the network's output, so the function is unchanged."""
     from torch_geometric.data import Data
@@ -159,11 +169,11 @@ def add_dead_branch(graph, rng: np.random.Generator, node_types: tuple[str, ...]
     return Data(x=torch.cat([x, torch.stack(rows)]), edge_index=edges, num_nodes=n + len(rows))
 
 
-def _graph_key(graph) -> tuple:
+def _graph_key(graph: Data) -> tuple:
     return (tuple(graph.x.argmax(1).tolist()), tuple(map(tuple, graph.edge_index.tolist())))
 
 
-def sample_unique(space, n: int, rng: np.random.Generator, max_draws: int | None = None) -> list:
+def sample_unique(space: SearchSpace, n: int, rng: np.random.Generator, max_draws: int | None = None) -> list:
     """Up to ``n`` specs with distinct graphs (twins would be false negatives for InfoNCE)."""
     specs, keys = [], set()
     for _ in range(max_draws or 20 * n):
@@ -177,7 +187,8 @@ def sample_unique(space, n: int, rng: np.random.Generator, max_draws: int | None
     return specs
 
 
-def make_views(space, specs, rng: np.random.Generator, count: int, p_perturb: float) -> list[list]:
+def make_views(space: SearchSpace, specs: Sequence[BaseModel], rng: np.random.Generator, count: int,
+               p_perturb: float) -> list[list]:
     """``count`` spec-level view graphs per spec: hash-preserving rewrites, or with probability
     ``p_perturb`` one mutation."""
     out = []
@@ -193,7 +204,7 @@ def make_views(space, specs, rng: np.random.Generator, count: int, p_perturb: fl
     return out
 
 
-def _view(pool: list, rng: np.random.Generator, node_types, p_dead: float):
+def _view(pool: list, rng: np.random.Generator, node_types: tuple[str, ...], p_dead: float) -> Data:
     graph = pool[int(rng.integers(len(pool)))]
     if rng.random() < p_dead:
         graph = add_dead_branch(graph, rng, node_types)
@@ -219,11 +230,12 @@ class _Contrastive(nn.Module):
         self.proj = nn.Sequential(nn.Linear(self.encoder.out_dim, cfg.hidden), nn.ReLU(),
                                   nn.Linear(cfg.hidden, cfg.proj_dim))
 
-    def forward(self, batch) -> torch.Tensor:
+    def forward(self, batch: Batch) -> torch.Tensor:
         return self.proj(self.encoder(batch))
 
 
-def pretrain(space, cfg: PretrainConfig, progress=None) -> tuple[dict, list[float]]:
+def pretrain(space: SearchSpace, cfg: PretrainConfig, progress: Callable[[int, float], None] | None = None
+             ) -> tuple[dict, list[float]]:
     """Train the encoder with InfoNCE on ``cfg.specs`` sampled architectures; returns its state
     dict and the mean loss per epoch. ``progress(epoch, loss)`` is called after each epoch."""
     from torch_geometric.data import Batch
@@ -259,7 +271,8 @@ def pretrain(space, cfg: PretrainConfig, progress=None) -> tuple[dict, list[floa
 _MEMO: dict[Path, PretrainedEncoder] = {}
 
 
-def load_or_pretrain(space, cfg: PretrainConfig | None = None, progress=None) -> PretrainedEncoder:
+def load_or_pretrain(space: SearchSpace, cfg: PretrainConfig | None = None,
+                     progress: Callable[[int, float], None] | None = None) -> PretrainedEncoder:
     """The cached stage-1 encoder for ``space`` and ``cfg``, trained (and cached) on first use.
 
     A file that cannot be read back (torn, another version of torch) is trained again and

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.stats import kendalltau
@@ -34,6 +35,13 @@ from evaluators.predictor.contrastive import PretrainConfig, load_or_pretrain
 from evaluators.predictor.features import curve_features, static_features
 from evaluators.predictor.gnn import GINRanker
 from evaluators.predictor.zero_cost import ZeroCostProxy
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+    from pydantic import BaseModel
+    from torch_geometric.data import Data
+
+    from spaces.base import SearchSpace, TaskInfo
 
 __all__ = ["Record", "EnsemblePredictor", "rank_weights"]
 
@@ -68,7 +76,7 @@ def rank_weights(oof: np.ndarray, y: np.ndarray, steps: int = 10) -> np.ndarray:
     return best_w
 
 
-def _global_features(graphs) -> np.ndarray:
+def _global_features(graphs: Sequence[Data]) -> np.ndarray:
     """Each graph's global features (size, depth, …) as one row."""
     return np.stack([g.global_features.numpy().ravel() for g in graphs])
 
@@ -106,9 +114,9 @@ class EnsemblePredictor:
 
     GNN_MODES = ("scratch", "pretrained", "both", "none")
 
-    def __init__(self, space, task_info=None, *, use_low_fidelity: bool = False,
-                 use_curves: bool = False, seed: int = 0, gnn_epochs: int = 150,
-                 use_gnn: bool = True, gnn: str = "scratch", use_trees: bool = True,
+    def __init__(self, space: SearchSpace, task_info: TaskInfo | None = None, *,
+                 use_low_fidelity: bool = False, use_curves: bool = False, seed: int = 0,
+                 gnn_epochs: int = 150, use_gnn: bool = True, gnn: str = "scratch", use_trees: bool = True,
                  pretrain: PretrainConfig | None = None, zero_cost: ZeroCostProxy | None = None,
                  weighting: str = "equal", low_fidelity_pretrain: bool = False):
         if gnn not in self.GNN_MODES:
@@ -130,13 +138,14 @@ class EnsemblePredictor:
         self.fitted = False
 
     # ---- features ------------------------------------------------------------------------
-    def _static(self, spec) -> np.ndarray:
+    def _static(self, spec: BaseModel) -> np.ndarray:
         key = repr(spec.model_dump())  # the whole spec: dead edges still change the one-hot
         if key not in self._cache:
             self._cache[key] = static_features(self.space, spec, self.task_info)
         return self._cache[key]
 
-    def _dynamic(self, n: int, low_fidelity, curves) -> np.ndarray:
+    def _dynamic(self, n: int, low_fidelity: ArrayLike | None, curves: Sequence[dict | None] | None
+                 ) -> np.ndarray:
         cols = []
         if self.use_low_fidelity:
             if low_fidelity is None:
@@ -146,7 +155,8 @@ class EnsemblePredictor:
             cols.append(np.stack([curve_features(c) for c in (curves or [None] * n)]))
         return np.concatenate(cols, 1) if cols else np.zeros((n, 0), np.float32)
 
-    def _design(self, specs, low_fidelity, curves) -> tuple[np.ndarray, np.ndarray, list]:
+    def _design(self, specs: Sequence[BaseModel], low_fidelity: ArrayLike | None,
+                curves: Sequence[dict | None] | None) -> tuple[np.ndarray, np.ndarray, list]:
         graphs = [self.space.to_graph(s) for s in specs]
         static = np.stack([self._static(s) for s in specs])
         dynamic = self._dynamic(len(specs), low_fidelity, curves)
@@ -215,7 +225,8 @@ class EnsemblePredictor:
             oof[:, held] = preds
         return rank_weights(oof, y)
 
-    def _low_fidelity_states(self, records: list[Record], screened) -> list[dict | None]:
+    def _low_fidelity_states(self, records: list[Record], screened: Sequence[tuple[object, float]]
+                             ) -> list[dict | None]:
         """The encoder states the GINs start their fine-tune from: :meth:`_encoder_states`, each
         first trained to rank the known low-fidelity scores when ``low_fidelity_pretrain`` is on
         (an architecture in both ``records`` and ``screened`` counts once)."""
@@ -248,7 +259,8 @@ class EnsemblePredictor:
             states.append(load_or_pretrain(self.space, self.pretrain).state)
         return states
 
-    def base_predictions(self, specs, low_fidelity=None, curves=None
+    def base_predictions(self, specs: Sequence[BaseModel], low_fidelity: ArrayLike | None = None,
+                         curves: Sequence[dict | None] | None = None
                          ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Every base predictor's prediction on the target's scale, and the variances that come
         with some of them (the forest's tree spread, the GINs' MC dropout)."""
@@ -269,7 +281,8 @@ class EnsemblePredictor:
             preds.append(a * np.asarray(low_fidelity, float) + b)
         return preds, variances
 
-    def predict(self, specs, low_fidelity=None, curves=None) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, specs: Sequence[BaseModel], low_fidelity: ArrayLike | None = None,
+                curves: Sequence[dict | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Predicted target (mean) and uncertainty (std) per spec."""
         preds, variances = self.base_predictions(specs, low_fidelity, curves)
         preds = np.stack(preds)
@@ -278,7 +291,8 @@ class EnsemblePredictor:
         std = np.sqrt(w @ (preds - mean) ** 2 + np.mean(variances, 0))
         return mean, std
 
-    def rank(self, specs, low_fidelity=None, curves=None) -> np.ndarray:
+    def rank(self, specs: Sequence[BaseModel], low_fidelity: ArrayLike | None = None,
+             curves: Sequence[dict | None] | None = None) -> np.ndarray:
         """Indices of ``specs`` from best (lowest predicted target) to worst."""
         mean, _ = self.predict(specs, low_fidelity, curves)
         return np.argsort(mean, kind="stable")

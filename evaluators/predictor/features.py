@@ -11,8 +11,14 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from spaces.base import SearchSpace, TaskInfo
 
 __all__ = ["schema_slots", "encode_spec", "graph_features", "cost_features", "curve_features",
            "static_features"]
@@ -42,14 +48,14 @@ def _slots(space_name: str, schema_text: str) -> list[tuple[str, int | None, tup
     return slots
 
 
-def schema_slots(space) -> list[tuple[str, int | None, tuple]]:
+def schema_slots(space: SearchSpace) -> list[tuple[str, int | None, tuple]]:
     """Every categorical choice of the space's specs: (field, list index or None, values)."""
     import json
 
     return _slots(space.name, json.dumps(space.json_schema(), sort_keys=True))
 
 
-def encode_spec(space, spec) -> np.ndarray:
+def encode_spec(space: SearchSpace, spec: BaseModel) -> np.ndarray:
     data = spec.model_dump()
     out = []
     for name, index, values in schema_slots(space):
@@ -58,7 +64,7 @@ def encode_spec(space, spec) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
-def graph_features(space, spec) -> np.ndarray:
+def graph_features(space: SearchSpace, spec: BaseModel) -> np.ndarray:
     g = space.to_graph(spec)
     x = g.x.numpy()
     n = g.num_nodes
@@ -74,7 +80,7 @@ def graph_features(space, spec) -> np.ndarray:
     return np.concatenate([x.sum(0), np.asarray(stats, dtype=np.float32), glob]).astype(np.float32)
 
 
-def cost_features(space, spec, task_info) -> np.ndarray:
+def cost_features(space: SearchSpace, spec: BaseModel, task_info: TaskInfo) -> np.ndarray:
     cost = space.cost(spec, task_info)
     return np.log10(np.asarray([cost["params"] + 1, cost["flops"] + 1], dtype=np.float64)).astype(np.float32)
 
@@ -89,7 +95,7 @@ def curve_features(curves: dict[str, list[float]] | None) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
-def static_features(space, spec, task_info=None) -> np.ndarray:
+def static_features(space: SearchSpace, spec: BaseModel, task_info: TaskInfo | None = None) -> np.ndarray:
     parts = [encode_spec(space, spec), graph_features(space, spec)]
     if task_info is not None:
         parts.append(cost_features(space, spec, task_info))

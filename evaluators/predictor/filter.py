@@ -13,11 +13,19 @@ asked only at a cheap rung) pretrain the GIN before each fit, from four such sco
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from evaluators.predictor.base import FilterScore
 from evaluators.predictor.ensemble import EnsemblePredictor, Record
 from evaluators.predictor.zero_cost import ZeroCostProxy
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from spaces.base import SearchSpace, TaskInfo
 
 __all__ = ["UCBFilter", "ucb_scores"]
 
@@ -28,10 +36,10 @@ def ucb_scores(mean: np.ndarray, std: np.ndarray, beta: float) -> np.ndarray:
 
 
 class UCBFilter:
-    def __init__(self, space, task_info=None, *, refit_every: int = 20, min_labels: int = 8,
-                 seed: int = 0, total_iterations: int = 10, beta0: float = 1.0, gnn_epochs: int = 150,
-                 gnn: str = "scratch", zero_cost: ZeroCostProxy | None = None, weighting: str = "equal",
-                 low_fidelity_pretrain: bool = False):
+    def __init__(self, space: SearchSpace, task_info: TaskInfo | None = None, *, refit_every: int = 20,
+                 min_labels: int = 8, seed: int = 0, total_iterations: int = 10, beta0: float = 1.0,
+                 gnn_epochs: int = 150, gnn: str = "scratch", zero_cost: ZeroCostProxy | None = None,
+                 weighting: str = "equal", low_fidelity_pretrain: bool = False) -> None:
         self.space, self.task_info, self.gnn, self.zero_cost = space, task_info, gnn, zero_cost
         self.weighting = weighting
         self.refit_every, self.min_labels = refit_every, min_labels
@@ -46,7 +54,7 @@ class UCBFilter:
     def beta(self, iteration: int) -> float:
         return self.beta0 * max(0.0, 1.0 - iteration / self.total_iterations)
 
-    def observe(self, spec, target: float) -> None:
+    def observe(self, spec: BaseModel, target: float) -> None:
         self.records.append(Record(spec, float(target)))
         self._since_fit += 1
         first = self.predictor is None and len(self.records) >= self.min_labels
@@ -59,7 +67,7 @@ class UCBFilter:
                                                ).fit(self.records, self.screened)
             self._since_fit = 0
 
-    def observe_screened(self, spec, low_fidelity: float) -> None:
+    def observe_screened(self, spec: BaseModel, low_fidelity: float) -> None:
         """A cheap score (lower is better, like the target) of a candidate with no target yet;
         read only by low-fidelity pretraining, at the next fit."""
         self.screened.append((spec, float(low_fidelity)))
@@ -68,7 +76,7 @@ class UCBFilter:
         """Whether the next fit pretrains on the cheap scores (on, and at least four of them)."""
         return self.low_fidelity_pretrain and len(self.screened) >= 4
 
-    def keep(self, specs, k: int, iteration: int) -> list[FilterScore]:
+    def keep(self, specs: Sequence[BaseModel], k: int, iteration: int) -> list[FilterScore]:
         if self.predictor is None:
             note = (f"predictor warming up ({len(self.records)}/{self.min_labels} labels): "
                     "kept the first k proposals")

@@ -9,11 +9,16 @@ weights or from a pretrained encoder's state.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import nn
 
 from evaluators.train import cpu_threads
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Batch, Data
 
 __all__ = ["GINEncoder", "GINRanker", "pairwise_rank_loss"]
 
@@ -45,7 +50,7 @@ class GINEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.out_dim = 2 * hidden
 
-    def forward(self, batch) -> torch.Tensor:
+    def forward(self, batch: Batch) -> torch.Tensor:
         from torch_geometric.nn import global_add_pool, global_mean_pool
 
         h, edges = batch.x, batch.edge_index
@@ -64,7 +69,7 @@ class _Net(nn.Module):
         self.head = nn.Sequential(nn.Linear(encoder.out_dim + extra_dim, hidden), nn.ReLU(),
                                   nn.Dropout(dropout), nn.Linear(hidden, 1))
 
-    def forward(self, batch, extra):
+    def forward(self, batch: Batch, extra: torch.Tensor) -> torch.Tensor:
         return self.head(torch.cat([self.encoder(batch), extra], 1)).squeeze(1)
 
 
@@ -95,7 +100,7 @@ class GINRanker:
         self.encoder_state, self.encoder_lr_scale = encoder_state, encoder_lr_scale
         self.net = None
 
-    def fit(self, graphs, extra: np.ndarray, y: np.ndarray) -> GINRanker:
+    def fit(self, graphs: list[Data], extra: np.ndarray, y: np.ndarray) -> GINRanker:
         from torch_geometric.data import Batch
 
         with cpu_threads(1), torch.random.fork_rng(devices=[]):
@@ -121,7 +126,7 @@ class GINRanker:
         return self
 
     @torch.no_grad()
-    def predict(self, graphs, extra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, graphs: list[Data], extra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std of the score over MC-dropout samples."""
         from torch_geometric.data import Batch
 

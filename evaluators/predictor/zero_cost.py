@@ -28,12 +28,19 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from spaces.base import TaskInfo
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from spaces.base import SearchSpace
 
 __all__ = ["synflow", "cache_path", "ZeroCostProxy"]
 
@@ -42,7 +49,7 @@ VERSION = 1
 _FLOOR = -30.0  # log₁₀ of a score of 0 (no parameter on a live path)
 
 
-def synflow(space, spec, task_info: TaskInfo, seed: int = 0) -> float:
+def synflow(space: SearchSpace, spec: BaseModel, task_info: TaskInfo, seed: int = 0) -> float:
     """log₁₀ S(θ) of ``space.construct(spec, task_info)`` (see the module docstring); the spec
     must already have passed the space's size cap."""
     with torch.random.fork_rng(devices=[]):
@@ -61,7 +68,7 @@ def synflow(space, spec, task_info: TaskInfo, seed: int = 0) -> float:
     return math.log10(score) if score > 0 else _FLOOR
 
 
-def cache_path(space, task_info: TaskInfo) -> Path:
+def cache_path(space: SearchSpace, task_info: TaskInfo) -> Path:
     """Where a space's scores at a task's shape are kept: ``$EDAS_CACHE/predictor/``."""
     from evaluators.predictor.contrastive import cache_dir
 
@@ -73,7 +80,7 @@ class ZeroCostProxy:
     """SynFlow per spec for one space and task, memoised per canonical hash; ``path``, when
     given, is read at construction (if present and well-formed) and written by :meth:`save`."""
 
-    def __init__(self, space, task_info: TaskInfo, path: str | Path | None = None):
+    def __init__(self, space: SearchSpace, task_info: TaskInfo, path: str | Path | None = None):
         self.space, self.task_info = space, task_info
         self.path = Path(path) if path else None
         self._scores: dict[str, float] = {}
@@ -92,13 +99,13 @@ class ZeroCostProxy:
               and all(isinstance(v, (int, float)) and math.isfinite(v) for v in data["scores"].values()))
         return {str(k): float(v) for k, v in data["scores"].items()} if ok else {}
 
-    def __call__(self, spec) -> float:
+    def __call__(self, spec: BaseModel) -> float:
         key = self.space.canonical_hash(spec)
         if key not in self._scores:
             self._scores[key] = synflow(self.space, spec, self.task_info)
         return self._scores[key]
 
-    def scores(self, specs) -> np.ndarray:
+    def scores(self, specs: Iterable[BaseModel]) -> np.ndarray:
         return np.asarray([self(s) for s in specs], dtype=np.float32)
 
     def __len__(self) -> int:
