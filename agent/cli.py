@@ -8,11 +8,23 @@ from agent.config import DEFAULT_SCHEDULE, RunConfig
 from evaluators.predictor import PROXIES, WEIGHTINGS
 from evaluators.promotion import HALVINGS
 
-__all__ = ["build_parser", "config_from_args", "checked_config", "UsageError", "default_wall_seconds"]
+__all__ = ["build_parser", "config_from_args", "checked_config", "UsageError", "default_wall_seconds",
+           "HelpFormatter"]
 
 
 class UsageError(ValueError):
     """A bad flag or input the user must fix; printed as one line, exit code 2."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each flag's default where it says something: not after a help text that
+    already names its default, and not for an unset (None) or off (False) one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False) or "(default" in text:
+            return text
+        return super()._get_help_string(action) or text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "rule. Each iteration: propose K specs, let the predictor keep k, train two "
                     "learners of each, keep a candidate iff its predicted M-ensemble beats the "
                     "baseline's. Everything is logged under --out/<run_id>/.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     a = p.add_argument
     a("--model", default=None, help="proposer: 'local' (Gemma 3 270M via llama.cpp, offline; "
       "the default when installed, else 'builtin'), 'builtin' (offline evolution), "

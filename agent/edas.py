@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent.cli import HelpFormatter
 from agent.trajectory import CONFIG, REPORT, Trajectory
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class _ErrorParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _ErrorParser(prog="python -m agent.edas", description=__doc__.split("\n\n")[0],
-                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                     formatter_class=HelpFormatter)
     a = p.add_argument
     a("--strategy", required=True, choices=["closed-form", "differentiable", "llm"])
     a("--dataset", default="synthetic-ctr", choices=["synthetic-ctr", "criteo"])

@@ -362,3 +362,12 @@ def test_an_unknown_predictor_weighting_is_one_line_that_quotes_it(tmp_path):
     last = [line for line in proc.stderr.splitlines() if line.strip()][-1]
     assert proc.returncode == 2 and "--predictor-weights" in last and "'median'" in last
     assert not (tmp_path / "runs").exists()
+
+
+def test_help_gives_each_default_once_and_no_empty_ones():
+    from agent.cli import build_parser
+
+    text = " ".join(build_parser().format_help().split())  # argparse wraps lines
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "schedule low:2,low) --fidelity-schedule" in text  # its own default note, nothing appended
+    assert "--keep KEEP k proposals trained per iteration (default: 2)" in text
