@@ -170,9 +170,14 @@ def _cifar(*, name: str, data_dir: str | None, download: bool, **_):
     try:
         train = cls(data_dir, train=True, download=download)
         test = cls(data_dir, train=False, download=download)
-    except RuntimeError as err:
-        raise DatasetUnavailable(f"{name} not found under {data_dir}: {err} (add --download "
-                                 "to fetch it)") from None
+    except RuntimeError:  # torchvision: "Dataset not found or corrupted. You can use download=True …"
+        raise DatasetUnavailable(f"{name} not found under {data_dir!r}: torchvision's folder "
+                                 f"{cls.base_folder!r} is missing there or fails its checksums "
+                                 "(add --download to fetch it)") from None
+    except OSError as err:  # --download without a network: urllib's URLError is an OSError
+        reason = getattr(err, "reason", None) or err
+        raise DatasetUnavailable(f"downloading {name} into {data_dir!r} failed ({reason}); put "
+                                 f"torchvision's {cls.base_folder!r} folder there instead") from None
     def arr(ds: CIFAR10) -> np.ndarray:
         return (ds.data.transpose(0, 3, 1, 2) / 255.0).astype(np.float32)
     return (arr(train), np.asarray(train.targets, np.int64), arr(test),

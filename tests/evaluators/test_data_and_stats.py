@@ -52,6 +52,32 @@ def test_cifar_without_data_dir_and_unknown_names_are_clear():
     assert "digits" in list_datasets()
 
 
+def test_a_cifar_folder_without_the_files_names_the_folder_torchvision_looks_for(tmp_path):
+    (tmp_path / "data_batch_1").write_text("not a pickle")  # files in the wrong place
+    with pytest.raises(DatasetUnavailable) as err:
+        load_task("cifar10", data_dir=str(tmp_path))
+    assert str(err.value) == (f"cifar10 not found under {str(tmp_path)!r}: torchvision's folder "
+                              "'cifar-10-batches-py' is missing there or fails its checksums "
+                              "(add --download to fetch it)")
+    assert "download=True" not in str(err.value)  # torchvision's API advice is not a CLI flag
+
+
+def test_a_failed_cifar_download_is_one_line_with_the_folder_and_the_way_round_it(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torchvision.datasets
+
+    class Offline(torchvision.datasets.CIFAR100):  # what torchvision does with no network
+        def __init__(self, *args, **kwargs):
+            raise urllib.error.URLError(OSError(-2, "Name or service not known"))
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR100", Offline)
+    with pytest.raises(DatasetUnavailable) as err:
+        load_task("cifar100", data_dir=str(tmp_path), download=True)
+    assert str(err.value) == (f"downloading cifar100 into {str(tmp_path)!r} failed ([Errno -2] Name or "
+                              "service not known); put torchvision's 'cifar-100-python' folder there instead")
+
+
 def test_fidelity_presets_and_cost():
     assert set(PRESETS) == {"low", "medium", "high"}
     low, high = get_fidelity("low"), get_fidelity("high")
