@@ -219,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
                                                     api_base=config.api_base, prompt=config.prompt)
         if why:
             console.print(f"[yellow]note:[/] {why}")
+        if config.max_cost_usd is not None and not proposer.priced():
+            proposer.close()
+            raise UsageError(f"--max-cost-usd {config.max_cost_usd:g}: litellm's price map has no price for "
+                             f"{config.model!r}, so its calls would count as $0 and the cap could never "
+                             "stop the run; leave it out and bound the run with --iterations or "
+                             "--max-wall-seconds")
         cand_filter, filter_note = make_filter(config, space, task.info)
         evaluator_at = make_evaluator(config, space, task)
         if resumed is None:

@@ -105,6 +105,11 @@ class Proposer(ABC):
         """What the next :meth:`propose` call is expected to cost (0 for offline proposers)."""
         return 0.0
 
+    def priced(self) -> bool:
+        """Whether the costs this proposer reports are real, so that a cost cap can act on them
+        (offline proposers cost nothing, which is exact)."""
+        return True
+
     def exhausted(self) -> bool:
         """True when this proposer can produce nothing more (a replay that ran out)."""
         return False

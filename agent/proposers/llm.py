@@ -34,7 +34,7 @@ from tenacity import (
 from agent.prompts import PromptSet, PromptTemplateError, prompt_context
 from agent.proposers.base import Proposal, ProposalContext, Proposer, ProposerFatal, ProposerOutOfTime
 from agent.proposers.parse import ParsedItem, parse_reply
-from agent.proposers.preflight import missing_key, server_address, unreachable
+from agent.proposers.preflight import has_price, missing_key, server_address, unknown_provider, unreachable
 from agent.redact import redact
 from spaces.base import SearchSpace
 
@@ -282,6 +282,9 @@ class LLMProposer(Proposer):
     def expected_call_cost_usd(self) -> float:
         return sum(self.costs) / len(self.costs) if self.costs else 0.0
 
+    def priced(self) -> bool:
+        return has_price(self.litellm, self.model)
+
     def _parse(self, text: str, context: ProposalContext) -> tuple[list[ParsedItem], str | None]:
         try:
             return parse_reply(text, context.space, context.task, context.cap,
@@ -358,6 +361,9 @@ def make_llm_proposer(model: str, *, api_base: str | None, prompt: str | None, s
                       timeout_s: float = 120.0, max_retries: int = 5) -> Proposer:
     """A proposer for any litellm model name; templates, the provider key and a user-run server's
     address are checked here, at start-up (:mod:`agent.proposers.preflight`)."""
+    if (why := unknown_provider(_litellm(), model, api_base)) is not None:
+        raise ProposerFatal(f"{model}: litellm cannot tell which provider serves it ({why}); name "
+                            "it provider/model, e.g. anthropic/…, or openai/<name> with --api-base")
     if (keys := missing_key(_litellm(), model, api_base)) is not None:
         raise ProposerFatal(f"{model}: no API key: set {keys} in the environment")
     check_server(model, api_base)

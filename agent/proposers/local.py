@@ -125,6 +125,9 @@ class LocalProposer(LLMProposer):
                          temperature=LOCAL_TEMPERATURE)
         self.server = server
 
+    def priced(self) -> bool:
+        return True  # a llama.cpp server on this machine (or the user's): its calls cost nothing
+
     def close(self) -> None:
         if self.server is not None:
             self.server.stop()

@@ -1,10 +1,13 @@
 """Start-up checks of an LLM endpoint, made before the baseline trains, so that a run which
 could never get a proposal fails in seconds with one line instead of after minutes of training.
 
-Two checks, neither of which spends a token: the provider key a hosted model needs
-(:func:`missing_key`), and whether anything answers at the address of a server the user runs
-(:func:`unreachable`: ``--api-base``, or ``ollama/…``'s ``OLLAMA_API_BASE`` / localhost:11434).
-A hosted provider's reachability is not probed: its first call, retried, says what is wrong.
+None of them spends a token: whether litellm can tell which provider serves the model name
+(:func:`unknown_provider`), the provider key a hosted model needs (:func:`missing_key`), whether
+anything answers at the address of a server the user runs (:func:`unreachable`: ``--api-base``,
+or ``ollama/…``'s ``OLLAMA_API_BASE`` / localhost:11434), and whether litellm's local price map
+prices the model (:func:`has_price`; without a price its calls count as $0, so a cost cap could
+not act). A hosted provider's reachability is not probed: its first call, retried, says what is
+wrong.
 """
 
 from __future__ import annotations
@@ -16,10 +19,31 @@ import httpx
 
 from agent.redact import redact, redact_url
 
-__all__ = ["missing_key", "server_address", "unreachable", "OLLAMA_DEFAULT"]
+__all__ = ["unknown_provider", "missing_key", "server_address", "unreachable", "has_price",
+           "OLLAMA_DEFAULT"]
 
 #: where litellm sends ``ollama/…`` models when neither --api-base nor OLLAMA_API_BASE is set
 OLLAMA_DEFAULT = "http://localhost:11434"
+
+
+def unknown_provider(litellm: ModuleType, model: str, api_base: str | None) -> str | None:
+    """litellm's one-line reason when it cannot tell which provider serves ``model`` (a bare
+    name it does not know, e.g. a typo of a hosted one), or None."""
+    try:
+        litellm.get_llm_provider(model=model, api_base=api_base)
+    except Exception as err:  # litellm raises its BadRequestError; the first line says why
+        return redact(str(err)).splitlines()[0] if str(err) else type(err).__name__
+    return None
+
+
+def has_price(litellm: ModuleType, model: str) -> bool:
+    """Whether litellm's local price map prices ``model`` (a price of 0, as for ``ollama/…``,
+    counts: it is known)."""
+    try:
+        litellm.cost_per_token(model=model, prompt_tokens=1, completion_tokens=1)
+    except Exception:  # litellm's ModelNotMappedError, or a provider it cannot tell
+        return False
+    return True
 
 
 def missing_key(litellm: ModuleType, model: str, api_base: str | None) -> str | None:

@@ -6,8 +6,8 @@ import socket
 import pytest
 
 from agent.proposers.base import ProposerFatal
-from agent.proposers.llm import make_llm_proposer
-from agent.proposers.preflight import OLLAMA_DEFAULT, server_address, unreachable
+from agent.proposers.llm import _litellm, make_llm_proposer
+from agent.proposers.preflight import OLLAMA_DEFAULT, has_price, server_address, unknown_provider, unreachable
 from tests.agent.fake_openai_server import FakeServer
 from tests.agent.runcli import TINY, run_cli
 
@@ -77,3 +77,35 @@ def test_the_run_fails_with_one_line_and_no_run_folder_when_its_server_is_down(t
     assert f"openai/test: nothing answers at 'http://127.0.0.1:{port}/v1'" in lines[0]
     assert "correct --api-base" in lines[0]
     assert list(tmp_path.iterdir()) == []  # nothing trained, nothing written
+
+
+def test_a_model_name_litellm_cannot_place_is_refused_at_start_up_with_the_fix():
+    ll = _litellm()
+    assert unknown_provider(ll, "gpt-4o", None) is None
+    assert unknown_provider(ll, "openai/my-model", "http://h:8000/v1") is None
+    assert "You passed model=gpt-4oo" in unknown_provider(ll, "gpt-4oo", None)
+    with pytest.raises(ProposerFatal, match=r"gpt-4oo: litellm cannot tell which provider serves it "
+                                            r"\(.*\); name it provider/model"):
+        make_llm_proposer("gpt-4oo", api_base=None, prompt=None, seed=0)
+
+
+def test_a_price_is_known_for_mapped_models_including_free_ones_and_not_for_the_rest():
+    ll = _litellm()
+    assert has_price(ll, "gpt-4o") and has_price(ll, "anthropic/claude-sonnet-4-5")
+    assert has_price(ll, "ollama/qwen2.5")  # known, and 0
+    assert not has_price(ll, "openai/my-model") and not has_price(ll, "gpt-4oo")
+
+
+@pytest.mark.slow
+def test_a_cost_cap_on_a_model_without_a_price_is_refused_before_anything_runs(tmp_path):
+    args = [a for a in TINY if a not in ("--model", "builtin")]
+    with FakeServer() as fake:  # reachable: only the cap is wrong
+        proc = run_cli("agent.run", *args, "--model", "openai/test", "--api-base", fake.url,
+                       "--max-cost-usd", "0.5", "--out", tmp_path, check=False)
+        assert fake.requests == []  # no completion was asked for
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == ["error: --max-cost-usd 0.5: litellm's price map has no price for 'openai/test', so its "
+                     "calls would count as $0 and the cap could never stop the run; leave it out and "
+                     "bound the run with --iterations or --max-wall-seconds"]
+    assert list(tmp_path.iterdir()) == []
