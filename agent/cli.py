@@ -3,17 +3,49 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.config import DEFAULT_SCHEDULE, RunConfig
 from evaluators.predictor import PROXIES, WEIGHTINGS
 from evaluators.promotion import HALVINGS
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from spaces.base import SearchSpace
+
 __all__ = ["build_parser", "config_from_args", "checked_config", "UsageError", "default_wall_seconds",
-           "HelpFormatter"]
+           "HelpFormatter", "load_baseline", "MAX_SPEC_FILE_BYTES"]
+
+#: a spec file is a few hundred bytes; larger files are refused before they are read
+MAX_SPEC_FILE_BYTES = 200_000
 
 
 class UsageError(ValueError):
     """A bad flag or input the user must fix; printed as one line, exit code 2."""
+
+
+def load_baseline(path: str, space: SearchSpace) -> BaseModel:
+    """The spec in the user's ``--baseline`` file, or :class:`UsageError` with one line that
+    names the file and what is wrong (unreadable, too large, not UTF-8, not a valid spec)."""
+    from pydantic import ValidationError
+
+    file = Path(path)
+    try:
+        if (size := file.stat().st_size) > MAX_SPEC_FILE_BYTES:
+            raise UsageError(f"--baseline {path}: {size:,} bytes; a spec file has at most "
+                             f"{MAX_SPEC_FILE_BYTES:,}")
+        text = file.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise UsageError(f"--baseline {path}: cannot read it ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise UsageError(f"--baseline {path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    try:
+        return space.parse(text)
+    except ValidationError as err:
+        raise UsageError(f"--baseline {path}: not a valid {space.name} spec: "
+                         f"{space.validation_error_text(err)}") from None
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -27,13 +27,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.cli import HelpFormatter
+from agent.cli import HelpFormatter, load_baseline
 from agent.trajectory import CONFIG, REPORT, Trajectory
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
 
-    from spaces.base import SearchSpace
+    pass
 
 __all__ = ["main", "build_parser"]
 
@@ -112,20 +111,6 @@ def _validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         parser.error(f"--rates needs 2 to 40 rates, >= 2 of them distinct, got {args.rates}")
 
 
-def _base_spec(path: str | None, space: SearchSpace) -> BaseModel:
-    from pydantic import ValidationError
-
-    if path is None:
-        return space.reference()
-    try:
-        return space.parse(Path(path).read_text())
-    except OSError as err:
-        raise ValueError(f"--baseline {path}: cannot read it ({err.strerror})") from None
-    except ValidationError as err:
-        raise ValueError(f"--baseline {path}: not a valid ctr spec: "
-                         f"{space.validation_error_text(err)}") from None
-
-
 def _run_dir(args: argparse.Namespace) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     base = Path(args.out) / f"{stamp}-edas-{args.strategy}-{args.dataset}-s{args.seed}"
@@ -169,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     space = get_space("ctr")
     try:
         fidelity = get_fidelity(args.fidelity)
-        base = _base_spec(args.baseline, space)
+        base = load_baseline(args.baseline, space) if args.baseline else space.reference()
         task = load_task(args.dataset, data_dir=args.data_dir, n_samples=args.n_samples,
                          seed=args.seed, test_rows=args.test_rows)
         run_dir = _run_dir(args)

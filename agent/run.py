@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from agent.cli import UsageError, build_parser, check_executor, config_from_args
+from agent.cli import UsageError, build_parser, check_executor, config_from_args, load_baseline
 from agent.config import RunConfig, package_versions
 from agent.lock import RunFolderBusy, RunFolderLock, RunFolderUnwritable
 from agent.loop import SearchLoop, StopRequested
@@ -23,7 +23,6 @@ from agent.state import SearchState
 from agent.trajectory import CONFIG, EVALS, Trajectory
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
 
     from evaluators.data import Task
     from evaluators.evaluator import Evaluator
@@ -74,20 +73,6 @@ def new_run_dir(config: RunConfig) -> Path:
     except OSError as err:
         raise UsageError(f"--out {out}: cannot create a run folder there ({err.strerror})") from None
     raise UsageError(f"--out {out}: too many runs named {base}")
-
-
-def load_baseline(path: str, space: SearchSpace) -> BaseModel:
-    from pydantic import ValidationError
-
-    try:
-        text = Path(path).read_text()
-    except OSError as err:
-        raise UsageError(f"--baseline {path}: cannot read it ({err.strerror})") from None
-    try:
-        return space.parse(text)
-    except ValidationError as err:
-        raise UsageError(f"--baseline {path}: not a valid {space.name} spec: "
-                         f"{space.validation_error_text(err)}") from None
 
 
 def resolve_device(name: str) -> str:

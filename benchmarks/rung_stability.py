@@ -39,8 +39,7 @@ from rich.progress import Progress, TimeElapsedColumn
 from rich.table import Table
 from scipy.stats import kendalltau, spearmanr
 
-from agent.cli import UsageError
-from agent.run import load_baseline
+from agent.cli import UsageError, load_baseline
 from evaluators import stats as es
 from evaluators.data import DatasetUnavailable, load_task
 from evaluators.dual import learner_steps, train_spec

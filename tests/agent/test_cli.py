@@ -214,11 +214,15 @@ def test_bad_input_gives_one_clear_line_and_exit_2(tmp_path):
     bad_spec.write_text('{"edge_1_0": "conv_9x9"}')
     blocked = tmp_path / "file"
     blocked.write_text("x")
+    (tmp_path / "binary.json").write_bytes(b"\x8e\x00\xff")
+    (tmp_path / "huge.json").write_text('{"edge_1_0": "' + "a" * 200_000 + '"}')  # refused unread
     cases = [
         (["--space", "transformers"], "unknown space"),
         (["--dataset", "imagenet"], "unknown dataset"),
         (["--baseline", tmp_path / "missing.json"], "cannot read"),
         (["--baseline", bad_spec], "edge_1_0"),
+        (["--baseline", tmp_path / "binary.json"], "binary.json: not UTF-8 text (byte 0: invalid start byte)"),
+        (["--baseline", tmp_path / "huge.json"], "huge.json: 200,016 bytes; a spec file has at most 200,000"),
         (["--out", blocked / "runs"], "--out"),
         (["--resume", tmp_path], "not a resumable run"),
         (["--keep", "9", "--proposals", "2"], "--keep"),
