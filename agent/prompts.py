@@ -106,11 +106,22 @@ def sample_contexts(name: str) -> list[dict[str, Any]]:
     return [full, sparse]
 
 
+#: a template is a page or two of text (the shipped ones are under 2 kB); larger ones are refused
+#: before they are read: every call would send their rendering to the model
+MAX_TEMPLATE_BYTES = 100_000
+
+
 def _read(path: Path) -> str:
     try:
-        return path.read_text()
+        if (size := path.stat().st_size) > MAX_TEMPLATE_BYTES:
+            raise PromptTemplateError(f"prompt template {path}: {size:,} bytes; a template has at "
+                                      f"most {MAX_TEMPLATE_BYTES:,}")
+        return path.read_bytes().decode("utf-8")
     except OSError as err:
         raise PromptTemplateError(f"prompt template {path}: cannot read it ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise PromptTemplateError(f"prompt template {path}: not UTF-8 text (byte {err.start}: "
+                                  f"{err.reason})") from None
 
 
 class PromptSet:

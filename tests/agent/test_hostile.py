@@ -209,6 +209,22 @@ def test_an_empty_template_is_accepted_with_a_note(tmp_path):
     assert len(notes) == 1 and "empty" in notes[0] and "empty.j2" in notes[0]
 
 
+def test_an_oversized_or_binary_template_is_one_line_naming_it(tmp_path):
+    from agent.prompts import MAX_TEMPLATE_BYTES
+
+    huge = tmp_path / "huge.j2"
+    huge.write_text("x" * (MAX_TEMPLATE_BYTES + 1))
+    with pytest.raises(PromptTemplateError) as err:
+        PromptSet(str(huge))
+    assert str(err.value) == f"prompt template {huge}: 100,001 bytes; a template has at most 100,000"
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "system.j2").write_bytes(b"\xaf\x00binary")
+    with pytest.raises(PromptTemplateError) as err:
+        PromptSet(str(tmp_path / "dir"))
+    assert str(err.value) == (f"prompt template {tmp_path / 'dir' / 'system.j2'}: not UTF-8 text "
+                              "(byte 0: invalid start byte)")
+
+
 def test_the_default_templates_render_in_the_sandbox():
     prompts = PromptSet()
     assert type(prompts.env).__name__ == "ImmutableSandboxedEnvironment"
