@@ -67,6 +67,14 @@ def test_table_joins_on_arch_and_names_bad_input(tmp_path):
         TabularBenchmark([text], "acc")
     with pytest.raises(TableError, match="not in the tables"):
         t.query("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|x")
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"\x8e\xff arch,acc\n")
+    with pytest.raises(TableError, match=r"binary.csv: not UTF-8 text \(byte 0: invalid start byte\)"):
+        TabularBenchmark([binary], "acc")
+    huge = tmp_path / "huge.csv"  # one field over the csv module's limit
+    huge.write_text("arch,acc\n" + "x" * 200_000 + ",1\n")
+    with pytest.raises(TableError, match=r"huge.csv: not a CSV table \(field larger than field limit"):
+        TabularBenchmark([huge], "acc")
     assert np.isfinite(t.columns["cifar10_test_acc_200ep"]).all()
 
 
