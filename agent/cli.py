@@ -40,7 +40,7 @@ def load_baseline(path: str, space: SearchSpace) -> BaseModel:
     except OSError as err:
         raise UsageError(f"--baseline {path}: cannot read it ({err.strerror})") from None
     except UnicodeDecodeError as err:
-        raise UsageError(f"--baseline {path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+        raise UsageError(f"--baseline {path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     try:
         return space.parse(text)
     except ValidationError as err:

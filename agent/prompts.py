@@ -120,8 +120,8 @@ def _read(path: Path) -> str:
     except OSError as err:
         raise PromptTemplateError(f"prompt template {path}: cannot read it ({err.strerror})") from None
     except UnicodeDecodeError as err:
-        raise PromptTemplateError(f"prompt template {path}: not UTF-8 text (byte {err.start}: "
-                                  f"{err.reason})") from None
+        raise PromptTemplateError(f"prompt template {path}: not UTF-8 text ({err.reason} at "
+                                  f"byte {err.start})") from None
 
 
 class PromptSet:

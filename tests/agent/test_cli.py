@@ -221,7 +221,7 @@ def test_bad_input_gives_one_clear_line_and_exit_2(tmp_path):
         (["--dataset", "imagenet"], "unknown dataset"),
         (["--baseline", tmp_path / "missing.json"], "cannot read"),
         (["--baseline", bad_spec], "edge_1_0"),
-        (["--baseline", tmp_path / "binary.json"], "binary.json: not UTF-8 text (byte 0: invalid start"),
+        (["--baseline", tmp_path / "binary.json"], "binary.json: not UTF-8 text (invalid start byte at byte"),
         (["--baseline", tmp_path / "huge.json"], "huge.json: 200,016 bytes; a spec file has at most 200,000"),
         (["--out", blocked / "runs"], "--out"),
         (["--resume", tmp_path], "not a resumable run"),

@@ -222,7 +222,7 @@ def test_an_oversized_or_binary_template_is_one_line_naming_it(tmp_path):
     with pytest.raises(PromptTemplateError) as err:
         PromptSet(str(tmp_path / "dir"))
     assert str(err.value) == (f"prompt template {tmp_path / 'dir' / 'system.j2'}: not UTF-8 text "
-                              "(byte 0: invalid start byte)")
+                              "(invalid start byte at byte 0)")
 
 
 def test_the_default_templates_render_in_the_sandbox():

@@ -69,7 +69,7 @@ def test_table_joins_on_arch_and_names_bad_input(tmp_path):
         t.query("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|x")
     binary = tmp_path / "binary.csv"
     binary.write_bytes(b"\x8e\xff arch,acc\n")
-    with pytest.raises(TableError, match=r"binary.csv: not UTF-8 text \(byte 0: invalid start byte\)"):
+    with pytest.raises(TableError, match=r"binary.csv: not UTF-8 text \(invalid start byte at byte 0\)"):
         TabularBenchmark([binary], "acc")
     huge = tmp_path / "huge.csv"  # one field over the csv module's limit
     huge.write_text("arch,acc\n" + "x" * 200_000 + ",1\n")
