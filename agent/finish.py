@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import math
-import shlex
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from agent.rule import row_name
-from agent.trajectory import BEST_SPEC
+from agent.trajectory import BEST_SPEC, resume_command
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -110,7 +109,7 @@ def cut_evaluations(loop: SearchLoop, reason: str, progress: LiveProgress | None
     now = time.time()
     spent = loop.state.wall_s(now) if reason == "max_wall_seconds" else loop.state.device_s
     budget = finishing_budget(spent, [i["estimate_s"] for i in out])
-    command = f"python -m agent.run --resume {shlex.quote(str(loop.run_dir))} {flag} {budget}"
+    command = resume_command(loop.run_dir, flag, budget)
     return CutReport(reason, out, command)
 
 

@@ -25,7 +25,7 @@ from agent.events import DecisionEvent, Validated  # noqa: E402
 from agent.report_rungs import rung_lines  # noqa: E402
 from agent.rule import row_name, verdict_text  # noqa: E402
 from agent.state import SearchState  # noqa: E402
-from agent.trajectory import REPORT, RunFolderError, read_events  # noqa: E402
+from agent.trajectory import REPORT, RunFolderError, read_events, resume_command  # noqa: E402
 
 __all__ = ["write_report", "main"]
 
@@ -192,7 +192,7 @@ def write_report(run_dir: str | Path) -> Path:
     else:
         lines += [f"**not finished**: the log ends in iteration {state.iteration} without "
                   "`run_finished` (the run was killed, or is still running); "
-                  f"`python -m agent.run --resume {run_dir}` continues it", ""]
+                  f"`{resume_command(run_dir)}` continues it", ""]
     if read.truncated_line:
         lines += ["> the trajectory ends with a torn line (crash mid-write); it was ignored", ""]
     lines += ["![decision plane](decision_plane.png)", "", "![baseline](baseline_curve.png)", ""]

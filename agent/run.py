@@ -20,7 +20,7 @@ from agent.progress import LiveProgress, console_for, summary_table
 from agent.redact import redact, redact_tree
 from agent.resume import explicit_flags, reopen
 from agent.state import SearchState
-from agent.trajectory import CONFIG, EVALS, Trajectory
+from agent.trajectory import CONFIG, EVALS, Trajectory, resume_command
 
 if TYPE_CHECKING:
 
@@ -267,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(summary_table(state, config, reason, state.wall_s(time.time())))
     if cut is not None:
         console.print(cut.text(), soft_wrap=True)  # one unwrapped command to copy
+    elif reason == "interrupted":
+        console.print(f"interrupted: {resume_command(run_dir)} continues it", soft_wrap=True)
     if report_path:
         console.print(f"report: {report_path}")
     console.print(f"run folder: {run_dir}")

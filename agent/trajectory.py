@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 from agent.redact import redact_tree
 
-__all__ = ["Trajectory", "RunFolderError", "read_events", "ReadResult", "now_iso",
+__all__ = ["Trajectory", "RunFolderError", "read_events", "ReadResult", "now_iso", "resume_command",
            "TRAJECTORY", "CONFIG", "EVALS", "BEST_SPEC", "REPORT"]
 
 TRAJECTORY, CONFIG, EVALS, BEST_SPEC, REPORT = (
@@ -26,6 +27,12 @@ TRAJECTORY, CONFIG, EVALS, BEST_SPEC, REPORT = (
 
 class RunFolderError(ValueError):
     """A folder that is not a run, or a run folder that cannot be written."""
+
+
+def resume_command(run_dir: Path | str, *flags: str | int) -> str:
+    """The shell command that continues the run in ``run_dir`` (``flags``: budgets to raise),
+    quoted so that it can be copied as it is."""
+    return " ".join(["python -m agent.run --resume", shlex.quote(str(run_dir)), *map(str, flags)])
 
 
 def now_iso() -> str:

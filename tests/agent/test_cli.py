@@ -326,6 +326,7 @@ def test_sigint_stops_cleanly_and_the_run_resumes(tmp_path):
     run_dir = list(tmp_path.iterdir())[0]
     events = events_of(run_dir)
     assert events[-1]["event"] == "run_finished" and events[-1]["reason"] == "interrupted"
+    assert f"interrupted: python -m agent.run --resume {run_dir} continues it" in err.splitlines()
     run_cli("agent.run", "--resume", run_dir)
     events = events_of(run_dir)
     assert events[-1]["reason"] == "iterations" and events[-1]["iterations"] == 3
