@@ -25,7 +25,7 @@ from agent.events import DecisionEvent, Validated  # noqa: E402
 from agent.report_rungs import rung_lines  # noqa: E402
 from agent.rule import row_name, verdict_text  # noqa: E402
 from agent.state import SearchState  # noqa: E402
-from agent.trajectory import REPORT, RunFolderError, read_events, resume_command  # noqa: E402
+from agent.trajectory import REPORT, TRAJECTORY, RunFolderError, read_events, resume_command  # noqa: E402
 
 __all__ = ["write_report", "main"]
 
@@ -168,7 +168,9 @@ def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     read = read_events(run_dir)
     state = SearchState.from_events(read.events)
-    config = state.config or {}
+    if state.config is None:  # e.g. an empty log: there is no run to report
+        raise RunFolderError(f"{TRAJECTORY} holds no run_started event")
+    config = state.config
     out = run_dir / REPORT
     out.mkdir(exist_ok=True)
     decisions = state.decisions()

@@ -24,6 +24,11 @@ def test_report_cli_and_bad_run_folder(tiny_run, tmp_path):
     assert run_cli("agent.report", run_dir).stdout.strip().endswith("report.md")
     bad = run_cli("agent.report", tmp_path, check=False)
     assert bad.returncode == 2 and "not a readable run" in bad.stderr
+    (tmp_path / "trajectory.jsonl").touch()  # a log with no run in it: no report of Nones
+    empty = run_cli("agent.report", tmp_path, check=False)
+    assert empty.returncode == 2 and empty.stderr.strip() == (
+        f"error: {tmp_path}: not a readable run (trajectory.jsonl holds no run_started event)")
+    assert not (tmp_path / "report").exists()
 
 
 def test_a_single_fidelity_run_names_rows_by_id_alone_in_every_table(tiny_run):
