@@ -23,7 +23,6 @@ from agent.state import SearchState
 from agent.trajectory import CONFIG, EVALS, Trajectory, resume_command
 
 if TYPE_CHECKING:
-
     from evaluators.data import Task
     from evaluators.evaluator import Evaluator
     from evaluators.predictor.base import CandidateFilter
