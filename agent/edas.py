@@ -25,14 +25,9 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from agent.cli import HelpFormatter, load_baseline
 from agent.trajectory import CONFIG, REPORT, Trajectory
-
-if TYPE_CHECKING:
-
-    pass
 
 __all__ = ["main", "build_parser"]
 
