@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.proposers.base import Proposal, ProposalContext, Proposer
-from agent.trajectory import read_events
+from agent.proposers.base import Proposal, ProposalContext, Proposer, ProposerFatal
+from agent.trajectory import RunFolderError, read_events
 
 if TYPE_CHECKING:
     from spaces.base import SearchSpace
@@ -27,8 +27,13 @@ class ReplayProposer(Proposer):
         from agent.state import SearchState  # here: agent.state itself imports agent.proposers
 
         self.space = space
-        state = SearchState.from_events(read_events(run_dir).events)
+        try:
+            state = SearchState.from_events(read_events(run_dir).events)
+        except RunFolderError as err:
+            raise ProposerFatal(f"replay:{run_dir}: {err}") from None
         self.queue = [state.candidates[p] for p in state.order if p != "baseline"]
+        if not self.queue:  # a run of nothing but its baseline would be a baseline-only run
+            raise ProposerFatal(f"replay:{run_dir}: its log holds no proposals to replay")
         self.position = 0
         self.calls = 0
 
