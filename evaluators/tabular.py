@@ -45,7 +45,14 @@ class TabularBenchmark:
                     reader = csv.DictReader(f)
                     if reader.fieldnames is None or arch_column not in reader.fieldnames:
                         raise TableError(f"{path}: no {arch_column!r} column (columns: {reader.fieldnames})")
-                    rows = {r[arch_column]: r for r in reader}
+                    rows = {}
+                    for r in reader:  # a short row reads None, a long one puts its rest under None
+                        if None in r or None in r.values():
+                            found = sum(v is not None for k, v in r.items() if k is not None)
+                            found += len(r.get(None) or [])
+                            raise TableError(f"{path} line {reader.line_num}: {found} fields where the "
+                                             f"header has {len(reader.fieldnames)}")
+                        rows[r[arch_column]] = r
                 _check_archs(path, rows)
             except OSError as err:
                 raise TableError(f"{path}: cannot read it ({err.strerror})") from None

@@ -71,6 +71,14 @@ def test_table_joins_on_arch_and_names_bad_input(tmp_path):
     binary.write_bytes(b"\x8e\xff arch,acc\n")
     with pytest.raises(TableError, match=r"binary.csv: not UTF-8 text \(invalid start byte at byte 0\)"):
         TabularBenchmark([binary], "acc")
+    short = tmp_path / "short.csv"
+    short.write_text(f"arch,acc,extra\n{arch},1\n")
+    with pytest.raises(TableError, match=r"short.csv line 2: 2 fields where the header has 3"):
+        TabularBenchmark([short], "acc")
+    long = tmp_path / "long.csv"
+    long.write_text(f"arch,acc\n{arch},1,2,3\n")
+    with pytest.raises(TableError, match=r"long.csv line 2: 4 fields where the header has 2"):
+        TabularBenchmark([long], "acc")
     huge = tmp_path / "huge.csv"  # one field over the csv module's limit
     huge.write_text("arch,acc\n" + "x" * 200_000 + ",1\n")
     with pytest.raises(TableError, match=r"huge.csv: not a CSV table \(field larger than field limit"):
