@@ -44,11 +44,53 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from cli_types import at_least  # this folder
+from rung_stability import check_folder, check_out_file  # this folder
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 GRID = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0"
+
+
+class ChildFailed(RuntimeError):
+    """A strategy's own command (agent.edas, agent.run) returned non-zero; it printed why."""
+
+
+SUMMARY_KEYS = {"s1": ("r_star", "test_true_ens", "grid_best_test", "within_best_two_val",
+                       "within_best_two_test", "trainings", "grid_trainings", "curve_test"),
+                "s2": ("old_test_true_ens", "test_true_ens", "mean_pi", "rule_accepted",
+                       "monotonic_val", "monotonic_test", "trainings"),
+                "s3": ("test_true_ens", "trainings")}
+
+
+def load_summaries(paths: list[str]) -> list[dict]:
+    """The rows of earlier runs' summary.json files, joined; ValueError with one line naming the
+    file (and row) when one is unreadable, not JSON, not a list of this benchmark's rows."""
+    rows = []
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as err:
+            raise ValueError(f"--summarise {path!r}: {err.strerror or err}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"--summarise {path!r}: not a UTF-8 text file (expected summary.json)") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--summarise {path!r}: not JSON ({err.msg}, line {err.lineno})") from None
+        if not isinstance(data, list) or not data:
+            raise ValueError(f"--summarise {path!r}: expected a non-empty JSON list of rows "
+                             f"(summary.json), got {type(data).__name__} {str(data)[:60]!r}")
+        for i, row in enumerate(data):
+            if not isinstance(row, dict) or not isinstance(row.get("seed"), int):
+                raise ValueError(f"--summarise {path!r}: row {i} is not a row with an integer 'seed': "
+                                 f"{str(row)[:60]!r}")
+            for part, keys in SUMMARY_KEYS.items():
+                lacking = [k for k in keys if not isinstance(row.get(part), dict) or k not in row[part]]
+                if lacking:
+                    raise ValueError(f"--summarise {path!r}: row {i} (seed {row['seed']}) lacks "
+                                     f"{part}.{lacking[0]}")
+        rows += data
+    return rows
 
 
 def _newest(out: Path, pattern: str) -> Path:
@@ -85,7 +127,7 @@ def _strategy3(seed: int, M: int, out: Path, n_samples: int | None, repeats: int
     if n_samples:
         argv += ["--n-samples", str(n_samples)]
     if run_main(argv) != 0:
-        raise RuntimeError(f"agent.run failed for seed {seed}")
+        raise ChildFailed(f"strategy 3 (agent.run) failed for seed {seed} (its error is above)")
     run_dir = _newest(out, f"*-ctr-synthetic-ctr-s{seed}")
     space = get_space("ctr")
     spec = space.parse(json.loads((run_dir / "best_spec.json").read_text())["spec"])
@@ -119,10 +161,13 @@ def run_seed(seed: int, M: int, out: Path, n_samples: int | None, repeats: int,
               "--check-repeats", str(repeats), "--test-rows", str(test_rows)]
     if n_samples:
         common += ["--n-samples", str(n_samples)]
-    assert edas_main(["--strategy", "closed-form", "--check-grid", GRID, *common]) == 0
+    if edas_main(["--strategy", "closed-form", "--check-grid", GRID, *common]) != 0:
+        raise ChildFailed(f"strategy 1 (agent.edas closed-form) failed for seed {seed} (its error is above)")
     s1_dir = _newest(out, f"*-edas-closed-form-*-s{seed}")
     s1 = json.loads((s1_dir / "result.json").read_text())
-    assert edas_main(["--strategy", "differentiable", "--check", *common]) == 0
+    if edas_main(["--strategy", "differentiable", "--check", *common]) != 0:
+        raise ChildFailed(f"strategy 2 (agent.edas differentiable) failed for seed {seed} "
+                          "(its error is above)")
     s2_dir = _newest(out, f"*-edas-differentiable-*-s{seed}")
     s2 = json.loads((s2_dir / "result.json").read_text())
     s3 = _strategy3(seed, M, out, n_samples, repeats, test_rows, s3_model, s3_rule)
@@ -266,14 +311,14 @@ def strategy3_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--ensemble-size", type=int, default=8)
-    p.add_argument("--n-samples", type=int, default=None)
-    p.add_argument("--check-repeats", type=int, default=3,
+    p.add_argument("--seeds", type=at_least(0, 2**31 - 1), nargs="+", default=[0, 1, 2])
+    p.add_argument("--ensemble-size", type=at_least(2, 10000), default=8)
+    p.add_argument("--n-samples", type=at_least(100), default=None)
+    p.add_argument("--check-repeats", type=at_least(1, 100), default=3,
                    help="K: disjoint true M-ensembles per checked spec, averaged")
-    p.add_argument("--test-rows", type=int, default=20_000, help="synthetic test rows")
+    p.add_argument("--test-rows", type=at_least(100), default=20_000, help="synthetic test rows")
     p.add_argument("--out", default="runs/bench-ctr")
     p.add_argument("--figure", default=None, help="also write the summary PNG here")
     p.add_argument("--s3-model", default="builtin",
@@ -286,18 +331,34 @@ def main() -> int:
     p.add_argument("--summarise", default=None, nargs="+", metavar="SUMMARY_JSON",
                    help="print the table of earlier runs' summary.json files (their rows joined, "
                    "e.g. seeds run in two processes; with --figure, plot them); trains nothing")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    check_out_file(p, "--figure", args.figure)
     if args.summarise:
-        rows = [r for f in args.summarise for r in json.loads(Path(f).read_text())]
-        print(summarise(sorted(rows, key=lambda r: r["seed"]), args.ensemble_size))
+        try:
+            rows = load_summaries(args.summarise)
+            table = summarise(sorted(rows, key=lambda r: r["seed"]), args.ensemble_size)
+        except (ValueError, KeyError, TypeError) as err:
+            print(f"error: {err if isinstance(err, ValueError) else f'--summarise: a row lacks {err}'}",
+                  file=sys.stderr)
+            return 2
+        print(table)
         if args.figure:
             plot(rows, Path(args.figure), args.ensemble_size)
         return 0
+    check_folder(p, "--out", args.out)
     import torch
 
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(args, out)
+    except ChildFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args, out: Path) -> int:
     if args.only_s3:
         rows = [{"seed": s, **_strategy3(s, args.ensemble_size, out, args.n_samples,
                                          args.check_repeats, args.test_rows, args.s3_model,

@@ -16,6 +16,8 @@ import statistics
 import sys
 import time
 
+from cli_types import at_least, finite_at_least  # this folder
+
 from agent.proposers.base import HistoryItem, ProposalContext
 from agent.proposers.local import make_local_proposer
 from spaces import TaskInfo, get_space
@@ -47,13 +49,11 @@ def one_sequence(proposer, calls: int, k: int) -> tuple[int, int, float]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 1.5, 2.0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--calls", type=int, default=4)
-    p.add_argument("--k", type=int, default=4)
+    p.add_argument("--temperatures", type=finite_at_least(0), nargs="+", default=[1.0, 1.5, 2.0])
+    p.add_argument("--seeds", type=at_least(0, 2**31 - 1), nargs="+", default=[0, 1, 2])
+    p.add_argument("--calls", type=at_least(1, 100), default=4, help="proposal calls per sequence")
+    p.add_argument("--k", type=at_least(1, 32), default=4, help="specs asked for per call")
     args = p.parse_args(argv)
-    if min(args.calls, args.k) < 1 or min(args.temperatures) < 0:
-        p.error("--calls and --k must be >= 1, temperatures >= 0")
     rows: dict[float, list[tuple[int, int, float]]] = {t: [] for t in args.temperatures}
     for seed in args.seeds:
         proposer = make_local_proposer(api_base=None, prompt=None, seed=seed)

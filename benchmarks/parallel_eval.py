@@ -30,6 +30,8 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import numpy as np
+from cli_types import at_least  # this folder
+from rung_stability import check_out_file  # this folder
 
 from evaluators.data import load_task
 from evaluators.evaluator import EvalJob, Evaluator, LocalEvaluator
@@ -143,15 +145,20 @@ def cuda_mode(args, task, fidelity, out: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--candidates", type=int, default=8)
-    p.add_argument("--learners", type=int, default=2)
-    p.add_argument("--workers", type=int, default=2, help="Ray CPUs (worker processes)")
-    p.add_argument("--rounds", type=int, default=2, help="candidate sets (seeds 0..R-1)")
-    p.add_argument("--n-samples", type=int, default=None, help="MNIST-1D samples (default 4000)")
+    p.add_argument("--candidates", type=at_least(1, 1000), default=8, help="candidates per round")
+    p.add_argument("--learners", type=at_least(2, 64), default=2, help="learners per candidate")
+    p.add_argument("--workers", type=at_least(1, 1024), default=2, help="Ray CPUs (worker processes)")
+    p.add_argument("--rounds", type=at_least(1, 100), default=2, help="candidate sets (seeds 0..R-1)")
+    p.add_argument("--n-samples", type=at_least(100), default=None,
+                   help="MNIST-1D samples (default 4000)")
     p.add_argument("--json", default=None, help="write the figures here")
     args = p.parse_args(argv)
-    if min(args.candidates, args.learners - 1, args.workers, args.rounds) < 1:
-        p.error("--candidates, --workers, --rounds must be >= 1 and --learners >= 2")
+    check_out_file(p, "--json", args.json)
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            p.error("--device 'cuda': no CUDA device is available here")
     task = load_task("mnist1d", device=args.device, n_samples=args.n_samples, seed=0)
     fidelity = get_fidelity("low")
     with TemporaryDirectory() as tmp:
@@ -159,7 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         figures = mode(args, task, fidelity, Path(tmp))
     figures["args"] = vars(args)
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+        try:
+            Path(args.json).write_text(json.dumps(figures, indent=2))
+        except OSError as exc:  # the figures are not lost: printed instead
+            print(json.dumps(figures, indent=2))
+            print(f"error: --json {args.json!r}: {exc.strerror or exc}; the figures are printed above",
+                  file=sys.stderr)
+            return 2
     return 0
 
 

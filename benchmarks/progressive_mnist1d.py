@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from cli_types import at_least, finite_at_least  # this folder
 from rich.console import Console
 from rich.progress import Progress
 
@@ -103,9 +104,12 @@ def load_rows(paths: list[str]) -> list[dict]:
     rows: dict[tuple[int, str], dict] = {}
     for path in paths:
         try:
-            lines = Path(path).read_text().splitlines()
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
         except OSError as err:
             raise ValueError(f"--from-log {path!r}: {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"--from-log {path!r}: not a UTF-8 text file (expected the JSON rows "
+                             "--json printed)") from None
         for i, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -118,6 +122,9 @@ def load_rows(paths: list[str]) -> list[dict]:
                 raise ValueError(f"{path}:{i}: not a row of this benchmark (missing {missing}, "
                                  f"method {row.get('method') if isinstance(row, dict) else None!r}): "
                                  f"{line[:80]!r}")
+            wrong = _row_problem(row)
+            if wrong:
+                raise ValueError(f"{path}:{i}: {wrong}: {line[:80]!r}")
             key = (row["seed"], row["method"])
             if key in rows:
                 raise ValueError(f"{path}:{i}: seed {row['seed']!r} {row['method']} appears twice")
@@ -127,6 +134,35 @@ def load_rows(paths: list[str]) -> list[dict]:
     if not rows or lone:
         raise ValueError(f"--from-log: every seed needs both methods; missing: {lone or 'all rows'}")
     return [rows[(seed, m)] for seed in seeds for m in METHODS]
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _row_problem(row: dict) -> str | None:
+    """What is wrong with the types or ranges of a row's values, quoting the value; None if nothing."""
+    checks = (
+        ("seed", isinstance(row["seed"], int) and not isinstance(row["seed"], bool) and row["seed"] >= 0,
+         "an integer >= 0"),
+        ("test_ens_brier", _number(row["test_ens_brier"]) and math.isfinite(row["test_ens_brier"])
+         and row["test_ens_brier"] >= 0, "a finite number >= 0"),
+        ("learner_epochs", _number(row["learner_epochs"]) and math.isfinite(row["learner_epochs"])
+         and row["learner_epochs"] > 0, "a finite number > 0"),
+        ("wall_s", _number(row["wall_s"]) and math.isfinite(row["wall_s"]) and row["wall_s"] >= 0,
+         "a finite number >= 0"),
+        ("moved", isinstance(row["moved"], bool), "true or false"),
+        ("end", isinstance(row["end"], str), "a string"),
+        ("tau", isinstance(row["tau"], list) and all(
+            isinstance(t, list) and len(t) == 4 and isinstance(t[0], str) and isinstance(t[1], str)
+            and isinstance(t[2], int) and not isinstance(t[2], bool) and _number(t[3])
+            and (math.isnan(t[3]) or -1.0 <= t[3] <= 1.0) for t in row["tau"]),
+         "a list of [lower rung, upper rung, n, τ in -1..1]"),
+    )
+    for key, ok, expected in checks:
+        if not ok:
+            return f"{key} {row[key]!r}: expected {expected}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -223,28 +259,68 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _existing_ancestor(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _png_problem(png: str | None) -> str | None:
+    """Why ``--png`` cannot be written (checked before any search: results are not lost), or None."""
+    if png is None:
+        return None
+    path = Path(png)
+    if path.is_dir():
+        return "is a folder, not a file"
+    ancestor = _existing_ancestor(path.parent)
+    if not ancestor.is_dir():
+        return f"{str(ancestor)!r} is a file, not a folder"
+    if not os.access(ancestor, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return "not writable"
+    return None
+
+
+def _out_problem(out: str | None, runs: list[str]) -> str | None:
+    """Why the run folders cannot be made under ``--out`` (a file, unwritable, or holding an
+    earlier run's folders, which are never overwritten), or None."""
+    if out is None:
+        return None
+    path = Path(out)
+    ancestor = _existing_ancestor(path)
+    if not ancestor.is_dir():
+        return f"{str(ancestor)!r} is a file, not a folder"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"{str(ancestor)!r} is not writable"
+    taken = [name for name in runs if (path / name).exists()]
+    if taken:
+        return (f"already holds {', '.join(taken)} from an earlier run (never overwritten): "
+                "choose another folder or remove them")
+    return None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--first-seed", type=int, default=0, help="seeds first … first + seeds - 1 "
-                   "(several processes can share the seeds of one comparison)")
+    p.add_argument("--seeds", type=at_least(1, 1000), default=3)
+    p.add_argument("--first-seed", type=at_least(0, 2**31 - 1), default=0,
+                   help="seeds first … first + seeds - 1 "
+                        "(several processes can share the seeds of one comparison)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--schedule", default="low,medium", help="progressive rungs, lowest first")
     p.add_argument("--single", default="medium", help="the single fidelity (the top rung)")
-    p.add_argument("--max-learner-epochs", type=float, default=400)
-    p.add_argument("--budget-share", type=float, default=1.0,
+    p.add_argument("--max-learner-epochs", type=finite_at_least(0), default=400)
+    p.add_argument("--budget-share", type=finite_at_least(0), default=1.0,
                    help="the progressive run's --max-learner-epochs as a share of single "
                         "fidelity's (0.6: the issue's target, as good at ≤ 60 %%)")
-    p.add_argument("--iterations", type=int, default=6)
-    p.add_argument("--proposals", type=int, default=4)
-    p.add_argument("--keep", type=int, default=2)
-    p.add_argument("--n-samples", type=int, default=1500)
-    p.add_argument("--ensemble-size", type=int, default=8)
-    p.add_argument("--eta", type=int, default=3)
+    p.add_argument("--iterations", type=at_least(1), default=6)
+    p.add_argument("--proposals", type=at_least(1), default=4)
+    p.add_argument("--keep", type=at_least(1), default=2)
+    p.add_argument("--n-samples", type=at_least(100), default=1500)
+    p.add_argument("--ensemble-size", type=at_least(2), default=8)
+    p.add_argument("--eta", type=at_least(2), default=3)
     p.add_argument("--halving", choices=HALVINGS, default="asynchronous",
                    help="the progressive run's --halving")
-    p.add_argument("--batch-size", type=int, default=None, help="passed to every run (default: 128)")
-    p.add_argument("--max-wall-seconds", type=float, default=3600,
+    p.add_argument("--batch-size", type=at_least(1), default=None, help="passed to every run (default: 128)")
+    p.add_argument("--max-wall-seconds", type=finite_at_least(0), default=3600,
                    help="passed to every run: without it a low-first schedule on nb201/mnist1d "
                    "gets the default task's 150 s wall budget")
     p.add_argument("--baseline", help="JSON spec of the first baseline, passed to every run (e.g. "
@@ -258,6 +334,10 @@ def main(argv=None) -> int:
     p.add_argument("--from-log", nargs="+", metavar="FILE", help="no search: summarise (and "
                    "--png) the rows earlier --json runs printed, e.g. several processes' shares")
     args = p.parse_args(argv)
+    wrong = _png_problem(args.png)
+    if wrong:
+        print(f"error: --png {args.png!r}: {wrong}", file=sys.stderr)
+        return 2
     if args.from_log:
         try:
             rows = load_rows(args.from_log)
@@ -305,6 +385,12 @@ def main(argv=None) -> int:
                "single": ["--fidelity-schedule" if ":" in args.single else "--fidelity", args.single]}
     methods = {k: [*v, "--max-learner-epochs", f"{budget[k]:g}"] for k, v in methods.items()
                if k in chosen}
+    wrong = _out_problem(args.out, [f"{name}-s{seed}" for seed in range(args.first_seed,
+                                                                     args.first_seed + args.seeds)
+                                    for name in methods])
+    if wrong:
+        print(f"error: --out {args.out!r}: {wrong}", file=sys.stderr)
+        return 2
     rows: list[dict] = []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, Progress(console=Console(stderr=True)) as progress:

@@ -56,10 +56,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
+from cli_types import at_least  # this folder
 from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn, track
 from rule_validity_report import plot, report, score, spread  # tables, PNG (this folder)
 from rule_validity_truth import baseline_learners, gain, gain_key, oracle, truth  # the scoring inputs
+from rung_stability import check_folder  # this folder
 
 from agent.cli import UsageError, parse_learners
 from agent.config import RunConfig
@@ -67,7 +70,7 @@ from agent.rule import decide, learner_schedule, next_learners
 from evaluators import stats as es
 from evaluators.data import DatasetUnavailable, load_task
 from evaluators.dual import train_spec
-from evaluators.fidelity import get_fidelity
+from evaluators.fidelity import Fidelity, get_fidelity
 from spaces import get_space
 from spaces.nb201 import EDGES, NB201Space
 
@@ -118,19 +121,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pool", choices=("cells", "baseline"), default="cells",
                    help="run-level seed pool: every cell's first learners (a run that has seen "
                         "many baselines) or the pair's baseline's alone (a run's start)")
-    p.add_argument("--ensemble-size", type=int, default=50, help="the product's M (extra line)")
-    p.add_argument("--true-ensemble", type=int, default=None, help="T ≥ 16 truth learners")
-    p.add_argument("--n-samples", type=int, default=None, help="training+validation samples")
-    p.add_argument("--resolution", type=int, default=None, help="input side (Fashion-MNIST)")
+    p.add_argument("--ensemble-size", type=at_least(2, 100000), default=50,
+                   help="the product's M (extra line)")
+    p.add_argument("--true-ensemble", type=at_least(16, 1000), default=None, help="T ≥ 16 truth learners")
+    p.add_argument("--n-samples", type=at_least(100), default=None, help="training+validation samples")
+    p.add_argument("--resolution", type=at_least(4, 512), default=None, help="input side (Fashion-MNIST)")
     p.add_argument("--fidelity", default="low")
     p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="train on this device (cuda: learners packed, bf16 autocast; its own cache)")
     p.add_argument("--out", default="benchmarks/out", help="folder for cache, PNG and JSON")
-    p.add_argument("--decision-learners", type=int, default=None,
+    p.add_argument("--decision-learners", type=at_least(4, 1000), default=None,
                    help="D, decision learners per cell (default 8 with --small, else 16); a cache "
                         "with fewer is extended: only the new seeds are trained")
-    p.add_argument("--orderings", type=int, default=2,
+    p.add_argument("--orderings", type=at_least(1, 1000), default=2,
                    help="seed orderings of the decision learners for the spread (≤ D/2)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     args = p.parse_args(argv)
@@ -149,12 +153,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.exit(2, f"error: --orderings {args.orderings!r}: expected at least 1\n")
     if args.ensemble_size < 2:
         p.exit(2, f"error: --ensemble-size {args.ensemble_size!r}: expected M >= 2\n")
-    args.decision_learners = args.decision_learners or (8 if args.small else 16)
-    if args.decision_learners < 4:
-        p.exit(2, f"error: --decision-learners {args.decision_learners!r}: expected at least 4\n")
-    args.true_ensemble = args.true_ensemble or (16 if args.small else 32)
-    if args.true_ensemble < 16:
-        p.exit(2, f"error: --true-ensemble {args.true_ensemble!r}: the truth needs T >= 16\n")
+    if args.decision_learners is None:
+        args.decision_learners = 8 if args.small else 16
+    if args.true_ensemble is None:
+        args.true_ensemble = 16 if args.small else 32
+    check_folder(p, "--out", args.out)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device 'cuda': no CUDA device is available here")
+    try:
+        fidelity = get_fidelity(args.fidelity)
+        if args.resolution is not None:
+            Fidelity.model_validate({**fidelity.model_dump(), "resolution": args.resolution})
+    except (ValueError, TypeError) as err:
+        p.error(f"--fidelity {args.fidelity!r}: {str(err).splitlines()[0]}")
     if args.max_learners > args.decision_learners:
         p.exit(2, f"error: --learners {args.learners!r}: MAX above the {args.decision_learners} "
                   "decision learners this setting trains (raise --decision-learners)\n")
@@ -177,7 +188,7 @@ def load_probs(args, archs, err: Console) -> dict[str, np.ndarray]:
         task = load_task(args.dataset, n_samples=args.n_samples, data_dir=args.data_dir,
                          device=args.device)
     except DatasetUnavailable as exc:
-        print(f"error: {exc}; to install: {INSTALL_FASHION}", file=sys.stderr)
+        print(f"error: --dataset {args.dataset!r}: {exc}; to install: {INSTALL_FASHION}", file=sys.stderr)
         raise SystemExit(2) from None
     where = "" if args.device == "cpu" else f"-{args.device}"  # bf16 learners differ: never mixed
     cache = Path(args.out) / f"cache-{args.dataset}-n{args.n_samples}-{fidelity.name}{where}"

@@ -30,10 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
+from cli_types import at_least  # this folder
 from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn
 from rich.table import Table
@@ -41,32 +43,62 @@ from scipy.stats import kendalltau, spearmanr
 
 from agent.cli import UsageError, load_baseline
 from evaluators import stats as es
-from evaluators.data import DatasetUnavailable, load_task
+from evaluators.data import DatasetUnavailable, list_datasets, load_task
 from evaluators.dual import learner_steps, train_spec
 from evaluators.fidelity import Fidelity, parse_schedule
 from spaces import get_space
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUTH_SEED0 = 10000
+IMAGE_DATASETS = [d for d in list_datasets() if d not in ("synthetic-ctr", "criteo")]  # nb201 cells
+
+
+def check_folder(p: argparse.ArgumentParser, flag: str, path: str) -> None:
+    """Refuse (``p.error``) a folder flag that names a file, or lies under one, or cannot be written."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        p.error(f"{flag} {path!r}: is a file, not a folder")
+    ancestor = target
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        p.error(f"{flag} {path!r}: {str(ancestor)!r} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        p.error(f"{flag} {path!r}: {str(ancestor)!r} is not writable")
+
+
+def check_out_file(p: argparse.ArgumentParser, flag: str, path: str | None) -> None:
+    """Refuse (``p.error``) an output file flag whose folder is missing or not writable, or that
+    names a folder: found before the long work, not after it."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        p.error(f"{flag} {path!r}: is a folder, not a file")
+    folder = target.parent
+    if not folder.is_dir():
+        p.error(f"{flag} {path!r}: folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        p.error(f"{flag} {path!r}: not writable")
 
 
 def setting_parser(description: str, *, n_samples: int, cells: int, out: str) -> argparse.ArgumentParser:
     """The flags of a rung measurement (data, rungs, cells, learners, cache), shared with
     ``benchmarks/rung_predictor.py``; :func:`check_setting` reads them."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--dataset", default="mnist1d")
+    p.add_argument("--dataset", default="mnist1d", choices=IMAGE_DATASETS)
     p.add_argument("--data-dir")
-    p.add_argument("--n-samples", type=int, default=n_samples)
+    p.add_argument("--n-samples", type=at_least(100), default=n_samples)
     p.add_argument("--rungs", default="low:3,medium:5", help="cheap rungs to test, comma-separated")
     p.add_argument("--top", default="medium", help="the top rung (the truth's fidelity)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=at_least(1), default=None,
                    help="minibatch size at every rung (default: the presets' 128)")
-    p.add_argument("--cells", type=int, default=cells)
-    p.add_argument("--learners", type=int, default=2, help="learners per cell and rung (L)")
-    p.add_argument("--truth-learners", type=int, default=4, help="top-rung truth ensemble (T)")
-    p.add_argument("--ensemble-size", type=int, default=8, help="M of the predicted E_ens(M)")
+    p.add_argument("--cells", type=at_least(4, 10000), default=cells)
+    p.add_argument("--learners", type=at_least(2, 100), default=2, help="learners per cell and rung (L)")
+    p.add_argument("--truth-learners", type=at_least(2, 100), default=4, help="top-rung truth ensemble (T)")
+    p.add_argument("--ensemble-size", type=at_least(2, 10000), default=8, help="M of the predicted E_ens(M)")
     p.add_argument("--baseline", help="JSON spec of the first cell (default: the space's default)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=at_least(0, 2**31 - 1), default=0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / out))
     p.add_argument("--json", action="store_true")
@@ -76,8 +108,12 @@ def setting_parser(description: str, *, n_samples: int, cells: int, out: str) ->
 def check_setting(p: argparse.ArgumentParser, args: argparse.Namespace, min_cells: int = 4) -> None:
     """Refuse bad setting flags in one line each (``p.error``, exit 2); set ``args.rung_list``
     (the cheap rungs) and ``args.top_rung``."""
-    if args.batch_size is not None and args.batch_size < 1:
-        p.error(f"--batch-size {args.batch_size}: must be at least 1")
+    check_folder(p, "--out", args.out)
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            p.error("--device 'cuda': no CUDA device is available here")
     try:
         args.rung_list = [r for part in args.rungs.split(",")
                           for r in parse_schedule(part, args.batch_size)]
@@ -86,11 +122,8 @@ def check_setting(p: argparse.ArgumentParser, args: argparse.Namespace, min_cell
         p.error(str(err))
     if args.top_rung.name in {r.name for r in args.rung_list}:
         p.error(f"--top {args.top!r} is also among --rungs {args.rungs!r}")
-    for flag, value, low in (("--cells", args.cells, min_cells), ("--learners", args.learners, 2),
-                             ("--truth-learners", args.truth_learners, 2),
-                             ("--ensemble-size", args.ensemble_size, 2)):
-        if value < low:
-            p.error(f"{flag} {value}: must be at least {low}")
+    if args.cells < min_cells:
+        p.error(f"--cells {args.cells}: must be at least {min_cells}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -98,6 +131,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--png", help="write predicted-vs-true scatter plots, one per rung")
     args = p.parse_args(argv)
     check_setting(p, args)
+    check_out_file(p, "--png", args.png)
     return args
 
 
@@ -144,13 +178,18 @@ def setting(args) -> tuple:
     try:
         task = load_task(args.dataset, n_samples=args.n_samples, data_dir=args.data_dir,
                          device=args.device, seed=args.seed)
-    except DatasetUnavailable as exc:
-        print(f"error: --dataset {args.dataset}: {exc}", file=sys.stderr)
+    except (DatasetUnavailable, ValueError) as exc:
+        print(f"error: --dataset {args.dataset!r}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     where = "" if args.device == "cpu" else f"-{args.device}"
     where += "" if args.batch_size is None else f"-b{args.batch_size}"
     cache = Path(args.out) / f"{args.dataset}-n{args.n_samples}-seed{args.seed}{where}"
-    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: --out {args.out!r}: cannot make {str(cache)!r}: {exc.strerror or exc}",
+              file=sys.stderr)
+        raise SystemExit(2) from None
     return space, task, walk_cells(space, first, args.cells, args.seed), cache
 
 

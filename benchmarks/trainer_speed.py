@@ -18,6 +18,7 @@ import sys
 import time
 
 import torch
+from cli_types import at_least  # this folder
 from torch import nn
 
 from evaluators.train import TrainData, train_learners
@@ -79,18 +80,34 @@ def measure(name, factory, data, batch, epochs, amp, ensembles, out, compile_mod
     return row
 
 
+def check_device(p: argparse.ArgumentParser, text: str) -> torch.device:
+    """``--device``: cpu, cuda or cuda:N, refused in one line when unknown or absent here."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        p.error(f"--device {text!r}: expected cpu, cuda or cuda:N")
+    if device.type not in ("cpu", "cuda"):
+        p.error(f"--device {text!r}: expected cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            p.error(f"--device {text!r}: no CUDA device is available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            p.error(f"--device {text!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return device
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--small", action="store_true", help="reduced sizes for a CPU check")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=at_least(1, 1024), default=None,
                    help="CPU intra-op threads (default: torch's setting)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training forward")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    device = check_device(p, args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
     cuda = device.type == "cuda"
     n, batch, epochs = (50_000, 1024, 2) if cuda and not args.small else (2048, 256, 1)
     ensembles = (8, 32) if not args.small else (8,)

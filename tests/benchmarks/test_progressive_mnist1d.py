@@ -101,3 +101,36 @@ def test_an_unknown_method_is_refused_in_one_line_that_quotes_it():
     proc = run("--methods", "progressive,grid")
     assert proc.returncode == 2 and "'progressive,grid'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("field, value, needle", [
+    ("test_ens_brier", "0.1", "test_ens_brier '0.1'"),
+    ("test_ens_brier", None, "test_ens_brier None"),
+    ("tau", 5, "tau 5"),
+    ("seed", [1], "seed [1]"),
+    ("learner_epochs", 0, "learner_epochs 0"),
+])
+def test_from_log_refuses_a_row_of_wrong_types_naming_file_line_and_value(tmp_path, field, value, needle):
+    bad = {**row(0, "progressive", 0.1, 60), field: value}
+    proc = run("--from-log", str(write(tmp_path / "r.jsonl", [row(0, "single", 0.1, 100), bad])))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "r.jsonl:2" in lines[0] and needle in lines[0], proc.stderr
+
+
+def test_from_log_refuses_a_binary_file_naming_it(tmp_path):
+    (tmp_path / "b.bin").write_bytes(b"\xff\xfe\x00\x80binary")
+    proc = run("--from-log", str(tmp_path / "b.bin"))
+    assert proc.returncode == 2 and "b.bin" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_bad_output_paths_are_refused_before_any_search(tmp_path):
+    (tmp_path / "f").write_text("x")
+    log = write(tmp_path / "r.jsonl", [row(0, "progressive", 0.1, 60), row(0, "single", 0.1, 100)])
+    proc = run("--from-log", str(log), "--png", str(tmp_path / "f" / "p.png"))
+    assert proc.returncode == 2 and "--png" in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "out" / "single-s0").mkdir(parents=True)
+    proc = run("--seeds", "1", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "single-s0" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

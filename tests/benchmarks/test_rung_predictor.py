@@ -83,3 +83,33 @@ def test_gru_encoder_ranks_held_out_cells_by_what_their_curves_carry():
     model = GRUScore(M=8).fit(results[:24], target[:24])
     tau = kendalltau(model.predict(results[24:]), target[24:])[0]
     assert tau > 0.7, tau
+
+
+def test_the_default_flags_are_accepted():
+    """The defaults agree with each other: --pairs starts at the default --min-pairs (the
+    product's MIN_PAIRS) and ends within the default --cells − 4 (parsing only, no training)."""
+    from rung_predictor import parse_args
+
+    from evaluators.promotion import MIN_PAIRS
+
+    args = parse_args([])
+    assert args.min_pairs == MIN_PAIRS
+    assert args.pair_list[0] >= args.min_pairs and args.pair_list[-1] <= args.cells - 4
+    # the docstring's example parses too
+    example = __import__("rung_predictor").__doc__.split("\n\n")[1]
+    flags = example.replace("\\", " ").split()[2:]
+    flags = flags[:flags.index("[--png")]
+    parsed = parse_args(flags)
+    assert parsed.pair_list == [8, 16, 32]
+
+
+def test_bad_setting_flags_are_refused_in_one_line_that_quotes_them(tmp_path):
+    (tmp_path / "f").write_text("x")
+    for flags, quoted in ((("--min-pairs", "100000"), "'100000'"), (("--seed", "-1"), "'-1'"),
+                          (("--out", str(tmp_path / "f")), repr(str(tmp_path / "f"))),
+                          (("--png", str(tmp_path / "no" / "s.png")), "s.png")):
+        proc = run(*flags)
+        assert proc.returncode == 2, flags
+        assert "Traceback" not in proc.stderr
+        last = proc.stderr.strip().splitlines()[-1]
+        assert quoted in last and flags[0] in last, last

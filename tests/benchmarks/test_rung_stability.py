@@ -55,7 +55,8 @@ def test_rung_tau_is_kendall_tau_of_the_rungs_prediction_against_the_held_out_tr
 
 
 def test_bad_rung_is_refused_in_one_line_that_quotes_it(tmp_path):
-    for args, needle in ((("--rungs", "low:x"), "'low:x'"), (("--batch-size", "0"), "--batch-size 0")):
+    for args, needle in ((("--rungs", "low:x"), "'low:x'"),
+                         (("--batch-size", "0"), "--batch-size: expected an integer >= 1, got '0'")):
         proc = run(*args, "--out", str(tmp_path))
         assert proc.returncode == 2
         assert needle in proc.stderr.strip().splitlines()[-1]
@@ -70,3 +71,15 @@ def test_malformed_baseline_is_refused_in_one_line_that_quotes_it(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "'conv9x9'" in lines[0] and str(bad) in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_bad_flags_are_refused_in_one_line_that_quotes_them(tmp_path):
+    (tmp_path / "f").write_text("x")
+    for flags, quoted in ((("--n-samples", "-5"), "'-5'"), (("--n-samples", "0"), "'0'"),
+                          (("--dataset", "foo"), "'foo'"), (("--seed", "-1"), "'-1'"),
+                          (("--out", str(tmp_path / "f")), repr(str(tmp_path / "f")))):
+        proc = run(*flags)
+        assert proc.returncode == 2, flags
+        assert "Traceback" not in proc.stderr
+        last = proc.stderr.strip().splitlines()[-1]
+        assert quoted in last and flags[0] in last, last
