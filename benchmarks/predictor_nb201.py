@@ -34,9 +34,11 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from cli_types import at_least, int_list  # this folder
 from rich.console import Console
 from rich.progress import Progress
 from sklearn.ensemble import RandomForestRegressor
@@ -67,6 +69,10 @@ class Variant(NamedTuple):
     cv: bool    # +cv: members weighted by cross-validation
     mf: bool    # +mf: GINs pretrained to rank the low-fidelity column of other cells first
 
+
+#: extensions matplotlib's Agg backend saves (``--png``)
+PNG_FORMATS = ("png", "pdf", "svg", "svgz", "eps", "ps", "jpg", "jpeg", "tif", "tiff", "webp", "pgf", "raw",
+               "rgba")
 
 SUFFIXES = ("+lowfi", "+zc", "+cv", "+mf")
 
@@ -190,28 +196,34 @@ def main(argv=None) -> int:
     p.add_argument("--table", action="append", required=True)
     p.add_argument("--target", required=True)
     p.add_argument("--low-fidelity", default=None)
-    p.add_argument("--labels", default="20,50,100")
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--first-seed", type=int, default=0,
+    p.add_argument("--labels", type=int_list(2), default=[20, 50, 100])
+    p.add_argument("--seeds", type=at_least(1), default=5)
+    p.add_argument("--first-seed", type=at_least(0), default=0,
                    help="seeds first … first + seeds − 1 (fresh seeds check a choice made on others)")
-    p.add_argument("--held-out", type=int, default=1000)
-    p.add_argument("--screened", type=int, default=1000,
+    p.add_argument("--held-out", type=at_least(1), default=1000)
+    p.add_argument("--screened", type=at_least(0), default=1000,
                    help="+mf: how many other architectures' low-fidelity scores (no targets) it reads")
     p.add_argument("--predictors", default=None,
                    help="comma-separated; default: gnn-ensemble, dcl-ensemble, rf-onehot "
                         "(and their +lowfi forms and lowfi-only with --low-fidelity)")
-    p.add_argument("--pretrain-epochs", type=int, default=PretrainConfig.epochs)
+    p.add_argument("--pretrain-epochs", type=at_least(1), default=PretrainConfig.epochs)
     p.add_argument("--png", default=None, help="write τ, strict recall and top-10 %% τ per label count")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.low_fidelity and "test" in args.low_fidelity:
         p.error(f"--low-fidelity {args.low_fidelity!r} must be a validation column, not a test column")
-    try:
-        labels = [int(x) for x in args.labels.split(",")]
-    except ValueError:
-        p.error(f"--labels {args.labels!r} must be comma-separated integers")
-    if args.predictors:
+    labels = args.labels
+    if args.png is not None:
+        png = Path(args.png)
+        if png.suffix.lower().lstrip(".") not in PNG_FORMATS:
+            p.error(f"--png {args.png!r}: the extension must be one matplotlib writes "
+                    f"({', '.join('.' + e for e in PNG_FORMATS)})")
+        if not png.parent.is_dir():
+            p.error(f"--png {args.png!r}: no folder {str(png.parent)!r} to write it in")
+    if args.predictors is not None:
         names = args.predictors.split(",")
+        if not all(n.strip() for n in names):
+            p.error(f"--predictors {args.predictors!r}: expected comma-separated predictor names")
     else:
         names = ["gnn-ensemble", "dcl-ensemble", "rf-onehot"]
         if args.low_fidelity:
@@ -235,6 +247,9 @@ def main(argv=None) -> int:
     except TableError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if max(labels) + args.held_out > len(table):
+        p.error(f"--labels {max(labels)} with --held-out {args.held_out} need "
+                f"{max(labels) + args.held_out:,} architectures; the tables hold {len(table):,}")
     space = NB201Space()
     specs = [NB201Space.from_arch_string(a) for a in table.archs]
     hashes = [space.canonical_hash(s) for s in specs]
@@ -275,12 +290,21 @@ def main(argv=None) -> int:
                     results.setdefault((name, n), []).append(ranking_scores(pred, loss[te]))
                     progress.advance(task)
     rows = summarise(results)
+    report(rows, args, twins)
     if args.png:
-        plot(rows, args.png, args.target)
+        try:  # after the table is printed: a plot that fails loses no results
+            plot(rows, args.png, args.target)
+        except (OSError, ValueError) as err:
+            print(f"error: --png {args.png!r}: {err}", file=sys.stderr)
+            return 2
+    return 0
+
+
+def report(rows: list[dict], args: argparse.Namespace, twins: list[int]) -> None:
     if args.json:
         for r in rows:
             print(json.dumps(r))
-        return 0
+        return
     print(f"target {args.target}; held-out: {args.held_out} architectures per seed with no canonical "
           f"twin of a training one ({np.mean(twins):.0f} twins skipped on average); "
           f"mean ± sd over {args.seeds} seeds")
@@ -290,7 +314,6 @@ def main(argv=None) -> int:
         cells = [f"{r[k]:.3f}±{r[k + '_std']:.3f}" for k in METRICS]
         print(f"{r['predictor']:24} {r['labels']:>6} {cells[0]:>13} {cells[1]:>13} {cells[2]:>18} "
               f"{cells[3]:>15}")
-    return 0
 
 
 if __name__ == "__main__":

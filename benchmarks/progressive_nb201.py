@@ -30,6 +30,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from cli_types import at_least, int_list  # this folder
 from rich.console import Console
 from rich.progress import Progress
 
@@ -38,15 +39,13 @@ from agent.tabular_search import tabular_search
 from evaluators.promotion import HALVINGS
 from evaluators.tabular import TableError, TabularBenchmark
 
+#: extensions matplotlib's Agg backend saves (``--png``)
+PNG_FORMATS = ("png", "pdf", "svg", "svgz", "eps", "ps", "jpg", "jpeg", "tif", "tiff", "webp", "pgf", "raw",
+               "rgba")
 
-def _positive_ints(text: str, name: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise SystemExit(f"error: {name} must be comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise SystemExit(f"error: {name} must be positive, got {text!r}")
-    return values
+
+class LogError(ValueError):
+    """A ``--from-log`` file that cannot be joined: the message names the file and line."""
 
 
 def _name(steer: str, halving: str = "asynchronous") -> str:
@@ -100,27 +99,69 @@ def from_log(paths: list[str], budgets: list[int]) -> dict:
     files is an error), in :func:`run`'s shape; the logs must hold ``budgets``."""
     rows: dict[int, dict] = {}
     seconds: dict[str, float] = {}
+    methods: list[str] | None = None
     for path in paths:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except IsADirectoryError:
+            raise LogError(f"--from-log {path!r}: is a folder, not a seed log") from None
+        except OSError as err:
+            raise LogError(f"--from-log {path!r}: cannot read it ({err.strerror or err})") from None
+        except UnicodeDecodeError as err:
+            raise LogError(f"--from-log {path!r}: not UTF-8 text ({err.reason} at byte "
+                           f"{err.start})") from None
         row = None
-        for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-            row = json.loads(line)
-            if row["seed"] in rows:
-                raise SystemExit(f"error: {path}:{n}: seed {row['seed']} is in two logs")
-            missing = set(budgets) - set(row["budgets"])
+        for n, line in enumerate(text.splitlines(), 1):
+            where = f"{path}:{n}"
+            if not line.strip():
+                raise LogError(f"{where}: blank line (a seed log holds one JSON object per line)")
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise LogError(f"{where}: not JSON ({err.msg} at column {err.colno})") from None
+            if not isinstance(row, dict):
+                raise LogError(f"{where}: expected a JSON object, got {type(row).__name__} {line[:60]!r}")
+            missing_keys = [k for k in ("seed", "budgets") if k not in row]
+            if missing_keys:
+                raise LogError(f"{where}: no {', '.join(map(repr, missing_keys))} key (keys: "
+                               f"{', '.join(map(repr, row))})")
+            seed, logged = row["seed"], row["budgets"]
+            if not isinstance(seed, int) or isinstance(seed, bool):
+                raise LogError(f"{where}: seed {seed!r} is not an integer")
+            if not isinstance(logged, list) or not all(isinstance(b, int) for b in logged):
+                raise LogError(f"{where}: budgets {logged!r} is not a list of integers")
+            if seed in rows:
+                raise LogError(f"{where}: seed {seed} is in two logs")
+            missing = set(budgets) - set(logged)
             if missing:
-                raise SystemExit(f"error: {path}:{n}: no figures at budgets {sorted(missing)}")
-            rows[row["seed"]] = row
-        for k, v in (row or {}).get("seconds", {}).items():  # a log's seconds run on: its last
+                raise LogError(f"{where}: no figures at budgets {sorted(missing)}")
+            mine = [k for k, v in row.items() if isinstance(v, list) and k != "budgets"]
+            if methods is None:
+                methods = mine
+            elif set(mine) != set(methods):
+                raise LogError(f"{where}: methods {sorted(mine)} differ from the first line's "
+                               f"{sorted(methods)}")
+            for m in (m for m in mine if not m.endswith(" low/top")):
+                if len(row[m]) != len(logged) or not all(isinstance(v, int | float) for v in row[m]):
+                    raise LogError(f"{where}: {m!r} is not one number per budget ({row[m]!r})")
+            for k, v in row.items():
+                if k.endswith(" low/top") and not (isinstance(v, list) and len(v) == 2):
+                    raise LogError(f"{where}: {k!r} is not a [low, top] pair ({v!r})")
+            rows[seed] = row
+        logged_seconds = (row or {}).get("seconds", {})
+        if not isinstance(logged_seconds, dict) or not all(
+                isinstance(v, int | float) for v in logged_seconds.values()):
+            raise LogError(f"{path}: its last line's 'seconds' {logged_seconds!r} is not a mapping "
+                           "to numbers")
+        for k, v in logged_seconds.items():  # a log's seconds run on: its last
             seconds[k] = seconds.get(k, 0.0) + v
     seeds = sorted(rows)
     if not seeds:
-        raise SystemExit(f"error: no seed lines in {paths}")
+        raise LogError(f"--from-log: no seed lines in {', '.join(map(repr, paths))}")
     choosers = {json.dumps(rows[s].get("chooser"), sort_keys=True) for s in seeds}
     first = rows[seeds[0]]
-    methods = [k for k, v in first.items() if isinstance(v, list) and k not in ("budgets",)
-               and not k.endswith(" low/top")]
-    cols = [first["budgets"].index(b) for b in budgets]
-    best = {m: np.array([[rows[s][m][j] for j in cols] for s in seeds]) for m in methods}
+    best = {m: np.array([[rows[s][m][rows[s]["budgets"].index(b)] for b in budgets] for s in seeds])
+            for m in methods or [] if not m.endswith(" low/top")}
     counts = {k.removesuffix(" low/top"): {"low": [rows[s][k][0] for s in seeds],
                                            "top": [rows[s][k][1] for s in seeds], "reasons": {}}
               for k in first if k.endswith(" low/top")}
@@ -154,12 +195,12 @@ def main(argv=None) -> int:
     p.add_argument("--target", required=True, help="top-rung column (cost 1)")
     p.add_argument("--low-fidelity", required=True, help="low-rung column (a validation column)")
     p.add_argument("--low-cost", default="12/200", help="low-rung cost in top-rung queries")
-    p.add_argument("--budgets", default="25,50,100")
-    p.add_argument("--seeds", type=int, default=50)
-    p.add_argument("--eta", type=int, default=3)
-    p.add_argument("--refit-every", type=int, default=10)
-    p.add_argument("--gnn-epochs", type=int, default=80)
-    p.add_argument("--proposals", type=int, default=64)
+    p.add_argument("--budgets", type=int_list(1), default=[25, 50, 100])
+    p.add_argument("--seeds", type=at_least(1), default=50)
+    p.add_argument("--eta", type=at_least(2), default=3)
+    p.add_argument("--refit-every", type=at_least(1), default=10)
+    p.add_argument("--gnn-epochs", type=at_least(1), default=80)
+    p.add_argument("--proposals", type=at_least(1), default=64)
     p.add_argument("--png")
     p.add_argument("--json", action="store_true")
     p.add_argument("--seed-log", help="append one JSON line per finished seed to this file")
@@ -169,21 +210,28 @@ def main(argv=None) -> int:
     p.add_argument("--halving", default="asynchronous", help="asynchronous, capped or "
                    "asynchronous,capped (agent.rungs.plan_promotions; each with every --steer)")
     p.add_argument("--no-single", action="store_true", help="leave the single-fidelity search out")
-    p.add_argument("--first-seed", type=int, default=0, help="seeds first … first + seeds - 1")
+    p.add_argument("--first-seed", type=at_least(0), default=0, help="seeds first … first + seeds - 1")
     p.add_argument("--from-log", nargs="+", default=None, metavar="SEED_LOG",
                    help="join the lines of earlier --seed-log files and report them; no search")
     args = p.parse_args(argv)
-    budgets = sorted(_positive_ints(args.budgets, "--budgets"))
+    budgets = sorted(set(args.budgets))
     try:
         low_cost = Fraction(args.low_cost)
     except (ValueError, ZeroDivisionError):
         print(f"error: --low-cost must be a number or a fraction, got {args.low_cost!r}", file=sys.stderr)
         return 2
-    if not 0 < low_cost < 1 or args.eta < 2 or args.seeds < 1 or args.first_seed < 0:
-        print(f"error: need 0 < --low-cost < 1, --eta ≥ 2, --seeds ≥ 1 and --first-seed ≥ 0 (got "
-              f"{args.low_cost!r}, {args.eta!r}, {args.seeds!r}, {args.first_seed!r})",
-              file=sys.stderr)
+    if not 0 < low_cost < 1:
+        print(f"error: --low-cost {args.low_cost!r}: must lie strictly between 0 and 1", file=sys.stderr)
         return 2
+    if args.png is not None:
+        png = Path(args.png)
+        if png.suffix.lower().lstrip(".") not in PNG_FORMATS:
+            print(f"error: --png {args.png!r}: the extension must be one matplotlib writes "
+                  f"({', '.join('.' + e for e in PNG_FORMATS)})", file=sys.stderr)
+            return 2
+        if not png.parent.is_dir():
+            print(f"error: --png {args.png!r}: no folder {str(png.parent)!r} to write it in", file=sys.stderr)
+            return 2
     try:
         table = TabularBenchmark(args.table, args.target, args.low_fidelity)
     except TableError as err:
@@ -203,10 +251,19 @@ def main(argv=None) -> int:
                "proposals": args.proposals}
     start = time.perf_counter()
     if args.from_log:
-        out = from_log(args.from_log, budgets)
+        try:
+            out = from_log(args.from_log, budgets)
+        except LogError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         args.seeds = len(out["seeds"])
     else:
-        seed_log = open(args.seed_log, "a") if args.seed_log else None  # noqa: SIM115
+        try:
+            seed_log = open(args.seed_log, "a") if args.seed_log else None  # noqa: SIM115
+        except OSError as err:
+            print(f"error: --seed-log {args.seed_log!r}: cannot append to it ({err.strerror or err})",
+                  file=sys.stderr)
+            return 2
         with Progress(console=Console(stderr=True)) as progress:
             out = run(table, budgets, args.seeds, low_cost=low_cost, eta=args.eta, chooser=chooser,
                       progress=progress, seed_log=seed_log, steers=steers,
@@ -239,10 +296,14 @@ def main(argv=None) -> int:
                      if c["reasons"] else ""))
         print(("joined from the logs: " if args.from_log else f"wall {wall:.0f} s; ")
               + f"seconds searching (summed over processes): progressive "
-              f"{out['seconds']['progressive']:.0f}, "
-              f"single {out['seconds']['single']:.0f}")
+              f"{out['seconds'].get('progressive', 0.0):.0f}, "
+              f"single {out['seconds'].get('single', 0.0):.0f}")
     if args.png:
-        _plot(best, budgets, args.png, table.columns[args.target].max())
+        try:  # after the figures are printed: a plot that fails loses no results
+            _plot(best, budgets, args.png, table.columns[args.target].max())
+        except (OSError, ValueError) as err:
+            print(f"error: --png {args.png!r}: {err}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -19,6 +19,7 @@ import json
 import sys
 
 import numpy as np
+from cli_types import at_least, int_list  # this folder
 from predictor_nb201 import proxy_task  # the proxy's task for a target column (this folder)
 from rich.console import Console
 from rich.progress import Progress
@@ -26,7 +27,7 @@ from rich.progress import Progress
 from agent.tabular_search import tabular_search
 from evaluators.predictor.ensemble import EnsemblePredictor, Record
 from evaluators.predictor.zero_cost import ZeroCostProxy, cache_path
-from evaluators.tabular import TabularBenchmark
+from evaluators.tabular import TableError, TabularBenchmark
 from spaces.nb201 import EDGES, OPS, NB201Space
 
 
@@ -157,6 +158,8 @@ def dcl_search(table, queries, seed, *, n_init=10, population=20, offspring=100,
     return curve[:queries]
 
 
+FULL_TABLE = 15_625  # cells in NAS-Bench-201
+
 METHODS = {"ours": ours, "ours+zc": ours_zc, "dcl": dcl_search, "random": random_search,
            "regularized-evolution": regularized_evolution, "local-search": local_search}
 
@@ -165,19 +168,35 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--table", action="append", required=True)
     p.add_argument("--target", required=True)
-    p.add_argument("--queries", default="50,100,150")
-    p.add_argument("--seeds", type=int, default=50)
+    p.add_argument("--queries", type=int_list(1), default=[50, 100, 150])
+    p.add_argument("--seeds", type=at_least(1), default=50)
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    counts = [int(q) for q in args.queries.split(",")]
-    unknown = [m for m in args.methods.split(",") if m not in METHODS]
+    counts = args.queries
+    methods = args.methods.split(",")
+    unknown = [m for m in methods if m not in METHODS]
     if unknown:
         p.error(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
-    table = TabularBenchmark(args.table, args.target)
+    try:
+        table = TabularBenchmark(args.table, args.target)
+    except TableError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if "ours+zc" in methods:
+        try:
+            proxy_task(args.target)
+        except ValueError as err:
+            p.error(f"--methods ours+zc: {err}")
+    # these draw and mutate arbitrary cells, so every NB201 cell must be in the table
+    anywhere = [m for m in methods if m in ("random", "regularized-evolution", "local-search", "dcl")]
+    if anywhere and len(table) < FULL_TABLE:
+        print(f"error: the tables hold {len(table):,} architectures; {', '.join(anywhere)} query any "
+              f"NB201 cell, so search needs the full NB201 table ({FULL_TABLE:,})", file=sys.stderr)
+        return 2
     results = {}
     with Progress(console=Console(stderr=True)) as progress:
-        for name in args.methods.split(","):
+        for name in methods:
             task = progress.add_task(name, total=args.seeds)
             curves = []
             for seed in range(args.seeds):

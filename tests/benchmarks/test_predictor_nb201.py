@@ -55,3 +55,29 @@ def test_mf_is_refused_without_a_gin_or_without_the_low_fidelity_column():
     assert proc.returncode == 2 and "'rf-onehot+mf'" in proc.stderr and "has none" in proc.stderr
     proc = run("--predictors", "gin+mf")
     assert proc.returncode == 2 and "'gin+mf' needs --low-fidelity" in proc.stderr
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def test_bad_counts_are_refused_quoting_them_before_any_fitting():
+    line = error_line(run("--labels", "0"))
+    assert "--labels" in line and "'0'" in line
+    line = error_line(run("--seeds", "1", "--first-seed", "-1"))
+    assert "--first-seed" in line and "'-1'" in line
+    line = error_line(run("--predictors", ""))
+    assert "--predictors ''" in line
+
+
+def test_labels_and_held_out_must_fit_in_the_table():
+    line = error_line(run("--labels", "250", "--held-out", "100"))  # the excerpt holds 300
+    assert "--labels 250" in line and "--held-out 100" in line and "350" in line and "300" in line
+
+
+def test_a_png_without_a_folder_is_refused_before_fitting(tmp_path):
+    png = str(tmp_path / "no-such-folder" / "tau.png")
+    line = error_line(run("--labels", "20", "--held-out", "50", "--png", png))
+    assert repr(png) in line

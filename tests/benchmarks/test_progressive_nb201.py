@@ -40,3 +40,33 @@ def test_both_halving_rules_are_logged_per_seed_and_joined_with_the_chooser_they
 def test_an_unknown_halving_rule_is_refused_quoting_it():
     proc = run("--halving", "synchronous")
     assert proc.returncode == 2 and "'synchronous'" in proc.stderr
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def test_a_malformed_seed_log_line_is_named_by_file_and_line(tmp_path):
+    log = tmp_path / "seeds.jsonl"
+    log.write_text('{"seed": 0, "budgets": [2, 4], "single": [90.0, 91.0]}\n{"seed": 1, "budg\n')
+    line = error_line(run("--budgets", "2,4", "--from-log", str(log)))
+    assert f"{log}:2: not JSON" in line
+    log.write_text('{"seed": 0, "budgets": [2, 4], "single": [90.0, 91.0]}\n\n')
+    assert f"{log}:2: blank line" in error_line(run("--budgets", "2,4", "--from-log", str(log)))
+    log.write_text('[1, 2]\n')
+    assert f"{log}:1: expected a JSON object" in error_line(run("--budgets", "2,4", "--from-log", str(log)))
+    log.write_text('{"seed": 0}\n')
+    assert f"{log}:1: no 'budgets' key" in error_line(run("--budgets", "2,4", "--from-log", str(log)))
+    line = error_line(run("--from-log", str(tmp_path)))
+    assert repr(str(tmp_path)) in line and "folder" in line
+
+
+def test_a_seed_log_in_a_missing_folder_and_bad_counts_are_refused_before_searching(tmp_path):
+    where = str(tmp_path / "nope" / "seeds.jsonl")
+    line = error_line(run("--budgets", "2", "--seeds", "1", "--seed-log", where))
+    assert repr(where) in line
+    assert "'-1'" in error_line(run("--gnn-epochs", "-1"))
+    assert "'0'" in error_line(run("--proposals", "0"))
+    assert "'0'" in error_line(run("--refit-every", "0"))
