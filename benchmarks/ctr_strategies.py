@@ -44,8 +44,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from cli_types import at_least  # this folder
-from rung_stability import check_folder, check_out_file  # this folder
+from cli_types import at_least, check_folder, check_out_file  # this folder
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

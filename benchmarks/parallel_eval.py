@@ -30,8 +30,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import numpy as np
-from cli_types import at_least  # this folder
-from rung_stability import check_out_file  # this folder
+from cli_types import at_least, check_out_file  # this folder
 
 from evaluators.data import load_task
 from evaluators.evaluator import EvalJob, Evaluator, LocalEvaluator

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from cli_types import at_least, finite_at_least  # this folder
+from cli_types import at_least, check_folder, check_out_file, finite_at_least  # this folder
 from rich.console import Console
 from rich.progress import Progress
 
@@ -259,43 +259,12 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _existing_ancestor(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
-def _png_problem(png: str | None) -> str | None:
-    """Why ``--png`` cannot be written (checked before any search: results are not lost), or None."""
-    if png is None:
-        return None
-    path = Path(png)
-    if path.is_dir():
-        return "is a folder, not a file"
-    ancestor = _existing_ancestor(path.parent)
-    if not ancestor.is_dir():
-        return f"{str(ancestor)!r} is a file, not a folder"
-    if not os.access(ancestor, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        return "not writable"
-    return None
-
-
-def _out_problem(out: str | None, runs: list[str]) -> str | None:
-    """Why the run folders cannot be made under ``--out`` (a file, unwritable, or holding an
-    earlier run's folders, which are never overwritten), or None."""
-    if out is None:
-        return None
-    path = Path(out)
-    ancestor = _existing_ancestor(path)
-    if not ancestor.is_dir():
-        return f"{str(ancestor)!r} is a file, not a folder"
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        return f"{str(ancestor)!r} is not writable"
-    taken = [name for name in runs if (path / name).exists()]
-    if taken:
-        return (f"already holds {', '.join(taken)} from an earlier run (never overwritten): "
-                "choose another folder or remove them")
-    return None
+def taken_runs(out: str | None, runs: list[str]) -> str | None:
+    """Why ``--out`` cannot take these run folders (it holds an earlier run's, which are never
+    overwritten), or None."""
+    taken = [name for name in runs if out is not None and (Path(out) / name).exists()]
+    return (f"already holds {', '.join(taken)} from an earlier run (never overwritten): choose "
+            "another folder or remove them") if taken else None
 
 
 def main(argv=None) -> int:
@@ -334,10 +303,7 @@ def main(argv=None) -> int:
     p.add_argument("--from-log", nargs="+", metavar="FILE", help="no search: summarise (and "
                    "--png) the rows earlier --json runs printed, e.g. several processes' shares")
     args = p.parse_args(argv)
-    wrong = _png_problem(args.png)
-    if wrong:
-        print(f"error: --png {args.png!r}: {wrong}", file=sys.stderr)
-        return 2
+    check_out_file(p, "--png", args.png)
     if args.from_log:
         try:
             rows = load_rows(args.from_log)
@@ -385,9 +351,11 @@ def main(argv=None) -> int:
                "single": ["--fidelity-schedule" if ":" in args.single else "--fidelity", args.single]}
     methods = {k: [*v, "--max-learner-epochs", f"{budget[k]:g}"] for k, v in methods.items()
                if k in chosen}
-    wrong = _out_problem(args.out, [f"{name}-s{seed}" for seed in range(args.first_seed,
-                                                                     args.first_seed + args.seeds)
-                                    for name in methods])
+    if args.out is not None:
+        check_folder(p, "--out", args.out)
+    wrong = taken_runs(args.out, [f"{name}-s{seed}" for seed in range(args.first_seed,
+                                                                   args.first_seed + args.seeds)
+                                  for name in methods])
     if wrong:
         print(f"error: --out {args.out!r}: {wrong}", file=sys.stderr)
         return 2

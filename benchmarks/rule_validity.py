@@ -57,12 +57,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from cli_types import at_least  # this folder
+from cli_types import at_least, check_folder  # this folder
 from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn, track
 from rule_validity_report import plot, report, score, spread  # tables, PNG (this folder)
 from rule_validity_truth import baseline_learners, gain, gain_key, oracle, truth  # the scoring inputs
-from rung_stability import check_folder  # this folder
 
 from agent.cli import UsageError, parse_learners
 from agent.config import RunConfig

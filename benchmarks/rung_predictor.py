@@ -46,13 +46,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from cli_types import at_least  # this folder
+from cli_types import at_least, check_out_file  # this folder
 from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn
 from rich.table import Table
 from rung_stability import (  # this folder
     TRUTH_SEED0,
-    check_out_file,
     check_setting,
     setting,
     setting_parser,

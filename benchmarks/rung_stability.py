@@ -30,12 +30,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
-from cli_types import at_least  # this folder
+from cli_types import at_least, check_folder, check_out_file  # this folder
 from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn
 from rich.table import Table
@@ -51,35 +50,6 @@ from spaces import get_space
 ROOT = Path(__file__).resolve().parents[1]
 TRUTH_SEED0 = 10000
 IMAGE_DATASETS = [d for d in list_datasets() if d not in ("synthetic-ctr", "criteo")]  # nb201 cells
-
-
-def check_folder(p: argparse.ArgumentParser, flag: str, path: str) -> None:
-    """Refuse (``p.error``) a folder flag that names a file, or lies under one, or cannot be written."""
-    target = Path(path)
-    if target.exists() and not target.is_dir():
-        p.error(f"{flag} {path!r}: is a file, not a folder")
-    ancestor = target
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        p.error(f"{flag} {path!r}: {str(ancestor)!r} is a file, not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        p.error(f"{flag} {path!r}: {str(ancestor)!r} is not writable")
-
-
-def check_out_file(p: argparse.ArgumentParser, flag: str, path: str | None) -> None:
-    """Refuse (``p.error``) an output file flag whose folder is missing or not writable, or that
-    names a folder: found before the long work, not after it."""
-    if path is None:
-        return
-    target = Path(path)
-    if target.is_dir():
-        p.error(f"{flag} {path!r}: is a folder, not a file")
-    folder = target.parent
-    if not folder.is_dir():
-        p.error(f"{flag} {path!r}: folder {str(folder)!r} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        p.error(f"{flag} {path!r}: not writable")
 
 
 def setting_parser(description: str, *, n_samples: int, cells: int, out: str) -> argparse.ArgumentParser:
