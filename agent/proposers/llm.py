@@ -34,7 +34,7 @@ from tenacity import (
 from agent.prompts import PromptSet, PromptTemplateError, prompt_context
 from agent.proposers.base import Proposal, ProposalContext, Proposer, ProposerFatal, ProposerOutOfTime
 from agent.proposers.parse import ParsedItem, parse_reply
-from agent.proposers.preflight import has_price, missing_key, server_address, unknown_provider, unreachable
+from agent.proposers.preflight import check_server, has_price, missing_key, unknown_provider
 from agent.redact import redact
 from spaces.base import SearchSpace
 
@@ -361,21 +361,14 @@ def make_llm_proposer(model: str, *, api_base: str | None, prompt: str | None, s
                       timeout_s: float = 120.0, max_retries: int = 5) -> Proposer:
     """A proposer for any litellm model name; templates, the provider key and a user-run server's
     address are checked here, at start-up (:mod:`agent.proposers.preflight`)."""
-    if (why := unknown_provider(_litellm(), model, api_base)) is not None:
+    litellm = _litellm()
+    if (why := unknown_provider(litellm, model, api_base)) is not None:
         raise ProposerFatal(f"{model}: litellm cannot tell which provider serves it ({why}); name "
                             "it provider/model, e.g. anthropic/…, or openai/<name> with --api-base")
-    if (keys := missing_key(_litellm(), model, api_base)) is not None:
+    if (keys := missing_key(litellm, model, api_base)) is not None:
         raise ProposerFatal(f"{model}: no API key: set {keys} in the environment")
     check_server(model, api_base)
     return LLMProposer(model, api_base=api_base, prompts=PromptSet(prompt), seed=seed,
                        timeout_s=timeout_s, max_retries=max_retries,
                        forms=default_forms(model, api_base))
 
-
-def check_server(model: str, api_base: str | None) -> None:
-    """Raise :class:`ProposerFatal` when nothing answers at the server ``model`` will call."""
-    address = server_address(model, api_base)
-    if address is not None and (why := unreachable(address)) is not None:
-        hint = ("start it (ollama serve) or give its address with --api-base" if not api_base
-                else "start the server, or correct --api-base")
-        raise ProposerFatal(f"{model}: {why}; {hint}")

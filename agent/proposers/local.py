@@ -22,7 +22,8 @@ import urllib.request
 from pathlib import Path
 
 from agent.prompts import PromptSet
-from agent.proposers.llm import LLMProposer, check_server
+from agent.proposers.llm import LLMProposer
+from agent.proposers.preflight import check_server
 
 __all__ = ["LocalModelUnavailable", "local_model_available", "make_local_proposer",
            "LocalServer", "model_path"]

@@ -17,9 +17,10 @@ from types import ModuleType
 
 import httpx
 
+from agent.proposers.base import ProposerFatal
 from agent.redact import redact, redact_url
 
-__all__ = ["unknown_provider", "missing_key", "server_address", "unreachable", "has_price",
+__all__ = ["unknown_provider", "missing_key", "server_address", "unreachable", "check_server", "has_price",
            "OLLAMA_DEFAULT"]
 
 #: where litellm sends ``ollama/…`` models when neither --api-base nor OLLAMA_API_BASE is set
@@ -87,3 +88,12 @@ def unreachable(address: str, timeout_s: float = 5.0) -> str | None:
         reason = redact(str(err)).splitlines()[0] if str(err) else type(err).__name__
         return f"nothing answers at {shown!r} ({reason})"
     return None
+
+
+def check_server(model: str, api_base: str | None) -> None:
+    """Raise :class:`ProposerFatal` when nothing answers at the server ``model`` will call."""
+    address = server_address(model, api_base)
+    if address is not None and (why := unreachable(address)) is not None:
+        hint = ("start it (ollama serve) or give its address with --api-base" if not api_base
+                else "start the server, or correct --api-base")
+        raise ProposerFatal(f"{model}: {why}; {hint}")
