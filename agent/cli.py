@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from agent.config import DEFAULT_SCHEDULE, RunConfig
 from evaluators.predictor import PROXIES, WEIGHTINGS
 from evaluators.promotion import HALVINGS
+from evaluators.userfiles import UnreadableFile, read_text
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -31,16 +32,10 @@ def load_baseline(path: str, space: SearchSpace) -> BaseModel:
     names the file and what is wrong (unreadable, too large, not UTF-8, not a valid spec)."""
     from pydantic import ValidationError
 
-    file = Path(path)
     try:
-        if (size := file.stat().st_size) > MAX_SPEC_FILE_BYTES:
-            raise UsageError(f"--baseline {path}: {size:,} bytes; a spec file has at most "
-                             f"{MAX_SPEC_FILE_BYTES:,}")
-        text = file.read_bytes().decode("utf-8")
-    except OSError as err:
-        raise UsageError(f"--baseline {path}: cannot read it ({err.strerror})") from None
-    except UnicodeDecodeError as err:
-        raise UsageError(f"--baseline {path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        text = read_text(Path(path), MAX_SPEC_FILE_BYTES, "spec file")
+    except UnreadableFile as err:
+        raise UsageError(f"--baseline {path}: {err}") from None
     try:
         return space.parse(text)
     except ValidationError as err:

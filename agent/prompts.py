@@ -42,6 +42,7 @@ from jinja2 import meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from agent.proposers.base import HistoryItem, ProposalContext
+from evaluators.userfiles import UnreadableFile, read_text
 
 __all__ = ["PromptSet", "PromptTemplateError", "prompt_context", "sample_contexts", "DEFAULT_DIR",
            "CONTEXT_VARS"]
@@ -113,15 +114,9 @@ MAX_TEMPLATE_BYTES = 100_000
 
 def _read(path: Path) -> str:
     try:
-        if (size := path.stat().st_size) > MAX_TEMPLATE_BYTES:
-            raise PromptTemplateError(f"prompt template {path}: {size:,} bytes; a template has at "
-                                      f"most {MAX_TEMPLATE_BYTES:,}")
-        return path.read_bytes().decode("utf-8")
-    except OSError as err:
-        raise PromptTemplateError(f"prompt template {path}: cannot read it ({err.strerror})") from None
-    except UnicodeDecodeError as err:
-        raise PromptTemplateError(f"prompt template {path}: not UTF-8 text ({err.reason} at "
-                                  f"byte {err.start})") from None
+        return read_text(path, MAX_TEMPLATE_BYTES, "template")
+    except UnreadableFile as err:
+        raise PromptTemplateError(f"prompt template {path}: {err}") from None
 
 
 class PromptSet:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluators.userfiles import not_utf8
+
 __all__ = ["TabularBenchmark", "TableError"]
 
 
@@ -57,7 +59,7 @@ class TabularBenchmark:
             except OSError as err:
                 raise TableError(f"{path}: cannot read it ({err.strerror})") from None
             except UnicodeDecodeError as err:
-                raise TableError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+                raise TableError(f"{path}: {not_utf8(err)}") from None
             except csv.Error as err:  # e.g. a field over the csv module's 128 kB limit
                 raise TableError(f"{path}: not a CSV table ({err})") from None
             joined = rows if joined is None else {a: joined[a] | r for a, r in rows.items() if a in joined}

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from evaluators.data import DatasetUnavailable, Task
+from evaluators.userfiles import not_utf8
 from spaces.base import TaskInfo
 from spaces.ctr import N_CAT, N_FIELDS, N_INT, VOCAB
 
@@ -119,7 +120,7 @@ def read_criteo(path: str | Path, max_rows: int | None = None) -> tuple[np.ndarr
         with open(path, encoding="utf-8", errors="strict") as fh:
             return parse_lines(fh, str(path), max_rows)
     except UnicodeDecodeError as err:
-        raise CTRFormatError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        raise CTRFormatError(f"{path}: {not_utf8(err)}") from None
     except OSError as err:
         raise DatasetUnavailable(f"{path}: cannot read it ({err.strerror})") from None
 
