@@ -4,18 +4,14 @@ a bad summary file is one line naming it, exit code 2, nothing trained."""
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "ctr_strategies.py"
+from tests.benchmarks.runscript import run_script
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, text=True,
-                          capture_output=True, timeout=120)
+    return run_script("ctr_strategies.py", *args, timeout=120)
 
 
 @pytest.mark.parametrize("name, content", [

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "predictor_nb201.py"
+from tests.benchmarks.runscript import ROOT, run_script
+
 TABLE = ["--table", str(ROOT / "tests" / "fixtures" / "nb201_excerpt.csv"), "--target",
          "cifar10_test_acc_200ep"]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -19,8 +18,7 @@ from predictor_nb201 import Variant, parse_name, screened_cells  # noqa: E402
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *TABLE, *args], cwd=ROOT, text=True,
-                          capture_output=True, timeout=600)
+    return run_script("predictor_nb201.py", *TABLE, *args)
 
 
 def test_names_take_their_suffixes_in_any_order():

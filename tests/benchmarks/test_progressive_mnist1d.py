@@ -6,19 +6,16 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "progressive_mnist1d.py"
+from tests.benchmarks.runscript import run_script
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, text=True,
-                          capture_output=True, timeout=600)
+    return run_script("progressive_mnist1d.py", *args)
 
 
 def row(seed: int, method: str, brier: float, epochs: float, moved: bool = False) -> dict:

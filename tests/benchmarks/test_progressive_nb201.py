@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "progressive_nb201.py"
+from tests.benchmarks.runscript import ROOT, run_script
+
 TABLE = ["--table", str(ROOT / "tests" / "fixtures" / "nb201_excerpt.csv"), "--target",
          "cifar10_test_acc_200ep", "--low-fidelity", "cifar10_val_acc_12ep"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *TABLE, *args], cwd=ROOT, text=True,
-                          capture_output=True, timeout=600)
+    return run_script("progressive_nb201.py", *TABLE, *args)
 
 
 def test_both_halving_rules_are_logged_per_seed_and_joined_with_the_chooser_they_used(tmp_path):

@@ -4,18 +4,14 @@ line quoting the value, exit code 2, before any training."""
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "rule_validity.py"
+from tests.benchmarks.runscript import run_script
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, text=True,
-                          capture_output=True, timeout=120)
+    return run_script("rule_validity.py", *args, timeout=120)
 
 
 @pytest.mark.parametrize("flags, needle", [

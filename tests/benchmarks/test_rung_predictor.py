@@ -6,13 +6,12 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 from scipy.stats import kendalltau
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "rung_predictor.py"
+from tests.benchmarks.runscript import ROOT, run_script
+
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from rung_predictor import GRUScore  # noqa: E402  (a benchmark module, not a package)
@@ -21,8 +20,7 @@ from evaluators.results import Curves, EvalResult, LearnerResult  # noqa: E402
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, text=True,
-                          capture_output=True, timeout=600)
+    return run_script("rung_predictor.py", *args)
 
 
 def test_scores_are_measured_on_cells_held_out_of_the_fit(tmp_path):

@@ -5,18 +5,14 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
-from pathlib import Path
 
 from scipy.stats import kendalltau
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "rung_stability.py"
+from tests.benchmarks.runscript import run_script
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, text=True,
-                          capture_output=True, timeout=600)
+    return run_script("rung_stability.py", *args)
 
 
 def test_rung_tau_is_kendall_tau_of_the_rungs_prediction_against_the_held_out_truth(tmp_path):

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "search_nb201.py"
+from tests.benchmarks.runscript import ROOT, run_script
+
 EXCERPT = str(ROOT / "tests" / "fixtures" / "nb201_excerpt.csv")
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, text=True,
-                          capture_output=True, timeout=120)
+    return run_script("search_nb201.py", *args, timeout=120)
 
 
 def error_line(proc: subprocess.CompletedProcess) -> str:
